@@ -1,0 +1,85 @@
+"""`python -m resnet --job=...`: the v1 demo's flags, plus batching, formats and strictness.
+
+Exit status: 0 success; 1 an error stopped the run (one line on stderr); 2 bad flags;
+3 some images were skipped (reported, listed in failed.txt) and all others were written.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .errors import ResnetError
+
+JOBS = ("extract", "predict", "demo_model")
+DEFAULT_LAYERS = "res5_3_branch2c_conv,res5_3_branch2c_bn"
+
+
+def _bool(text: str) -> bool:
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected 0/1 or true/false, got {text!r}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m resnet",
+        description="ResNet features and predictions with v1 model-zoo models on PaddlePaddle.",
+        epilog="Exit status: 0 ok, 1 error, 2 bad flags, 3 some images skipped "
+               "(see OUTPUT_DIR/failed.txt).")
+    p.add_argument("--job", required=True, choices=JOBS, help="what to do")
+    p.add_argument("--model", help="v1 model directory (one file per parameter)")
+    p.add_argument("--layer_num", type=int, default=50, help="50, 101 or 152 (default 50)")
+    p.add_argument("--data", help="image list (path [label] per line), a directory or an image")
+    p.add_argument("--mean", help="v1 mean.meta or .npy (default: BGR 103.939,116.779,123.68)")
+    p.add_argument("--multi_crop", nargs="?", const=True, default=False, type=_bool,
+                   help="10 crops of the short-side-256 image, outputs averaged")
+    p.add_argument("--output_layer", default=DEFAULT_LAYERS,
+                   help=f"comma-separated layer names (default {DEFAULT_LAYERS})")
+    p.add_argument("--output_dir", default="output", help="where extract writes (default output)")
+    p.add_argument("--use_gpu", type=_bool, default=None,
+                   help="1/true: GPU (error if none), 0/false: CPU; default: GPU if available")
+    p.add_argument("--batch_size", type=int, default=16, help="images per forward (default 16)")
+    p.add_argument("--format", choices=("hdf5", "pickle", "text"), default="hdf5",
+                   help="extract output: hdf5 (features.h5), pickle (v1 batch_N), text (v1 C++)")
+    p.add_argument("--output_file", help="predict: also write top-k rows to this CSV file")
+    p.add_argument("--top_k", type=int, default=5, help="predict: classes shown (default 5)")
+    p.add_argument("--strict", action="store_true", help="stop at the first bad image")
+    p.add_argument("--workers", type=int, default=None, help="decoding threads (default: cores)")
+    p.add_argument("--seed", type=int, default=0, help="demo_model: random seed")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="resnet: %(message)s", stream=sys.stderr)
+    if args.batch_size < 1:
+        parser().error("--batch_size must be at least 1")
+    try:
+        from . import jobs
+
+        if args.job == "extract":
+            return jobs.extract(args)
+        if args.job == "predict":
+            return jobs.predict(args)
+        if args.job == "demo_model":
+            from .demo import write_demo_model
+
+            if not args.model:
+                raise ResnetError("--job=demo_model needs --model=DIR to write to")
+            write_demo_model(args.model, args.layer_num, args.seed)
+            logging.getLogger("resnet").info("demo model (random weights) in %s", args.model)
+            return 0
+    except ResnetError as e:
+        if args.debug:
+            raise
+        print(f"resnet: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("resnet: interrupted", file=sys.stderr)
+        return 130
+    return 0

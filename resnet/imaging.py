@@ -1,0 +1,110 @@
+"""Decoding and v1 preprocessing: BGR, CHW, float32, minus the mean, no scaling.
+
+Single crop resizes straight to 224x224; multi-crop resizes the short side to 256 and takes
+v1's 10 crops (4 corners, centre, then the same 5 mirrored), subtracting the mean from each
+crop after cropping and mirroring, as v1 did.
+"""
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+
+from .errors import ImageError
+from .spec import INPUT_SIZE
+
+SHORT_SIDE = 256
+CROPS = 10
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
+                    ".pbm", ".jp2")
+
+cv2.setNumThreads(1)  # decoding runs in parallel workers; nested OpenCV threads only contend
+
+
+def decode(path: str) -> np.ndarray:
+    """An 8-bit BGR HWC image, or ImageError saying why this file is not one.
+
+    Grey images are replicated to 3 channels, an alpha channel is dropped (as PIL's
+    convert('RGB') did in v1), and 16-bit images are scaled to 8 bits.
+    """
+    try:
+        raw = np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise ImageError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory, not an image") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
+    if raw.size == 0:
+        raise ImageError(f"{path}: empty file")
+    img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        raise ImageError(f"{path}: not a readable image (corrupt, truncated or unsupported format)")
+    if img.dtype == np.uint16:
+        img = (img.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+    elif img.dtype in (np.float32, np.float64):
+        img = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise ImageError(f"{path}: unsupported pixel type {img.dtype}")
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    elif img.shape[2] == 4:
+        img = np.ascontiguousarray(img[:, :, :3])
+    elif img.shape[2] == 1:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    elif img.shape[2] != 3:
+        raise ImageError(f"{path}: unsupported channel count {img.shape[2]}")
+    return img
+
+
+def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    shrinking = width * height < img.shape[0] * img.shape[1]
+    return cv2.resize(img, (width, height),
+                      interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def resize_short_side(img: np.ndarray, short: int = SHORT_SIDE) -> np.ndarray:
+    """Resize so the short side is `short`, aspect kept, sizes rounded as v1's image_util."""
+    h, w = img.shape[:2]
+    scale = short / float(min(h, w))
+    return _resize(img, int(round(w * scale)), int(round(h * scale)))
+
+
+def crop_offsets(h: int, w: int, size: int = INPUT_SIZE) -> list[tuple[int, int]]:
+    """(top, left) of v1's five crops: top-left, top-right, bottom-left, bottom-right, centre."""
+    return [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size),
+            (int(h / 2.0 - size / 2.0), int(w / 2.0 - size / 2.0))]
+
+
+def single_crop(img: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """(1, 3, 224, 224) float32: resized straight to 224x224, minus the mean."""
+    resized = _resize(img, INPUT_SIZE, INPUT_SIZE)
+    out = np.empty((1, 3, INPUT_SIZE, INPUT_SIZE), dtype=np.float32)
+    out[0] = resized.transpose(2, 0, 1)
+    out -= mean
+    return out
+
+
+def ten_crops(img: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """(10, 3, 224, 224) float32: v1's oversample() on the short-side-256 image, minus the mean."""
+    resized = resize_short_side(img)
+    chw = resized.transpose(2, 0, 1)
+    out = np.empty((CROPS, 3, INPUT_SIZE, INPUT_SIZE), dtype=np.float32)
+    for k, (top, left) in enumerate(crop_offsets(*resized.shape[:2])):
+        out[k] = chw[:, top:top + INPUT_SIZE, left:left + INPUT_SIZE]
+        out[k + 5] = out[k, :, :, ::-1]
+    out -= mean
+    return out
+
+
+def preprocess(path: str, mean: np.ndarray, multi_crop: bool = False) -> np.ndarray:
+    """Decode `path` and return its crops, shaped (crops, 3, 224, 224)."""
+    img = decode(path)
+    return ten_crops(img, mean) if multi_crop else single_crop(img, mean)
+
+
+def is_image_name(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS

@@ -1,0 +1,175 @@
+"""The extract and predict jobs: list -> decode -> batches -> network -> sink, with bad images
+reported, skipped and listed, never costing the good ones."""
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import demo, params as params_io, pipeline
+from .classes import class_name, imagenet_classes
+from .errors import ResnetError
+from .imaging import CROPS
+from .inputs import collect
+from .mean import load_mean
+from .paddle_env import paddle, select_device
+from .progress import Progress
+from .sinks import open_sink
+from .spec import build
+
+log = logging.getLogger("resnet")
+FAILED_NAME = "failed.txt"
+EXIT_SKIPPED = 3  # some images were skipped; everything else was written
+
+
+@dataclass
+class Outcome:
+    done: int = 0
+    failed: list = field(default_factory=list)  # (item, reason)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_SKIPPED if self.failed else 0
+
+
+def _prepare(args):
+    """Everything checked before any image is touched: device, layers, inputs, mean, model."""
+    device = select_device(args.use_gpu)
+    spec = build(args.layer_num)
+    log.info("running ResNet-%d on %s (paddle %s)", spec.layer_num, device.upper(),
+             paddle.__version__)
+    layers = spec.check_layers(args.output_layer.split(","))
+    items = collect(args.data)
+    mean = load_mean(args.mean)
+    if not args.model:
+        raise ResnetError("no model given: pass --model=DIR (see model/get_model.sh)")
+    from .network import Network
+
+    net = Network(spec).load_params(params_io.load_model(args.model, spec))
+    if demo.is_demo(args.model):
+        log.warning(demo.WARNING)
+    return spec, layers, items, mean, net
+
+
+def _run(args, net, layers, items, mean, on_batch, desc):
+    """Feed every item through the network; call on_batch(batch_items, outputs) per batch."""
+    outcome = Outcome()
+    progress = Progress(len(items), desc)
+    crops = CROPS if args.multi_crop else 1
+
+    def on_error(item, err):
+        if args.strict:
+            raise ResnetError(f"{err} (stopped: --strict)")
+        log.warning("skipped %s", err)
+        outcome.failed.append((item, str(err)))
+        progress.update(1)
+
+    try:
+        results = pipeline.decoded(items, mean, args.multi_crop, workers=args.workers)
+        for batch in pipeline.batches(results, args.batch_size, on_error):
+            out = net.run(pipeline.stack(batch), layers)
+            if crops > 1:
+                out = {k: v.reshape(len(batch), crops, *v.shape[1:]).mean(axis=1)
+                       for k, v in out.items()}
+            on_batch([item for item, _ in batch], out)
+            outcome.done += len(batch)
+            progress.update(len(batch))
+    finally:
+        progress.close()
+    return outcome
+
+
+def _write_failed(output_dir: str, outcome: Outcome) -> None:
+    path = os.path.join(output_dir, FAILED_NAME)
+    if outcome.failed:
+        os.makedirs(output_dir, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            for item, reason in outcome.failed:
+                f.write(f"{item.key}\t{reason}\n")
+    elif os.path.exists(path):
+        os.remove(path)
+
+
+def _summary(what: str, outcome: Outcome, seconds: float, where: str, failed_dir: str) -> None:
+    rate = outcome.done / max(seconds, 1e-9)
+    log.info("%s %d images in %.1f s (%.2f img/s)%s", what, outcome.done, seconds, rate,
+             f", written to {where}" if where else "")
+    if outcome.failed:
+        log.warning("%d image(s) skipped, listed in %s", len(outcome.failed),
+                    os.path.join(failed_dir, FAILED_NAME))
+
+
+def extract(args) -> int:
+    spec, layers, items, mean, net = _prepare(args)
+    shapes = {name: spec[name].shape for name in layers}
+    meta = {"layer_num": spec.layer_num, "model": os.path.abspath(args.model),
+            "mean": args.mean or "default BGR", "multi_crop": bool(args.multi_crop),
+            "format": args.format}
+    start = time.monotonic()
+    with open_sink(args.format, args.output_dir, shapes, meta) as sink:
+        outcome = Outcome()
+        try:
+            outcome = _run(args, net, layers, items, mean, sink.write, "extract")
+        finally:
+            _write_failed(args.output_dir, outcome)
+    _summary("extracted", outcome, time.monotonic() - start, args.output_dir, args.output_dir)
+    return outcome.exit_code
+
+
+def top_k(probs: np.ndarray, k: int) -> list[tuple[int, float]]:
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [(int(i), float(probs[i])) for i in order]
+
+
+def predict(args) -> int:
+    args.output_layer = "output"
+    spec, layers, items, mean, net = _prepare(args)
+    classes = imagenet_classes()
+    k = min(args.top_k, len(classes))
+    rows, hits = [], [0, 0, 0]  # labelled, top-1, top-k
+
+    def on_batch(batch_items, out):
+        for item, probs in zip(batch_items, out["output"]):
+            best = top_k(probs, k)
+            print(f"Label of {item.key} is: {best[0][0]}")
+            for rank, (idx, p) in enumerate(best, 1):
+                print(f"    {rank}. {idx:4d} {p:8.4f}  {class_name(idx)} ({classes[idx][0]})")
+            if item.label is not None:
+                hits[0] += 1
+                hits[1] += best[0][0] == item.label
+                hits[2] += item.label in [i for i, _ in best]
+            if writer:
+                writer.writerow([item.key] + [i for i, _ in best] + [class_name(i) for i, _ in best]
+                                + [f"{p:.6g}" for _, p in best])
+                csv_file.flush()
+
+    csv_file = writer = None
+    if args.output_file:
+        folder = os.path.dirname(os.path.abspath(args.output_file))
+        os.makedirs(folder, exist_ok=True)
+        try:
+            csv_file = open(args.output_file, "w", newline="", encoding="utf-8")
+        except OSError as e:
+            raise ResnetError(f"{args.output_file}: cannot write ({e.strerror or e})") from None
+        writer = csv.writer(csv_file)
+        writer.writerow(["path"] + [f"index_{r}" for r in range(1, k + 1)]
+                        + [f"name_{r}" for r in range(1, k + 1)]
+                        + [f"prob_{r}" for r in range(1, k + 1)])
+    start = time.monotonic()
+    outcome = Outcome()
+    try:
+        outcome = _run(args, net, layers, items, mean, on_batch, "predict")
+    finally:
+        if csv_file:
+            csv_file.close()
+        if args.output_dir:
+            _write_failed(args.output_dir, outcome)
+    if hits[0]:
+        log.info("accuracy on %d labelled images: top-1 %.2f%%, top-%d %.2f%%", hits[0],
+                 100.0 * hits[1] / hits[0], k, 100.0 * hits[2] / hits[0])
+    _summary("predicted", outcome, time.monotonic() - start, args.output_file, args.output_dir)
+    return outcome.exit_code

@@ -1,0 +1,115 @@
+"""v1 parameter directories: one raw float32 file per parameter behind a 16-byte header.
+
+The header is little-endian int32 format (0), uint32 value size (4), uint64 element count,
+exactly as v1's `struct.pack("IIQ", 0, 4, size)`. Every file is validated against the spec
+so a wrong, truncated or mismatched model is refused with the file named.
+"""
+from __future__ import annotations
+
+import os
+import struct
+
+import numpy as np
+
+from .errors import ResnetError
+from .spec import Spec
+
+HEADER = struct.Struct("<iIQ")
+FORMAT, VALUE_SIZE = 0, 4
+
+
+class ModelError(ResnetError):
+    """A model directory or parameter file that does not fit the network."""
+
+
+def write_param(path: str, array: np.ndarray) -> None:
+    """Write one parameter file (header + row-major float32), atomically."""
+    data = np.ascontiguousarray(array, dtype="<f4")
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(HEADER.pack(FORMAT, VALUE_SIZE, data.size))
+        f.write(data.tobytes())
+    os.replace(tmp, path)
+
+
+def read_param(path: str, shape: tuple | None = None) -> np.ndarray:
+    """Read and validate one parameter file; `shape`, when given, fixes the expected count."""
+    expected = int(np.prod(shape)) if shape is not None else None
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(HEADER.size)
+            if len(head) < HEADER.size:
+                raise ModelError(f"{path}: truncated header: file has {size} bytes, "
+                                 f"expected a {HEADER.size}-byte header")
+            fmt, vsize, count = HEADER.unpack(head)
+            if fmt != FORMAT or vsize != VALUE_SIZE:
+                raise ModelError(f"{path}: bad header: expected format {FORMAT} and value size "
+                                 f"{VALUE_SIZE}, found format {fmt} and value size {vsize}")
+            if expected is not None and count != expected:
+                raise ModelError(f"{path}: wrong element count: expected {expected} "
+                                 f"for shape {tuple(shape)}, found {count} in the header")
+            want = HEADER.size + VALUE_SIZE * count
+            if size != want:
+                raise ModelError(f"{path}: wrong file length: expected {want} bytes "
+                                 f"for {count} values, found {size}")
+            data = np.fromfile(f, dtype="<f4", count=count)
+    except FileNotFoundError:
+        raise ModelError(f"{path}: missing parameter file") from None
+    except IsADirectoryError:
+        raise ModelError(f"{path}: is a directory, expected a parameter file") from None
+    except PermissionError:
+        raise ModelError(f"{path}: cannot read parameter file (permission denied)") from None
+    data = data.astype(np.float32, copy=False)
+    return data.reshape(shape) if shape is not None else data
+
+
+def load_model(model_dir: str, spec: Spec) -> dict[str, np.ndarray]:
+    """All parameters the spec needs, keyed by file name; every missing file listed at once."""
+    if not os.path.isdir(model_dir):
+        raise ModelError(f"{model_dir}: model directory not found")
+    files = spec.param_files()
+    missing = [name for name, _ in files if not os.path.isfile(os.path.join(model_dir, name))]
+    if missing:
+        shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+        raise ModelError(f"{model_dir}: {len(missing)} of {len(files)} parameter files missing "
+                         f"for ResNet-{spec.layer_num}: {shown}")
+    return {name: read_param(os.path.join(model_dir, name), shape) for name, shape in files}
+
+
+def save_model(model_dir: str, spec: Spec, params: dict[str, np.ndarray]) -> None:
+    """Write a full v1 model directory; shapes are checked against the spec first."""
+    for name, shape in spec.param_files():
+        if name not in params:
+            raise ModelError(f"{model_dir}: no value for parameter {name}")
+        if tuple(np.shape(params[name])) != tuple(shape):
+            raise ModelError(f"{model_dir}: parameter {name} has shape "
+                             f"{tuple(np.shape(params[name]))}, expected {tuple(shape)}")
+    os.makedirs(model_dir, exist_ok=True)
+    for name, _ in spec.param_files():
+        write_param(os.path.join(model_dir, name), params[name])
+
+
+def random_params(spec: Spec, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded random weights that keep activations in a sane range through any depth.
+
+    Used for the demo model and the tests: the values mean nothing, only the format is real.
+    """
+    rng = np.random.default_rng(seed)
+    out = {}
+    for node in spec:
+        for suffix, shape in node.params():
+            name = f"_{node.name}.{suffix}"
+            if node.op == "conv":
+                fan_in = shape[1] * shape[2] * shape[3]
+                v = rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / fan_in))
+            elif node.op == "bn":
+                v = {"w0": rng.uniform(0.2, 0.6, shape),     # gamma
+                     "w1": rng.normal(0.0, 0.1, shape),      # moving mean
+                     "w2": rng.uniform(0.5, 1.5, shape),     # moving variance
+                     "wbias": rng.normal(0.0, 0.1, shape)}[suffix]
+            else:  # fc
+                scale = 1.0 / np.sqrt(shape[0]) if suffix == "w0" else 0.1
+                v = rng.standard_normal(shape) * scale
+            out[name] = np.asarray(v, dtype=np.float32)
+    return out

@@ -1,0 +1,38 @@
+"""Progress that a person can see: a tqdm bar on a terminal, plain lines in a log."""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+log = logging.getLogger("resnet")
+
+
+class Progress:
+    """Counts images; draws a bar on a TTY, else logs a line every `every` seconds."""
+
+    def __init__(self, total: int, desc: str, every: float = 30.0, stream=None):
+        self.total, self.done, self.desc, self.every = total, 0, desc, every
+        self.start = self.last = time.monotonic()
+        stream = stream or sys.stderr
+        self.bar = None
+        if stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="img", file=stream, dynamic_ncols=True)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+            return
+        now = time.monotonic()
+        if now - self.last >= self.every or self.done >= self.total:
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            log.info("%s: %d/%d images (%.1f%%), %.1f img/s", self.desc, self.done, self.total,
+                     100.0 * self.done / max(self.total, 1), rate)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

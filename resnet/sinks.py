@@ -1,0 +1,271 @@
+"""Where features go: HDF5 (default), v1 pickle batches, or v1 C++-style text; and reading back.
+
+Every sink streams: it writes each batch as it comes, so memory does not grow with the
+number of images.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import safepickle
+from .errors import ResnetError
+
+FORMATS = ("hdf5", "pickle", "text")
+H5_NAME = "features.h5"
+TEXT_NAME = "features.txt"
+IMAGES_NAME = "images.txt"
+META_NAME = "meta.json"
+PICKLE_BATCH = 10000  # images per v1 batch_N file
+
+
+class Sink:
+    """Base: `write` a batch of items with their layer outputs, `close` at the end."""
+
+    def __init__(self, output_dir: str, layers: dict[str, tuple], meta: dict):
+        self.output_dir = output_dir
+        self.layers = layers
+        self.meta = meta
+        self.count = 0
+
+    def _write_meta(self):
+        meta = dict(self.meta, layers={k: list(v) for k, v in self.layers.items()})
+        _atomic_write(os.path.join(self.output_dir, META_NAME),
+                      json.dumps(meta, indent=1).encode())
+
+    def write(self, items, outputs: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class HDF5Sink(Sink):
+    """One float32 dataset per layer, (N, *shape), plus `images` (and `labels`), grown per batch."""
+
+    def __init__(self, output_dir, layers, meta):
+        import h5py
+
+        super().__init__(output_dir, layers, meta)
+        self.path = os.path.join(output_dir, H5_NAME)
+        self.file = h5py.File(self.path, "w")
+        for name, shape in layers.items():
+            row = int(np.prod(shape)) * 4
+            rows = max(1, min(256, (1 << 20) // row))  # about 1 MiB chunks
+            self.file.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape),
+                                     dtype="f4", chunks=(rows, *shape))
+        self.file.create_dataset("images", shape=(0,), maxshape=(None,),
+                                 dtype=h5py.string_dtype(), chunks=(1024,))
+        self.file.create_dataset("labels", shape=(0,), maxshape=(None,), dtype="i8",
+                                 chunks=(1024,))
+        for key, value in meta.items():
+            self.file.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+
+    def write(self, items, outputs):
+        n0, n1 = self.count, self.count + len(items)
+        for name in self.layers:
+            ds = self.file[name]
+            ds.resize(n1, axis=0)
+            ds[n0:n1] = outputs[name]
+        for name, values in (("images", [it.key for it in items]),
+                             ("labels", [-1 if it.label is None else it.label for it in items])):
+            ds = self.file[name]
+            ds.resize(n1, axis=0)
+            ds[n0:n1] = values
+        self.count = n1
+        self.file.flush()
+
+    def close(self):
+        if self.file:
+            self.file.attrs["count"] = self.count
+            self.file.close()
+            self.file = None
+
+
+class PickleSink(Sink):
+    """v1's `batch_N` files of {basename: {layer: flat float32 array}}, PICKLE_BATCH per file.
+
+    Each file is streamed entry by entry to a temporary name and renamed when complete, so a
+    finished batch file is always whole and memory holds one image at a time. As in v1, the
+    keys are basenames: two images with the same basename collide and the later one wins.
+    """
+
+    def __init__(self, output_dir, layers, meta):
+        super().__init__(output_dir, layers, meta)
+        self._write_meta()
+        self.file = None
+        self.batch = 0
+        self.in_batch = 0
+        self.seen = set()
+        self.collisions = 0
+
+    def _open(self):
+        self.tmp = os.path.join(self.output_dir, f".batch_{self.batch}.tmp")
+        self.file = open(self.tmp, "wb")
+        self.file.write(b"\x80\x02}")  # PROTO 2, EMPTY_DICT
+
+    def _finish(self):
+        self.file.write(b".")
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.replace(self.tmp, os.path.join(self.output_dir, f"batch_{self.batch}"))
+        self.file = None
+        self.batch += 1
+        self.in_batch = 0
+        self.seen.clear()
+
+    def write(self, items, outputs):
+        for i, item in enumerate(items):
+            if self.file is None:
+                self._open()
+            key = os.path.basename(item.key)
+            if key in self.seen:
+                self.collisions += 1
+            self.seen.add(key)
+            value = {name: np.ascontiguousarray(outputs[name][i]).reshape(-1)
+                     for name in self.layers}
+            for obj in (key, value):
+                self.file.write(pickle.dumps(obj, protocol=2)[2:-1])  # no PROTO, no STOP
+            self.file.write(b"s")  # SETITEM
+            self.in_batch += 1
+            self.count += 1
+            if self.in_batch == PICKLE_BATCH:
+                self._finish()
+
+    def close(self):
+        if self.file is not None:
+            self._finish()
+
+
+class TextSink(Sink):
+    """v1 C++ style: `features.txt`, one line per image, layers split by ';', values by spaces.
+
+    `images.txt` holds the image of each line, in the same order; `meta.json` the layer shapes.
+    """
+
+    def __init__(self, output_dir, layers, meta):
+        super().__init__(output_dir, layers, meta)
+        self._write_meta()
+        self.text = open(os.path.join(output_dir, TEXT_NAME), "w", encoding="utf-8")
+        self.images = open(os.path.join(output_dir, IMAGES_NAME), "w", encoding="utf-8")
+
+    def write(self, items, outputs):
+        for i, item in enumerate(items):
+            parts = []
+            for name in self.layers:
+                row = outputs[name][i].reshape(-1)
+                parts.append(" ".join(np.char.mod("%.9g", row).tolist()))
+            self.text.write(";".join(parts) + "\n")
+            self.images.write(item.key + "\n")
+        for f in (self.text, self.images):
+            f.flush()
+            os.fsync(f.fileno())
+        self.count += len(items)
+
+    def close(self):
+        for f in (self.text, self.images):
+            if not f.closed:
+                f.close()
+
+
+SINKS = {"hdf5": HDF5Sink, "pickle": PickleSink, "text": TextSink}
+
+
+def open_sink(fmt: str, output_dir: str, layers: dict[str, tuple], meta: dict) -> Sink:
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        probe = os.path.join(output_dir, f".write_test{os.getpid()}")
+        open(probe, "wb").close()
+        os.remove(probe)
+    except OSError as e:
+        raise ResnetError(f"{output_dir}: cannot write output directory ({e.strerror or e})") \
+            from None
+    return SINKS[fmt](output_dir, layers, meta)
+
+
+@dataclass
+class Features:
+    """Features read back: `images` in run order and one (N, *shape) array per layer."""
+
+    images: list
+    layers: dict = field(default_factory=dict)
+
+    def __getitem__(self, name):
+        return self.layers[name]
+
+
+def load_features(path: str) -> Features:
+    """Read features written in any of the three formats (a file or the output directory)."""
+    if os.path.isdir(path):
+        for name in (H5_NAME, TEXT_NAME):
+            if os.path.exists(os.path.join(path, name)):
+                return load_features(os.path.join(path, name))
+        if any(n.startswith("batch_") for n in os.listdir(path)):
+            return _load_pickles(path)
+        raise ResnetError(f"{path}: no features found (expected {H5_NAME}, {TEXT_NAME} or batch_N)")
+    if not os.path.exists(path):
+        raise ResnetError(f"{path}: not found")
+    if path.endswith((".h5", ".hdf5")):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            images = [s.decode() if isinstance(s, bytes) else s for s in f["images"][:]]
+            layers = {k: f[k][:] for k in f if k not in ("images", "labels")}
+        return Features(images, layers)
+    if os.path.basename(path).startswith("batch_"):
+        return _load_pickles(os.path.dirname(path) or ".", [path])
+    folder = os.path.dirname(path) or "."
+    shapes = _read_meta(folder)
+    with open(os.path.join(folder, IMAGES_NAME), encoding="utf-8") as f:
+        images = f.read().splitlines()
+    rows = {name: [] for name in shapes}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            for name, part in zip(shapes, line.rstrip("\n").split(";")):
+                rows[name].append(np.array(part.split(), dtype=np.float32))
+    return Features(images, {k: np.stack(v).reshape(-1, *shapes[k]) if v else
+                             np.zeros((0, *shapes[k]), np.float32) for k, v in rows.items()})
+
+
+def _read_meta(folder: str) -> dict[str, tuple]:
+    try:
+        with open(os.path.join(folder, META_NAME), encoding="utf-8") as f:
+            return {k: tuple(v) for k, v in json.load(f)["layers"].items()}
+    except FileNotFoundError:
+        return {}
+
+
+def _load_pickles(folder: str, files=None) -> Features:
+    if files is None:
+        files = sorted((os.path.join(folder, n) for n in os.listdir(folder)
+                        if n.startswith("batch_") and n[6:].isdigit()),
+                       key=lambda p: int(os.path.basename(p)[6:]))
+    shapes = _read_meta(folder)
+    images, rows = [], {}
+    for p in files:
+        for key, layers in safepickle.load(p).items():
+            images.append(key)
+            for name, value in layers.items():
+                rows.setdefault(name, []).append(value)
+    return Features(images, {k: np.stack(v).reshape(-1, *shapes.get(k, (-1,)))
+                             for k, v in rows.items()})
