@@ -11,8 +11,7 @@ import sys
 
 from .errors import ResnetError
 
-JOBS = ("extract", "predict", "demo_model")
-DEFAULT_LAYERS = "res5_3_branch2c_conv,res5_3_branch2c_bn"
+JOBS = ("extract", "predict", "diagram", "layers", "demo_model")
 
 
 def _bool(text: str) -> bool:
@@ -37,8 +36,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--mean", help="v1 mean.meta or .npy (default: BGR 103.939,116.779,123.68)")
     p.add_argument("--multi_crop", nargs="?", const=True, default=False, type=_bool,
                    help="10 crops of the short-side-256 image, outputs averaged")
-    p.add_argument("--output_layer", default=DEFAULT_LAYERS,
-                   help=f"comma-separated layer names (default {DEFAULT_LAYERS})")
+    p.add_argument("--output_layer", default=None,
+                   help="comma-separated layer names (extract default: "
+                   "res5_3_branch2c_conv,res5_3_branch2c_bn; diagram: layers to highlight)")
     p.add_argument("--output_dir", default="output", help="where extract writes (default output)")
     p.add_argument("--use_gpu", type=_bool, default=None,
                    help="1/true: GPU (error if none), 0/false: CPU; default: GPU if available")
@@ -49,6 +49,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--top_k", type=int, default=5, help="predict: classes shown (default 5)")
     p.add_argument("--strict", action="store_true", help="stop at the first bad image")
     p.add_argument("--workers", type=int, default=None, help="decoding threads (default: cores)")
+    p.add_argument("--output", help="diagram: output file; the suffix picks the format "
+                   "(.dot, .png, .svg, .pdf; default resnet_N.png)")
+    p.add_argument("--compact", action="store_true",
+                   help="diagram: collapse repeated identity blocks of each stage")
     p.add_argument("--seed", type=int, default=0, help="demo_model: random seed")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -66,6 +70,11 @@ def main(argv=None) -> int:
             return jobs.extract(args)
         if args.job == "predict":
             return jobs.predict(args)
+        if args.job in ("diagram", "layers"):
+            from . import introspect
+
+            return introspect.diagram_job(args) if args.job == "diagram" \
+                else introspect.layers_job(args)
         if args.job == "demo_model":
             from .demo import write_demo_model
 

@@ -23,6 +23,7 @@ from .spec import build
 
 log = logging.getLogger("resnet")
 FAILED_NAME = "failed.txt"
+DEFAULT_LAYERS = "res5_3_branch2c_conv,res5_3_branch2c_bn"
 EXIT_SKIPPED = 3  # some images were skipped; everything else was written
 
 
@@ -42,7 +43,7 @@ def _prepare(args):
     spec = build(args.layer_num)
     log.info("running ResNet-%d on %s (paddle %s)", spec.layer_num, device.upper(),
              paddle.__version__)
-    layers = spec.check_layers(args.output_layer.split(","))
+    layers = spec.check_layers((args.output_layer or DEFAULT_LAYERS).split(","))
     items = collect(args.data)
     mean = load_mean(args.mean)
     if not args.model:
