@@ -11,7 +11,7 @@ import sys
 
 from .errors import ResnetError
 
-JOBS = ("extract", "predict", "diagram", "layers", "demo_model")
+JOBS = ("extract", "predict", "diagram", "layers", "check", "demo_model")
 
 
 def _bool(text: str) -> bool:
@@ -75,6 +75,8 @@ def main(argv=None) -> int:
 
             return introspect.diagram_job(args) if args.job == "diagram" \
                 else introspect.layers_job(args)
+        if args.job == "check":
+            return jobs.check(args)
         if args.job == "demo_model":
             from .demo import write_demo_model
 

@@ -174,3 +174,19 @@ def predict(args) -> int:
                  100.0 * hits[1] / hits[0], k, 100.0 * hits[2] / hits[0])
     _summary("predicted", outcome, time.monotonic() - start, args.output_file, args.output_dir)
     return outcome.exit_code
+
+
+def check(args) -> int:
+    """Validate a model directory (and --mean) without running anything."""
+    if not args.model:
+        raise ResnetError("--job=check needs --model=DIR")
+    spec = build(args.layer_num)
+    values = params_io.load_model(args.model, spec)
+    load_mean(args.mean)
+    total = sum(v.size for v in values.values())
+    print(f"ok: {args.model} is a valid v1 ResNet-{spec.layer_num} model "
+          f"({len(values)} parameter files, {total:,} values)"
+          + (f"; mean {args.mean} ok" if args.mean else ""))
+    if demo.is_demo(args.model):
+        log.warning(demo.WARNING)
+    return 0

@@ -73,8 +73,30 @@ def load_model(model_dir: str, spec: Spec) -> dict[str, np.ndarray]:
     if missing:
         shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
         raise ModelError(f"{model_dir}: {len(missing)} of {len(files)} parameter files missing "
-                         f"for ResNet-{spec.layer_num}: {shown}")
+                         f"for ResNet-{spec.layer_num}: {shown}{_depth_hint(model_dir, spec)}")
+    expected = {name for name, _ in files}
+    extra = sorted(_param_names_in(model_dir) - expected)
+    if extra:
+        raise ModelError(f"{model_dir}: {len(extra)} parameter files are not part of "
+                         f"ResNet-{spec.layer_num} (e.g. {', '.join(extra[:3])})"
+                         f"{_depth_hint(model_dir, spec)}")
     return {name: read_param(os.path.join(model_dir, name), shape) for name, shape in files}
+
+
+def _param_names_in(model_dir: str) -> set[str]:
+    return {n for n in os.listdir(model_dir)
+            if n.startswith("_") and n.rsplit(".", 1)[-1] in ("w0", "w1", "w2", "wbias")}
+
+
+def _depth_hint(model_dir: str, spec: Spec) -> str:
+    """' (the directory holds a ResNet-N: ...)' when its files are exactly another depth's."""
+    from .spec import DEPTHS, build
+
+    present = _param_names_in(model_dir)
+    for depth in DEPTHS:
+        if depth != spec.layer_num and present == {n for n, _ in build(depth).param_files()}:
+            return f" (the directory holds a ResNet-{depth}: pass --layer_num={depth})"
+    return ""
 
 
 def save_model(model_dir: str, spec: Spec, params: dict[str, np.ndarray]) -> None:

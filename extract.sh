@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Extract features of example/test.list like the v1 demo's extract_fea_py.sh.
+# Any flag of `python -m resnet --job=extract` may follow and overrides these defaults.
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+JOB=extract
+DEFAULTS=(--layer_num=50 --data="$HERE/example/test.list"
+          --output_layer=res5_3_branch2c_conv,res5_3_branch2c_bn --output_dir=output)
+source "$HERE/resnet/wrapper.sh"

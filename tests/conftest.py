@@ -1,0 +1,51 @@
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from resnet import params  # noqa: E402
+from resnet.spec import build  # noqa: E402
+
+EXAMPLES = os.path.join(ROOT, "example")
+
+
+@pytest.fixture(scope="session")
+def model_factory(tmp_path_factory):
+    """Seeded random v1 model directories, written once per depth through the real writer."""
+    made = {}
+
+    def make(layer_num, seed=1):
+        if (layer_num, seed) not in made:
+            d = tmp_path_factory.mktemp(f"resnet_{layer_num}_{seed}")
+            spec = build(layer_num)
+            params.save_model(str(d), spec, params.random_params(spec, seed))
+            made[layer_num, seed] = str(d)
+        return made[layer_num, seed]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def model50(model_factory):
+    return model_factory(50)
+
+
+def write_jpeg(path, h=180, w=240, seed=0):
+    rng = np.random.default_rng(seed)
+    base = cv2.resize(rng.integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8), (w, h))
+    cv2.imwrite(str(path), base)
+    return str(path)
+
+
+def run_cli(*args, cwd=None, env=None, timeout=600):
+    """Run `python -m resnet` as a user would; returns the CompletedProcess."""
+    full_env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
+    return subprocess.run([sys.executable, "-m", "resnet", *args], cwd=cwd or ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)

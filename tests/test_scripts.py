@@ -1,0 +1,117 @@
+"""The shell entry points as a user runs them: extract.sh's first run, predict.sh, get_model.sh."""
+import hashlib
+import os
+import shutil
+import subprocess
+import tarfile
+
+import h5py
+import numpy as np
+from conftest import ROOT
+
+from resnet import params
+from resnet.mean import write_v1_mean
+from resnet.spec import build
+
+
+def _project_copy(tmp_path):
+    """The scripts with the package and examples, in a scratch folder so nothing leaks."""
+    dst = tmp_path / "project"
+    for name in ("resnet", "example", "model"):
+        shutil.copytree(os.path.join(ROOT, name), dst / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "demo_resnet_*", "resnet_*",
+                                                      "mean_meta_224"))
+    for name in ("extract.sh", "predict.sh"):
+        shutil.copy(os.path.join(ROOT, name), dst / name)
+    return dst
+
+
+def _run(cmd, cwd, **env):
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, **env))
+
+
+def test_first_run_extract_sh_uses_loud_demo_model(tmp_path):
+    project = _project_copy(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    r = _run([str(project / "extract.sh"), "--use_gpu=0", "--batch_size=2"], cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert "DEMO model with seeded RANDOM weights" in r.stderr
+    assert "MEANINGLESS" in r.stderr and "get_model.sh" in r.stderr
+    assert os.path.exists(project / "model" / "demo_resnet_50" / "_output.w0")
+    with h5py.File(work / "output" / "features.h5") as f:
+        assert [s.decode() for s in f["images"][:]] == [
+            "cat.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg"]
+        assert f["res5_3_branch2c_bn"].shape == (4, 2048, 7, 7)
+        assert f["res5_3_branch2c_conv"].shape == (4, 2048, 7, 7)
+    # second run: the demo model is reused, extra flags override the defaults
+    r = _run([str(project / "predict.sh"), "--use_gpu=0", "--multi_crop=0", "--top_k=2"],
+             cwd=work)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("Label of cat.jpg is: ")
+    assert sum(line.startswith("Label of ") for line in lines) == 4
+    assert len(lines) == 4 * 3
+
+
+def _archives(tmp_path):
+    src = tmp_path / "src"
+    spec = build(50)
+    params.save_model(str(src / "resnet_50"), spec, params.random_params(spec, 5))
+    (src / "mean_meta_224").mkdir()
+    write_v1_mean(str(src / "mean_meta_224" / "mean.meta"), np.full((3, 224, 224), 100, "f4"))
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name in ("resnet_50", "mean_meta_224"):
+        with tarfile.open(mirror / f"{name}.tar.gz", "w:gz") as tar:
+            tar.add(src / name, arcname=name)
+    return mirror
+
+
+def _get_model(tmp_path, *args, **env):
+    folder = tmp_path / "model"
+    folder.mkdir(exist_ok=True)
+    shutil.copy(os.path.join(ROOT, "model", "get_model.sh"), folder / "get_model.sh")
+    env.setdefault("PYTHONPATH", ROOT)
+    return folder, _run([str(folder / "get_model.sh"), *args], cwd=folder, **env)
+
+
+def test_get_model_offline_fails_clearly(tmp_path):
+    folder, r = _get_model(tmp_path, RESNET_MODEL_URL="http://127.0.0.1:9")
+    assert r.returncode == 1
+    assert "get_model.sh: cannot download http://127.0.0.1:9/mean_meta_224.tar.gz" in r.stderr
+    assert "RESNET_MODEL_URL" in r.stderr
+    assert sorted(os.listdir(folder)) == ["get_model.sh"]  # nothing half-written
+
+
+def test_get_model_downloads_checks_and_installs(tmp_path):
+    mirror = _archives(tmp_path)
+    sums = tmp_path / "SHA256SUMS"
+    sums.write_text("".join(
+        f"{hashlib.sha256((mirror / n).read_bytes()).hexdigest()}  {n}\n"
+        for n in ("resnet_50.tar.gz", "mean_meta_224.tar.gz")))
+    folder, r = _get_model(tmp_path, "50", RESNET_MODEL_URL=f"file://{mirror}",
+                           RESNET_MODEL_SUMS=str(sums))
+    assert r.returncode == 0, r.stderr
+    assert "resnet_50.tar.gz checksum ok" in r.stdout
+    assert "valid v1 ResNet-50 model" in r.stdout
+    assert sorted(os.listdir(folder)) == ["get_model.sh", "mean_meta_224", "resnet_50"]
+    assert len(os.listdir(folder / "resnet_50")) == 267
+
+
+def test_get_model_refuses_bad_checksum_and_broken_archive(tmp_path):
+    mirror = _archives(tmp_path)
+    sums = tmp_path / "SHA256SUMS"
+    sums.write_text("0" * 64 + "  mean_meta_224.tar.gz\n")
+    folder, r = _get_model(tmp_path, RESNET_MODEL_URL=f"file://{mirror}",
+                           RESNET_MODEL_SUMS=str(sums))
+    assert r.returncode == 1
+    assert "mean_meta_224.tar.gz: checksum mismatch (expected 0000" in r.stderr
+    data = (mirror / "resnet_50.tar.gz").read_bytes()
+    (mirror / "resnet_50.tar.gz").write_bytes(data[: len(data) // 2])
+    folder, r = _get_model(tmp_path, RESNET_MODEL_URL=f"file://{mirror}",
+                           RESNET_MODEL_SUMS=str(tmp_path / "none"))
+    assert r.returncode == 1
+    assert "resnet_50.tar.gz: not a valid .tar.gz archive (truncated download?)" in r.stderr
+    assert sorted(os.listdir(folder)) == ["get_model.sh"]
