@@ -17,10 +17,19 @@ _ALLOWED = {
     (core, name)
     for core in ("numpy.core.multiarray", "numpy._core.multiarray")
     for name in ("_reconstruct", "scalar")
-} | {("numpy", "ndarray"), ("numpy", "dtype")}
+} | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+
+def _latin1_encode(text, encoding="latin1"):
+    """Python 3 writes bytes into protocol-2 pickles as _codecs.encode(text, 'latin1')."""
+    if encoding != "latin1":
+        raise pickle.UnpicklingError(f"refused global _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
 
 
 def _resolve(module: str, name: str):
+    if module == "_codecs":
+        return _latin1_encode
     # numpy 2 moved numpy.core to numpy._core; Python 2 era files name the old place.
     if module.startswith("numpy.core") and hasattr(np, "_core"):
         module = module.replace("numpy.core", "numpy._core")
