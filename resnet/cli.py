@@ -11,7 +11,7 @@ import sys
 
 from .errors import ResnetError
 
-JOBS = ("extract", "predict", "diagram", "layers", "check", "demo_model")
+JOBS = ("extract", "predict", "merge", "diagram", "layers", "check", "demo_model")
 
 
 def _bool(text: str) -> bool:
@@ -21,6 +21,16 @@ def _bool(text: str) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected 0/1 or true/false, got {text!r}")
+
+
+def _shard(text: str):
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N such as 1/4, got {text!r}") from None
+    if not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"shard {text}: I must be between 1 and N")
+    return i, n
 
 
 def parser() -> argparse.ArgumentParser:
@@ -48,6 +58,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output_file", help="predict: also write top-k rows to this CSV file")
     p.add_argument("--top_k", type=int, default=5, help="predict: classes shown (default 5)")
     p.add_argument("--strict", action="store_true", help="stop at the first bad image")
+    p.add_argument("--resume", action="store_true",
+                   help="extract: continue an interrupted run in --output_dir where it stopped")
+    p.add_argument("--overwrite", action="store_true",
+                   help="extract, merge: replace the output already in --output_dir")
+    p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                   help="extract: process only the I-th of N equal parts of the list (1-based), "
+                        "into OUTPUT_DIR/shard-I-of-N; join them with --job=merge")
     p.add_argument("--workers", type=int, default=None, help="decoding threads (default: cores)")
     p.add_argument("--output", help="diagram: output file; the suffix picks the format "
                    "(.dot, .png, .svg, .pdf; default resnet_N.png)")
@@ -75,6 +92,10 @@ def main(argv=None) -> int:
 
             return introspect.diagram_job(args) if args.job == "diagram" \
                 else introspect.layers_job(args)
+        if args.job == "merge":
+            from .merge import merge
+
+            return merge(args)
         if args.job == "check":
             return jobs.check(args)
         if args.job == "demo_model":
@@ -91,6 +112,19 @@ def main(argv=None) -> int:
         print(f"resnet: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("resnet: interrupted", file=sys.stderr)
+        print("resnet: interrupted; what was written so far is kept (extract: rerun the same "
+              "command with --resume to continue)", file=sys.stderr)
         return 130
+    except OSError as e:  # disk full, permissions, vanished files: the user's to fix
+        if args.debug:
+            raise
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"resnet: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug: still one line, the traceback on request
+        if args.debug:
+            raise
+        print(f"resnet: internal error: {type(e).__name__}: {e} (rerun with --debug for the "
+              "traceback and please report it)", file=sys.stderr)
+        return 1
     return 0

@@ -19,6 +19,10 @@ CROPS = 10
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
                     ".pbm", ".jp2")
 
+#: Images with more pixels are refused before their pixels are decoded (decompression bombs);
+#: RESNET_MAX_PIXELS overrides it.
+MAX_PIXELS = int(os.environ.get("RESNET_MAX_PIXELS", 100_000_000))
+
 cv2.setNumThreads(1)  # decoding runs in parallel workers; nested OpenCV threads only contend
 
 
@@ -40,6 +44,12 @@ def decode(path: str) -> np.ndarray:
         raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
     if raw.size == 0:
         raise ImageError(f"{path}: empty file")
+    size = _header_size(raw)
+    if size and size[0] * size[1] > MAX_PIXELS:
+        raise ImageError(f"{path}: {size[0]}x{size[1]} pixels is over the limit of {MAX_PIXELS:,} "
+                         "(refused before decoding; set RESNET_MAX_PIXELS to allow it)")
+    if raw[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in raw[-4096:].tobytes():
+        raise ImageError(f"{path}: truncated JPEG (no end-of-image marker)")
     img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
         raise ImageError(f"{path}: not a readable image (corrupt, truncated or unsupported format)")
@@ -58,6 +68,23 @@ def decode(path: str) -> np.ndarray:
     elif img.shape[2] != 3:
         raise ImageError(f"{path}: unsupported channel count {img.shape[2]}")
     return img
+
+
+def _header_size(raw: np.ndarray):
+    """(width, height) from the file header alone, or None when Pillow cannot tell."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None  # Pillow's own bomb check would hide the size; ours is below
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's own bomb warning: we decide here
+            with Image.open(io.BytesIO(raw.tobytes())) as im:
+                return im.size
+    except Exception:  # not a format Pillow knows, or a broken header: OpenCV decides
+        return None
 
 
 def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import demo, params as params_io, pipeline
+from . import demo, journal, params as params_io, pipeline
 from .classes import class_name, imagenet_classes
 from .errors import ResnetError
 from .imaging import CROPS
@@ -18,11 +18,11 @@ from .inputs import collect
 from .mean import load_mean
 from .paddle_env import paddle, select_device
 from .progress import Progress
-from .sinks import open_sink
+from .sinks import ensure_writable, existing_outputs, open_sink
 from .spec import build
 
 log = logging.getLogger("resnet")
-FAILED_NAME = "failed.txt"
+FAILED_NAME = journal.FAILED
 DEFAULT_LAYERS = "res5_3_branch2c_conv,res5_3_branch2c_bn"
 EXIT_SKIPPED = 3  # some images were skipped; everything else was written
 
@@ -37,8 +37,11 @@ class Outcome:
         return EXIT_SKIPPED if self.failed else 0
 
 
-def _prepare(args):
-    """Everything checked before any image is touched: device, layers, inputs, mean, model."""
+def _prepare(args, before_load=None):
+    """Everything checked before any image is touched: device, layers, inputs, mean, model.
+
+    `before_load` runs after the cheap checks and before the model is read (output checks).
+    """
     device = select_device(args.use_gpu)
     spec = build(args.layer_num)
     log.info("running ResNet-%d on %s (paddle %s)", spec.layer_num, device.upper(),
@@ -48,6 +51,8 @@ def _prepare(args):
     mean = load_mean(args.mean)
     if not args.model:
         raise ResnetError("no model given: pass --model=DIR (see model/get_model.sh)")
+    if before_load:
+        before_load()
     from .network import Network
 
     net = Network(spec).load_params(params_io.load_model(args.model, spec))
@@ -56,10 +61,14 @@ def _prepare(args):
     return spec, layers, items, mean, net
 
 
-def _run(args, net, layers, items, mean, on_batch, desc):
-    """Feed every item through the network; call on_batch(batch_items, outputs) per batch."""
+def _run(args, net, layers, items, mean, on_batch, on_fail, desc, skip=0):
+    """Feed items[skip:] through the network, in order, batch by batch.
+
+    Calls on_batch(batch_items, outputs, consumed) after each batch, where `consumed` counts
+    the list items (good and bad) taken so far, and on_fail(item, reason) for each bad image.
+    """
     outcome = Outcome()
-    progress = Progress(len(items), desc)
+    progress = Progress(len(items), desc, initial=skip)
     crops = CROPS if args.multi_crop else 1
 
     def on_error(item, err):
@@ -67,17 +76,19 @@ def _run(args, net, layers, items, mean, on_batch, desc):
             raise ResnetError(f"{err} (stopped: --strict)")
         log.warning("skipped %s", err)
         outcome.failed.append((item, str(err)))
+        on_fail(item, str(err))
         progress.update(1)
 
     try:
-        results = pipeline.decoded(items, mean, args.multi_crop, workers=args.workers)
+        results = pipeline.decoded(items[skip:], mean, args.multi_crop, workers=args.workers)
         for batch in pipeline.batches(results, args.batch_size, on_error):
             out = net.run(pipeline.stack(batch), layers)
             if crops > 1:
                 out = {k: v.reshape(len(batch), crops, *v.shape[1:]).mean(axis=1)
                        for k, v in out.items()}
-            on_batch([item for item, _ in batch], out)
             outcome.done += len(batch)
+            on_batch([item for item, _ in batch], out,
+                     skip + outcome.done + len(outcome.failed))
             progress.update(len(batch))
     finally:
         progress.close()
@@ -95,30 +106,78 @@ def _write_failed(output_dir: str, outcome: Outcome) -> None:
         os.remove(path)
 
 
-def _summary(what: str, outcome: Outcome, seconds: float, where: str, failed_dir: str) -> None:
-    rate = outcome.done / max(seconds, 1e-9)
-    log.info("%s %d images in %.1f s (%.2f img/s)%s", what, outcome.done, seconds, rate,
-             f", written to {where}" if where else "")
-    if outcome.failed:
-        log.warning("%d image(s) skipped, listed in %s", len(outcome.failed),
+def _summary(what: str, done: int, failed: int, seconds: float, where: str,
+             failed_dir: str) -> None:
+    log.info("%s %d images in %.1f s (%.2f img/s)%s", what, done, seconds,
+             done / max(seconds, 1e-9), f", written to {where}" if where else "")
+    if failed:
+        log.warning("%d image(s) skipped, listed in %s", failed,
                     os.path.join(failed_dir, FAILED_NAME))
 
 
+def shard_slice(n: int, shard) -> slice:
+    """The contiguous part of an n-item list that shard (i, count), 1-based, takes."""
+    if shard is None:
+        return slice(0, n)
+    i, count = shard
+    return slice((i - 1) * n // count, i * n // count)
+
+
+def shard_dir(output_dir: str, shard) -> str:
+    return os.path.join(output_dir, f"shard-{shard[0]}-of-{shard[1]}") if shard else output_dir
+
+
 def extract(args) -> int:
-    spec, layers, items, mean, net = _prepare(args)
+    out_dir = shard_dir(args.output_dir, args.shard)
+
+    def check_output():
+        journal.check_free(out_dir, existing_outputs(args.format, out_dir), args.resume,
+                           args.overwrite)
+        ensure_writable(out_dir)
+
+    spec, layers, items, mean, net = _prepare(args, check_output)
+    everything = len(items)
+    items = items[shard_slice(everything, args.shard)]
     shapes = {name: spec[name].shape for name in layers}
-    meta = {"layer_num": spec.layer_num, "model": os.path.abspath(args.model),
-            "mean": args.mean or "default BGR", "multi_crop": bool(args.multi_crop),
-            "format": args.format}
+    manifest = {
+        "layer_num": spec.layer_num, "layers": {k: list(v) for k, v in shapes.items()},
+        "format": args.format, "model": os.path.abspath(args.model),
+        "model_sha256": journal.model_checksum(args.model, [n for n, _ in spec.param_files()]),
+        "data": os.path.abspath(args.data), "items": len(items),
+        "list_sha256": journal.list_checksum(it.key for it in items),
+        "shard": f"{args.shard[0]}/{args.shard[1]} of {everything}" if args.shard else None,
+        "mean": os.path.abspath(args.mean) if args.mean else "default BGR",
+        "multi_crop": bool(args.multi_crop),
+        "preprocessing": "v1: BGR, CHW, minus mean, " + (
+            "short side 256, 10 crops averaged" if args.multi_crop else "resize to 224x224"),
+    }
+    book = journal.Journal(out_dir, manifest, existing_outputs(args.format, out_dir),
+                           args.resume, args.overwrite)
+    done = book.state["position"]
+    if book.resuming:
+        log.info("resuming %s: %d of %d list items already done", out_dir, done, len(items))
     start = time.monotonic()
-    with open_sink(args.format, args.output_dir, shapes, meta) as sink:
-        outcome = Outcome()
+    outcome, complete = Outcome(), False
+    meta = {k: manifest[k] for k in ("layer_num", "model", "mean", "multi_crop", "format")}
+    saved = book.state["sink"] if book.resuming else None
+    with open_sink(args.format, out_dir, shapes, meta, book.state["rows"], saved) as sink:
+
+        def on_batch(batch_items, out, consumed):
+            sink.write(batch_items, out)
+            sink.flush()
+            book.commit(consumed, sink.count, sink.state())
+
         try:
-            outcome = _run(args, net, layers, items, mean, sink.write, "extract")
+            outcome = _run(args, net, layers, items, mean, on_batch,
+                           lambda item, reason: book.fail(item.key, reason), "extract", skip=done)
+            sink.flush()
+            book.commit(len(items), sink.count, sink.state())
+            complete = True
         finally:
-            _write_failed(args.output_dir, outcome)
-    _summary("extracted", outcome, time.monotonic() - start, args.output_dir, args.output_dir)
-    return outcome.exit_code
+            book.finish(complete)
+    _summary("extracted", outcome.done, book.state["failed"], time.monotonic() - start, out_dir,
+             out_dir)
+    return EXIT_SKIPPED if book.state["failed"] else 0
 
 
 def top_k(probs: np.ndarray, k: int) -> list[tuple[int, float]]:
@@ -162,8 +221,12 @@ def predict(args) -> int:
                         + [f"prob_{r}" for r in range(1, k + 1)])
     start = time.monotonic()
     outcome = Outcome()
+    def on_predicted(batch_items, out, consumed):
+        on_batch(batch_items, out)
+
     try:
-        outcome = _run(args, net, layers, items, mean, on_batch, "predict")
+        outcome = _run(args, net, layers, items, mean, on_predicted, lambda item, reason: None,
+                       "predict")
     finally:
         if csv_file:
             csv_file.close()
@@ -172,7 +235,8 @@ def predict(args) -> int:
     if hits[0]:
         log.info("accuracy on %d labelled images: top-1 %.2f%%, top-%d %.2f%%", hits[0],
                  100.0 * hits[1] / hits[0], k, 100.0 * hits[2] / hits[0])
-    _summary("predicted", outcome, time.monotonic() - start, args.output_file, args.output_dir)
+    _summary("predicted", outcome.done, len(outcome.failed), time.monotonic() - start,
+             args.output_file, args.output_dir)
     return outcome.exit_code
 
 

@@ -11,15 +11,17 @@ log = logging.getLogger("resnet")
 class Progress:
     """Counts images; draws a bar on a TTY, else logs a line every `every` seconds."""
 
-    def __init__(self, total: int, desc: str, every: float = 30.0, stream=None):
-        self.total, self.done, self.desc, self.every = total, 0, desc, every
+    def __init__(self, total: int, desc: str, every: float = 30.0, stream=None, initial=0):
+        self.total, self.done, self.desc, self.every = total, initial, desc, every
+        self.initial = initial
         self.start = self.last = time.monotonic()
         stream = stream or sys.stderr
         self.bar = None
         if stream.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, unit="img", file=stream, dynamic_ncols=True)
+            self.bar = tqdm(total=total, desc=desc, unit="img", file=stream, dynamic_ncols=True,
+                            initial=initial)
 
     def update(self, n: int) -> None:
         self.done += n
@@ -29,7 +31,7 @@ class Progress:
         now = time.monotonic()
         if now - self.last >= self.every or self.done >= self.total:
             self.last = now
-            rate = self.done / max(now - self.start, 1e-9)
+            rate = (self.done - self.initial) / max(now - self.start, 1e-9)
             log.info("%s: %d/%d images (%.1f%%), %.1f img/s", self.desc, self.done, self.total,
                      100.0 * self.done / max(self.total, 1), rate)
 

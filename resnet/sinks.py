@@ -19,26 +19,38 @@ FORMATS = ("hdf5", "pickle", "text")
 H5_NAME = "features.h5"
 TEXT_NAME = "features.txt"
 IMAGES_NAME = "images.txt"
-META_NAME = "meta.json"
+META_NAME = "manifest.json"  # written by the journal; holds the layer shapes
 PICKLE_BATCH = 10000  # images per v1 batch_N file
 
 
 class Sink:
-    """Base: `write` a batch of items with their layer outputs, `close` at the end."""
+    """Base: `write` batches, `flush` them durably, report `state()` for the journal, `close`.
 
-    def __init__(self, output_dir: str, layers: dict[str, tuple], meta: dict):
+    `rows` and `saved` (an earlier run's `state()`, from the journal) make the sink cut its
+    files back to that durable point and append after it, which is what --resume relies on.
+    """
+
+    files: tuple = ()
+
+    def __init__(self, output_dir: str, layers: dict[str, tuple], meta: dict, rows: int = 0,
+                 saved: dict | None = None):
         self.output_dir = output_dir
         self.layers = layers
         self.meta = meta
-        self.count = 0
+        self.count = rows
 
-    def _write_meta(self):
-        meta = dict(self.meta, layers={k: list(v) for k, v in self.layers.items()})
-        _atomic_write(os.path.join(self.output_dir, META_NAME),
-                      json.dumps(meta, indent=1).encode())
+    def path(self, name: str) -> str:
+        return os.path.join(self.output_dir, name)
 
     def write(self, items, outputs: dict[str, np.ndarray]) -> None:
         raise NotImplementedError
+
+    def flush(self) -> None:
+        pass
+
+    def state(self) -> dict:
+        """Byte sizes / positions to truncate back to if the run is resumed from here."""
+        return {}
 
     def close(self) -> None:
         pass
@@ -50,24 +62,33 @@ class Sink:
         self.close()
 
 
-def _atomic_write(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class HDF5Sink(Sink):
-    """One float32 dataset per layer, (N, *shape), plus `images` (and `labels`), grown per batch."""
+    """One float32 dataset per layer, (N, *shape), plus `images` and `labels`, grown per batch.
 
-    def __init__(self, output_dir, layers, meta):
+    The file is flushed after every batch; on resume every dataset is cut back to the
+    journal's row count, so rows of a batch that was cut short are written again.
+    """
+
+    files = (H5_NAME,)
+
+    def __init__(self, output_dir, layers, meta, rows=0, saved=None):
         import h5py
 
-        super().__init__(output_dir, layers, meta)
-        self.path = os.path.join(output_dir, H5_NAME)
-        self.file = h5py.File(self.path, "w")
+        super().__init__(output_dir, layers, meta, rows)
+        path = self.path(H5_NAME)
+        if saved is not None and not os.path.exists(path):
+            raise ResnetError(f"{path}: missing, though {rows} rows were recorded; "
+                              "pass --overwrite to start again")
+        if saved is not None:
+            try:
+                self.file = h5py.File(path, "r+")
+            except OSError as e:
+                raise ResnetError(f"{path}: cannot reopen to resume ({e}); pass --overwrite "
+                                  "to start again") from None
+            for name in (*layers, "images", "labels"):
+                self.file[name].resize(self.count, axis=0)
+            return
+        self.file = h5py.File(path, "w")
         for name, shape in layers.items():
             row = int(np.prod(shape)) * 4
             rows = max(1, min(256, (1 << 20) // row))  # about 1 MiB chunks
@@ -82,21 +103,22 @@ class HDF5Sink(Sink):
 
     def write(self, items, outputs):
         n0, n1 = self.count, self.count + len(items)
-        for name in self.layers:
-            ds = self.file[name]
-            ds.resize(n1, axis=0)
-            ds[n0:n1] = outputs[name]
-        for name, values in (("images", [it.key for it in items]),
-                             ("labels", [-1 if it.label is None else it.label for it in items])):
+        columns = {name: outputs[name] for name in self.layers}
+        columns["images"] = [it.key for it in items]
+        columns["labels"] = [-1 if it.label is None else it.label for it in items]
+        for name, values in columns.items():
             ds = self.file[name]
             ds.resize(n1, axis=0)
             ds[n0:n1] = values
         self.count = n1
+
+    def flush(self):
+        self.file.attrs["count"] = self.count
         self.file.flush()
 
     def close(self):
         if self.file:
-            self.file.attrs["count"] = self.count
+            self.flush()
             self.file.close()
             self.file = None
 
@@ -109,17 +131,27 @@ class PickleSink(Sink):
     keys are basenames: two images with the same basename collide and the later one wins.
     """
 
-    def __init__(self, output_dir, layers, meta):
-        super().__init__(output_dir, layers, meta)
-        self._write_meta()
+    def __init__(self, output_dir, layers, meta, rows=0, saved=None):
+        super().__init__(output_dir, layers, meta, rows)
+        saved = saved or {}
+        self.batch = saved.get("batch", 0)
+        self.in_batch = saved.get("in_batch", 0)
         self.file = None
-        self.batch = 0
-        self.in_batch = 0
-        self.seen = set()
         self.collisions = 0
+        self.seen = set()
+        if self.in_batch:  # reopen the partial batch, cut back to the durable point
+            done = self.path(f"batch_{self.batch}")
+            if not os.path.exists(self.tmp) and os.path.exists(done):
+                os.replace(done, self.tmp)  # finished after the last durable point
+            self.file = open(self.tmp, "r+b")
+            self.file.truncate(saved["tmp_bytes"])
+            self.file.seek(0, os.SEEK_END)
+
+    @property
+    def tmp(self) -> str:
+        return self.path(f".batch_{self.batch}.tmp")
 
     def _open(self):
-        self.tmp = os.path.join(self.output_dir, f".batch_{self.batch}.tmp")
         self.file = open(self.tmp, "wb")
         self.file.write(b"\x80\x02}")  # PROTO 2, EMPTY_DICT
 
@@ -128,7 +160,7 @@ class PickleSink(Sink):
         self.file.flush()
         os.fsync(self.file.fileno())
         self.file.close()
-        os.replace(self.tmp, os.path.join(self.output_dir, f"batch_{self.batch}"))
+        os.replace(self.tmp, self.path(f"batch_{self.batch}"))
         self.file = None
         self.batch += 1
         self.in_batch = 0
@@ -152,6 +184,15 @@ class PickleSink(Sink):
             if self.in_batch == PICKLE_BATCH:
                 self._finish()
 
+    def flush(self):
+        if self.file is not None:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+
+    def state(self):
+        return {"batch": self.batch, "in_batch": self.in_batch,
+                "tmp_bytes": self.file.tell() if self.file is not None else 0}
+
     def close(self):
         if self.file is not None:
             self._finish()
@@ -160,14 +201,21 @@ class PickleSink(Sink):
 class TextSink(Sink):
     """v1 C++ style: `features.txt`, one line per image, layers split by ';', values by spaces.
 
-    `images.txt` holds the image of each line, in the same order; `meta.json` the layer shapes.
+    `images.txt` holds the image of each line, in the same order; the manifest the shapes.
     """
 
-    def __init__(self, output_dir, layers, meta):
-        super().__init__(output_dir, layers, meta)
-        self._write_meta()
-        self.text = open(os.path.join(output_dir, TEXT_NAME), "w", encoding="utf-8")
-        self.images = open(os.path.join(output_dir, IMAGES_NAME), "w", encoding="utf-8")
+    files = (TEXT_NAME, IMAGES_NAME)
+
+    def __init__(self, output_dir, layers, meta, rows=0, saved=None):
+        super().__init__(output_dir, layers, meta, rows)
+        sizes = (saved or {}).get("sizes", {})
+        self.text, self.images = (self._open(name, sizes.get(name, 0)) for name in self.files)
+
+    def _open(self, name, size):
+        f = open(self.path(name), "r+b" if size else "wb")
+        f.truncate(size)
+        f.seek(size)
+        return f
 
     def write(self, items, outputs):
         for i, item in enumerate(items):
@@ -175,12 +223,17 @@ class TextSink(Sink):
             for name in self.layers:
                 row = outputs[name][i].reshape(-1)
                 parts.append(" ".join(np.char.mod("%.9g", row).tolist()))
-            self.text.write(";".join(parts) + "\n")
-            self.images.write(item.key + "\n")
+            self.text.write((";".join(parts) + "\n").encode())
+            self.images.write((item.key + "\n").encode("utf-8", "surrogateescape"))
+        self.count += len(items)
+
+    def flush(self):
         for f in (self.text, self.images):
             f.flush()
             os.fsync(f.fileno())
-        self.count += len(items)
+
+    def state(self):
+        return {"sizes": {TEXT_NAME: self.text.tell(), IMAGES_NAME: self.images.tell()}}
 
     def close(self):
         for f in (self.text, self.images):
@@ -191,7 +244,20 @@ class TextSink(Sink):
 SINKS = {"hdf5": HDF5Sink, "pickle": PickleSink, "text": TextSink}
 
 
-def open_sink(fmt: str, output_dir: str, layers: dict[str, tuple], meta: dict) -> Sink:
+def open_sink(fmt: str, output_dir: str, layers: dict[str, tuple], meta: dict, rows: int = 0,
+              saved: dict | None = None) -> Sink:
+    return SINKS[fmt](output_dir, layers, meta, rows, saved)
+
+
+def existing_outputs(fmt: str, output_dir: str) -> list[str]:
+    """Names in output_dir that a run of this format writes (pickle: batch files by name)."""
+    if not os.path.isdir(output_dir):
+        return []
+    return [n for n in os.listdir(output_dir)
+            if n in SINKS[fmt].files or n.startswith(("batch_", ".batch_"))]
+
+
+def ensure_writable(output_dir: str) -> None:
     try:
         os.makedirs(output_dir, exist_ok=True)
         probe = os.path.join(output_dir, f".write_test{os.getpid()}")
@@ -200,7 +266,6 @@ def open_sink(fmt: str, output_dir: str, layers: dict[str, tuple], meta: dict) -
     except OSError as e:
         raise ResnetError(f"{output_dir}: cannot write output directory ({e.strerror or e})") \
             from None
-    return SINKS[fmt](output_dir, layers, meta)
 
 
 @dataclass

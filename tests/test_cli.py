@@ -64,7 +64,7 @@ def test_extract_each_format(model50, photos, expected, tmp_path, fmt):
             assert f["labels"][:].tolist() == [0, 1, 2, 3]
             assert f.attrs["count"] == 4 and f.attrs["layer_num"] == 50
     if fmt == "pickle":
-        assert sorted(os.listdir(tmp_path)) == ["batch_0", "meta.json"]
+        assert sorted(os.listdir(tmp_path)) == ["batch_0", "manifest.json", "progress.json"]
     if fmt == "text":
         lines = (tmp_path / "features.txt").read_text().splitlines()
         assert len(lines) == 4 and all(line.count(";") == 2 for line in lines)

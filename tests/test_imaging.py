@@ -79,7 +79,7 @@ def test_bad_files_have_reasons(tmp_path):
     (tmp_path / "cut.jpg").write_bytes(good[:200])
     (tmp_path / "dir.jpg").mkdir()
     cases = {"empty.jpg": "empty file", "text.jpg": "not a readable image",
-             "cut.jpg": "not a readable image", "dir.jpg": "is a directory",
+             "cut.jpg": "truncated JPEG", "dir.jpg": "is a directory",
              "missing.jpg": "file not found"}
     for name, reason in cases.items():
         with pytest.raises(ImageError, match=reason) as info:

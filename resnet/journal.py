@@ -1,0 +1,140 @@
+"""What makes a run impossible to lose: the manifest, the progress journal and failed.txt.
+
+After every batch the sink is flushed, failed.txt is fsynced, and `progress.json` is replaced
+atomically with the list position, row count and the byte size of every growing file. A run
+killed at any moment therefore leaves a last durable state; `--resume` truncates the outputs
+back to it and carries on from the next image, so each image ends up written exactly once.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import sys
+
+from .errors import ResnetError
+
+MANIFEST = "manifest.json"
+PROGRESS = "progress.json"
+FAILED = "failed.txt"
+#: Manifest fields that must match for --resume to continue an earlier run.
+SAME_RUN = ("model_sha256", "layer_num", "layers", "format", "multi_crop", "mean", "items",
+            "list_sha256", "shard")
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Replace `path` with `data` so a reader (or a crash) sees the old or the new, never half."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read_json(path: str):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+    except (ValueError, OSError) as e:
+        raise ResnetError(f"{path}: unreadable ({e}); pass --overwrite to start again") from None
+
+
+def model_checksum(model_dir: str, names) -> str:
+    """sha256 over the parameter files, in spec order: identifies the weights a run used."""
+    h = hashlib.sha256()
+    for name in names:
+        h.update(name.encode())
+        with open(os.path.join(model_dir, name), "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def list_checksum(keys) -> str:
+    h = hashlib.sha256()
+    for key in keys:
+        h.update(key.encode("utf-8", "surrogateescape") + b"\n")
+    return h.hexdigest()
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def check_free(output_dir: str, outputs, resume: bool, overwrite: bool) -> list[str]:
+    """The run's files already in output_dir; an error if neither --resume nor --overwrite."""
+    existing = [n for n in (*outputs, MANIFEST, PROGRESS, FAILED)
+                if os.path.exists(os.path.join(output_dir, n))]
+    if existing and not (resume or overwrite):
+        raise ResnetError(f"{output_dir}: already holds output ({', '.join(sorted(existing))}); "
+                          "pass --resume to continue that run or --overwrite to replace it")
+    return existing
+
+
+class Journal:
+    """The bookkeeping of one output directory for one run (or its resumption)."""
+
+    def __init__(self, output_dir: str, manifest: dict, outputs, resume: bool, overwrite: bool):
+        self.dir = output_dir
+        self.manifest = dict(manifest, command=sys.argv[:], status="running")
+        self.state = {"position": 0, "rows": 0, "failed": 0, "failed_bytes": 0, "sink": {}}
+        existing = check_free(output_dir, outputs, resume, overwrite)
+        if existing and resume:
+            self._take_over()
+        else:
+            for name in existing:
+                os.remove(os.path.join(output_dir, name))
+        self.manifest.setdefault("started", _now())
+        self._write_manifest()
+        mode = "r+b" if os.path.exists(self.path(FAILED)) else "wb"
+        self.failed_file = open(self.path(FAILED), mode)
+        self.failed_file.truncate(self.state["failed_bytes"])
+        self.failed_file.seek(0, os.SEEK_END)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.dir, name)
+
+    def _take_over(self):
+        old = _read_json(self.path(MANIFEST))
+        if old is None:
+            raise ResnetError(f"{self.dir}: has output but no {MANIFEST}, so it cannot be "
+                              "resumed safely; pass --overwrite to start again")
+        changed = [k for k in SAME_RUN if old.get(k) != self.manifest.get(k)]
+        if changed:
+            raise ResnetError(f"{self.dir}: cannot resume: the earlier run used different "
+                              f"{', '.join(changed)}; pass --overwrite to start again")
+        self.state = _read_json(self.path(PROGRESS)) or self.state
+        self.manifest["started"] = old.get("started")
+        self.manifest["resumed"] = old.get("resumed", 0) + 1
+
+    @property
+    def resuming(self) -> bool:
+        return self.state["position"] > 0 or self.state["rows"] > 0
+
+    def fail(self, key: str, reason: str) -> None:
+        self.failed_file.write(f"{key}\t{reason}\n".encode("utf-8", "surrogateescape"))
+        self.failed_file.flush()
+        self.state["failed"] += 1
+
+    def commit(self, position: int, rows: int, sink_state: dict) -> None:
+        """Record a durable point: everything before `position` is written (call after flush)."""
+        os.fsync(self.failed_file.fileno())
+        self.state.update(position=position, rows=rows, sink=sink_state,
+                          failed_bytes=self.failed_file.tell())
+        atomic_write(self.path(PROGRESS), json.dumps(self.state).encode())
+
+    def finish(self, complete: bool) -> None:
+        self.failed_file.close()
+        if self.state["failed"] == 0:
+            os.remove(self.path(FAILED))
+        self.manifest.update(status="complete" if complete else "interrupted",
+                             rows=self.state["rows"], failed=self.state["failed"],
+                             position=self.state["position"], finished=_now())
+        self._write_manifest()
+
+    def _write_manifest(self):
+        atomic_write(self.path(MANIFEST), json.dumps(self.manifest, indent=1).encode())
