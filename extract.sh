@@ -5,4 +5,6 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 JOB=extract
 DEFAULTS=(--layer_num=50 --data="$HERE/example/test.list"
           --output_layer=res5_3_branch2c_conv,res5_3_branch2c_bn --output_dir=output)
+# With the demo model: meaningless features go to their own folder and may be replaced.
+DEMO_DEFAULTS=(--output_dir=output_demo --overwrite)
 source "$HERE/resnet/wrapper.sh"

@@ -1,7 +1,8 @@
 # Shared by extract.sh and predict.sh (sourced, not run): v1-style defaults for a job, with
 # the user's extra flags passed through after them so they win. With no --model given and
 # no downloaded model for the chosen depth, a seeded demo model is written and used, loudly.
-# Needs: HERE (the project folder), JOB, and the default flags in DEFAULTS (an array).
+# Needs: HERE (the project folder), JOB, the default flags in DEFAULTS (an array), and
+# optionally DEMO_DEFAULTS, added when the demo model is used.
 
 PY=${PYTHON:-python3}
 export PYTHONPATH="$HERE${PYTHONPATH:+:$PYTHONPATH}"
@@ -35,7 +36,7 @@ if [ "$model_given" = no ]; then
 =====================================================================================
 MSG
     "$PY" -m resnet --job=demo_model --layer_num="$layer_num" --model="$model" || exit $?
-    DEFAULTS+=(--model="$model")
+    DEFAULTS+=(--model="$model" "${DEMO_DEFAULTS[@]}")
   fi
 fi
 

@@ -40,12 +40,15 @@ def test_first_run_extract_sh_uses_loud_demo_model(tmp_path):
     assert "DEMO model with seeded RANDOM weights" in r.stderr
     assert "MEANINGLESS" in r.stderr and "get_model.sh" in r.stderr
     assert os.path.exists(project / "model" / "demo_resnet_50" / "_output.w0")
-    with h5py.File(work / "output" / "features.h5") as f:
+    assert not (work / "output").exists()  # demo features are kept apart from real ones
+    with h5py.File(work / "output_demo" / "features.h5") as f:
         assert [s.decode() for s in f["images"][:]] == [
             "cat.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg"]
         assert f["res5_3_branch2c_bn"].shape == (4, 2048, 7, 7)
         assert f["res5_3_branch2c_conv"].shape == (4, 2048, 7, 7)
-    # second run: the demo model is reused, extra flags override the defaults
+    r = _run([str(project / "extract.sh"), "--use_gpu=0"], cwd=work)  # again: replaced
+    assert r.returncode == 0, r.stderr
+    # predict: the demo model is reused, extra flags override the defaults
     r = _run([str(project / "predict.sh"), "--use_gpu=0", "--multi_crop=0", "--top_k=2"],
              cwd=work)
     assert r.returncode == 0, r.stderr
