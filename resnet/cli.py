@@ -81,12 +81,10 @@ def main(argv=None) -> int:
     if args.batch_size < 1:
         parser().error("--batch_size must be at least 1")
     try:
-        from . import jobs
+        if args.job in ("extract", "predict", "check"):
+            from . import jobs  # imports Paddle: only the jobs that run the network
 
-        if args.job == "extract":
-            return jobs.extract(args)
-        if args.job == "predict":
-            return jobs.predict(args)
+            return getattr(jobs, args.job)(args)
         if args.job in ("diagram", "layers"):
             from . import introspect
 
@@ -96,8 +94,6 @@ def main(argv=None) -> int:
             from .merge import merge
 
             return merge(args)
-        if args.job == "check":
-            return jobs.check(args)
         if args.job == "demo_model":
             from .demo import write_demo_model
 
