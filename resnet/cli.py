@@ -66,6 +66,14 @@ def parser() -> argparse.ArgumentParser:
                    help="extract: process only the I-th of N equal parts of the list (1-based), "
                         "into OUTPUT_DIR/shard-I-of-N; join them with --job=merge")
     p.add_argument("--workers", type=int, default=None, help="decoding threads (default: cores)")
+    p.add_argument("--engine", choices=("inference", "dygraph"), default="inference",
+                   help="inference: compiled Paddle Inference model, cached (default); "
+                        "dygraph: the plain Paddle reference path")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for the engine (default: all cores)")
+    p.add_argument("--trt", action="store_true", help="GPU: run through TensorRT")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="fp32 (default, checked); bf16 (CPU oneDNN) or fp16 (GPU) are opt-in")
     p.add_argument("--output", help="diagram: output file; the suffix picks the format "
                    "(.dot, .png, .svg, .pdf; default resnet_N.png)")
     p.add_argument("--compact", action="store_true",

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import demo, journal, params as params_io, pipeline
+from . import demo, engine, journal, params as params_io, pipeline
 from .classes import class_name, imagenet_classes
 from .errors import ResnetError
 from .imaging import CROPS
@@ -46,6 +46,7 @@ def _prepare(args, before_load=None):
     spec = build(args.layer_num)
     log.info("running ResNet-%d on %s (paddle %s)", spec.layer_num, device.upper(),
              paddle.__version__)
+    engine.check_options(args.engine, device, args.trt, args.precision)
     layers = spec.check_layers((args.output_layer or DEFAULT_LAYERS).split(","))
     items = collect(args.data)
     mean = load_mean(args.mean)
@@ -53,11 +54,12 @@ def _prepare(args, before_load=None):
         raise ResnetError("no model given: pass --model=DIR (see model/get_model.sh)")
     if before_load:
         before_load()
-    from .network import Network
-
-    net = Network(spec).load_params(params_io.load_model(args.model, spec))
+    values = params_io.load_model(args.model, spec)
     if demo.is_demo(args.model):
         log.warning(demo.WARNING)
+    args.model_sha256 = journal.model_checksum(args.model, [n for n, _ in spec.param_files()])
+    net = engine.create(args.engine, spec, values, layers, args.model, args.model_sha256, device,
+                        args.threads, args.trt, args.precision)
     return spec, layers, items, mean, net
 
 
@@ -142,7 +144,7 @@ def extract(args) -> int:
     manifest = {
         "layer_num": spec.layer_num, "layers": {k: list(v) for k, v in shapes.items()},
         "format": args.format, "model": os.path.abspath(args.model),
-        "model_sha256": journal.model_checksum(args.model, [n for n, _ in spec.param_files()]),
+        "model_sha256": args.model_sha256,
         "data": os.path.abspath(args.data), "items": len(items),
         "list_sha256": journal.list_checksum(it.key for it in items),
         "shard": f"{args.shard[0]}/{args.shard[1]} of {everything}" if args.shard else None,

@@ -61,6 +61,7 @@ class Network(nn.Layer):
                 layer.bias.set_value(get("wbias"))
         return self
 
+    @paddle.jit.not_to_static  # plain Python over the spec, also when compiled (engine.py)
     def plan(self, outputs) -> list:
         """The nodes needed for `outputs`, in order, each with the names it can free after it."""
         needed = set()
@@ -97,6 +98,7 @@ class Network(nn.Layer):
                 del values[src]
         return {name: values[name] for name in outputs}
 
+    @paddle.jit.not_to_static
     def _apply(self, node, args):
         a = node.attrs
         if node.op == "conv":

@@ -16,6 +16,19 @@ from resnet.spec import build  # noqa: E402
 EXAMPLES = os.path.join(ROOT, "example")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def engine_cache(tmp_path_factory):
+    """Compiled engines go to a scratch cache, never the user's ~/.cache (subprocesses too)."""
+    path = str(tmp_path_factory.mktemp("engine_cache"))
+    old = os.environ.get("RESNET_CACHE_DIR")
+    os.environ["RESNET_CACHE_DIR"] = path
+    yield path
+    if old is None:
+        del os.environ["RESNET_CACHE_DIR"]
+    else:
+        os.environ["RESNET_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def model_factory(tmp_path_factory):
     """Seeded random v1 model directories, written once per depth through the real writer."""

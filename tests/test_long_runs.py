@@ -62,9 +62,11 @@ def long_list(tmp_path_factory):
 
 
 def _cmd(model, data, out, *extra):
+    # the dygraph engine: slow enough (~4 img/s) that a signal lands mid-run; the journal and
+    # sinks under test are the same for every engine
     return [sys.executable, "-m", "resnet", "--job=extract", f"--model={model}", f"--data={data}",
             f"--output_dir={out}", "--output_layer=res4_1_branch2a_conv,output", "--use_gpu=0",
-            "--batch_size=2", *extra]
+            "--batch_size=2", "--engine=dygraph", *extra]
 
 
 @pytest.fixture(scope="module")
