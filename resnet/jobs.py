@@ -25,6 +25,7 @@ log = logging.getLogger("resnet")
 FAILED_NAME = journal.FAILED
 DEFAULT_LAYERS = "res5_3_branch2c_conv,res5_3_branch2c_bn"
 EXIT_SKIPPED = 3  # some images were skipped; everything else was written
+COMMIT_EVERY = 1.0  # seconds between durable points (flush, fsync, progress.json)
 
 
 @dataclass
@@ -84,7 +85,7 @@ def _run(args, net, layers, items, mean, on_batch, on_fail, desc, skip=0):
     try:
         results = pipeline.decoded(items[skip:], mean, args.multi_crop, workers=args.workers)
         for batch in pipeline.batches(results, args.batch_size, on_error):
-            out = net.run(pipeline.stack(batch), layers)
+            out = _forward(net, pipeline.stack(batch), layers, max(args.batch_size, crops))
             if crops > 1:
                 out = {k: v.reshape(len(batch), crops, *v.shape[1:]).mean(axis=1)
                        for k, v in out.items()}
@@ -95,6 +96,15 @@ def _run(args, net, layers, items, mean, on_batch, on_fail, desc, skip=0):
     finally:
         progress.close()
     return outcome
+
+
+def _forward(net, x: np.ndarray, layers, most: int) -> dict:
+    """net.run over at most `most` crops at a time: a 10-crop batch of 16 images is 160 crops,
+    which as one forward pass is slower and needs gigabytes."""
+    if len(x) <= most:
+        return net.run(x, layers)
+    parts = [net.run(x[i:i + most], layers) for i in range(0, len(x), most)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in layers}
 
 
 def _write_failed(output_dir: str, outcome: Outcome) -> None:
@@ -164,10 +174,14 @@ def extract(args) -> int:
     saved = book.state["sink"] if book.resuming else None
     with open_sink(args.format, out_dir, shapes, meta, book.state["rows"], saved) as sink:
 
+        last_commit = [time.monotonic()]
+
         def on_batch(batch_items, out, consumed):
             sink.write(batch_items, out)
-            sink.flush()
-            book.commit(consumed, sink.count, sink.state())
+            if time.monotonic() - last_commit[0] >= COMMIT_EVERY:  # fsyncs cost: not per image
+                sink.flush()
+                book.commit(consumed, sink.count, sink.state())
+                last_commit[0] = time.monotonic()
 
         try:
             outcome = _run(args, net, layers, items, mean, on_batch,
