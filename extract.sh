@@ -3,8 +3,7 @@
 # Any flag of `python -m resnet --job=extract` may follow and overrides these defaults.
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 JOB=extract
-DEFAULTS=(--layer_num=50 --data="$HERE/example/test.list"
-          --output_layer=res5_3_branch2c_conv,res5_3_branch2c_bn --output_dir=output)
+DEFAULTS=(--data="$HERE/example/test.list" --output_dir=output)
 # With the demo model: meaningless features go to their own folder and may be replaced.
 DEMO_DEFAULTS=(--output_dir=output_demo --overwrite)
 source "$HERE/resnet/wrapper.sh"

@@ -3,5 +3,5 @@
 # Any flag of `python -m resnet --job=predict` may follow and overrides these defaults.
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 JOB=predict
-DEFAULTS=(--layer_num=50 --data="$HERE/example/test.list" --multi_crop=1)
+DEFAULTS=(--data="$HERE/example/test.list" --multi_crop=1)
 source "$HERE/resnet/wrapper.sh"

@@ -11,7 +11,8 @@ import sys
 
 from .errors import ResnetError
 
-JOBS = ("extract", "predict", "merge", "diagram", "layers", "check", "demo_model")
+JOBS = ("extract", "predict", "merge", "diagram", "layers", "check", "demo_model", "convert",
+        "export")
 
 
 def _bool(text: str) -> bool:
@@ -41,14 +42,19 @@ def parser() -> argparse.ArgumentParser:
                "(see OUTPUT_DIR/failed.txt).")
     p.add_argument("--job", required=True, choices=JOBS, help="what to do")
     p.add_argument("--model", help="v1 model directory (one file per parameter)")
-    p.add_argument("--layer_num", type=int, default=50, help="50, 101 or 152 (default 50)")
+    p.add_argument("--layer_num", type=int, default=None,
+                   help="18, 34, 50, 101 or 152 (default: the model's model.json, else 50)")
+    p.add_argument("--variant", choices=("v1", "v1.5"), default=None,
+                   help="v1: the zoo's Caffe-style net; v1.5: paddle.vision/torchvision "
+                        "(default: the model's model.json, else v1; convert: v1.5)")
     p.add_argument("--data", help="image list (path [label] per line), a directory or an image")
     p.add_argument("--mean", help="v1 mean.meta or .npy (default: BGR 103.939,116.779,123.68)")
     p.add_argument("--multi_crop", nargs="?", const=True, default=False, type=_bool,
                    help="10 crops of the short-side-256 image, outputs averaged")
     p.add_argument("--output_layer", default=None,
                    help="comma-separated layer names (extract default: "
-                   "res5_3_branch2c_conv,res5_3_branch2c_bn; diagram: layers to highlight)")
+                   "res5_3_branch2c_conv,res5_3_branch2c_bn; export default: output; "
+                   "diagram: layers to highlight)")
     p.add_argument("--output_dir", default="output", help="where extract writes (default output)")
     p.add_argument("--use_gpu", type=_bool, default=None,
                    help="1/true: GPU (error if none), 0/false: CPU; default: GPU if available")
@@ -61,7 +67,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="extract: continue an interrupted run in --output_dir where it stopped")
     p.add_argument("--overwrite", action="store_true",
-                   help="extract, merge: replace the output already in --output_dir")
+                   help="extract, merge: replace the output already in --output_dir; "
+                        "convert: replace the model directory --model")
+    p.add_argument("--from", dest="from_format", choices=("paddle", "torchvision", "safetensors"),
+                   help="convert: the checkpoint's format (.pdparams, .pth, .safetensors)")
+    p.add_argument("--input", help="convert: the checkpoint file to convert")
+    p.add_argument("--to", choices=("paddle_inference", "onnx"),
+                   help="export: Paddle inference model (.pdmodel) or ONNX file")
     p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
                    help="extract: process only the I-th of N equal parts of the list (1-based), "
                         "into OUTPUT_DIR/shard-I-of-N; join them with --job=merge")
@@ -75,7 +87,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="fp32 (default, checked); bf16 (CPU oneDNN) or fp16 (GPU) are opt-in")
     p.add_argument("--output", help="diagram: output file; the suffix picks the format "
-                   "(.dot, .png, .svg, .pdf; default resnet_N.png)")
+                   "(.dot, .png, .svg, .pdf; default resnet_N.png); export: the .onnx file or "
+                   "the Paddle inference path prefix")
     p.add_argument("--compact", action="store_true",
                    help="diagram: collapse repeated identity blocks of each stage")
     p.add_argument("--seed", type=int, default=0, help="demo_model: random seed")
@@ -88,7 +101,18 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="resnet: %(message)s", stream=sys.stderr)
     if args.batch_size < 1:
         parser().error("--batch_size must be at least 1")
+    if args.layer_num is None and args.job not in ("extract", "predict", "check", "convert",
+                                                    "export"):  # these read model.json
+        args.layer_num = 50
     try:
+        if args.job == "convert":
+            from .convert import convert_job
+
+            return convert_job(args)
+        if args.job == "export":
+            from .export import export_job
+
+            return export_job(args)
         if args.job in ("extract", "predict", "check"):
             from . import jobs  # imports Paddle: only the jobs that run the network
 

@@ -60,7 +60,8 @@ def compiled_model(model_dir: str, spec: Spec, layers: list[str], model_sha256: 
         raise ResnetError(f"{root}: cannot write the engine cache ({e.strerror or e}); set "
                           f"{CACHE_ENV} to a writable folder or use --engine=dygraph") from None
     try:
-        static.export(model_dir, spec.layer_num, layers, os.path.join(tmp, "model"))
+        static.export(model_dir, spec.layer_num, layers, os.path.join(tmp, "model"),
+                      spec.variant)
         try:
             os.rename(tmp, folder)
         except OSError:  # another run finished the same model first: use theirs

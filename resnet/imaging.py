@@ -127,9 +127,41 @@ def ten_crops(img: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return out
 
 
-def preprocess(path: str, mean: np.ndarray, multi_crop: bool = False) -> np.ndarray:
-    """Decode `path` and return its crops, shaped (crops, 3, 224, 224)."""
+def recipe_crops(img: np.ndarray, recipe, multi_crop: bool = False) -> np.ndarray:
+    """(crops, 3, crop, crop) float32 by a model.json recipe (resnet.modelinfo.Recipe).
+
+    The torchvision / paddle.vision evaluation transform: short side resized, centre crop at
+    round((h - crop) / 2), channel order, x scale, minus mean, divided by std. With
+    `multi_crop`, v1's 10 crops of that image instead (short side 256 if the recipe has none).
+    """
+    size = recipe.crop
+    short = recipe.resize_short_side or (SHORT_SIDE if multi_crop else None)
+    resized = resize_short_side(img, short) if short else _resize(img, size, size)
+    if recipe.channel_order == "RGB":
+        resized = resized[:, :, ::-1]
+    chw = resized.transpose(2, 0, 1)
+    h, w = resized.shape[:2]
+    offsets = (crop_offsets(h, w, size) if multi_crop
+               else [(int(round((h - size) / 2.0)), int(round((w - size) / 2.0)))])
+    out = np.empty((2 * len(offsets) if multi_crop else 1, 3, size, size), dtype=np.float32)
+    for k, (top, left) in enumerate(offsets):
+        out[k] = chw[:, top:top + size, left:left + size]
+        if multi_crop:
+            out[k + len(offsets)] = out[k, :, :, ::-1]
+    out *= np.float32(recipe.scale)
+    out -= recipe.mean_array
+    out /= recipe.std_array
+    return out
+
+
+def preprocess(path: str, mean, multi_crop: bool = False) -> np.ndarray:
+    """Decode `path` and return its crops, shaped (crops, 3, 224, 224).
+
+    `mean` is v1's mean array, or a model.json Recipe (resnet.modelinfo) for converted models.
+    """
     img = decode(path)
+    if not isinstance(mean, np.ndarray):
+        return recipe_crops(img, mean, multi_crop)
     return ten_crops(img, mean) if multi_crop else single_crop(img, mean)
 
 

@@ -114,7 +114,7 @@ def format_table(spec: Spec) -> str:
               ("batch norm moving statistics (.w1, .w2 files)", counts.moving_stats),
               (f"total in the {counts.files} parameter files", counts.total)]
     pad = max(len(t) for t, _ in totals) + 1
-    out = [f"ResNet-{spec.layer_num} (v1 model zoo): {len(rows)} layers", line(head),
+    out = [f"{_title(spec)}: {len(rows)} layers", line(head),
            line(tuple("-" * w for w in widths))]
     out += [line(c) for c in cells[1:]]
     out += [""] + [f"{t + ':':<{pad}}  {n:>12,}" for t, n in totals]
@@ -213,7 +213,7 @@ def diagram(spec: Spec, highlight=(), compact: bool = False):
             groups.append((stage, []))
         groups[-1][1].append(item)
 
-    title = f"ResNet-{spec.layer_num} (v1 model zoo)" + (", compact" if compact else "")
+    title = _title(spec) + (", compact" if compact else "")
     g = graphviz.Digraph(f"resnet_{spec.layer_num}", comment=title)
     g.attr(label=title, labelloc="t", fontsize="20", fontname="Helvetica", newrank="true")
     g.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="11")
@@ -309,7 +309,7 @@ def diagram_job(args) -> int:
     """`--job=diagram`: render to --output (default resnet_N.png), with the .dot beside it."""
     from .spec import build
 
-    spec = build(args.layer_num)
+    spec = build(args.layer_num, args.variant or "v1")
     output = args.output or f"resnet_{spec.layer_num}.png"
     written = render(spec, output, _highlight(args), args.compact)
     log.info("wrote %s (ResNet-%d%s)", " and ".join(written), spec.layer_num,
@@ -321,8 +321,13 @@ def layers_job(args) -> int:
     """`--job=layers`: print every layer with its type, shape and parameter counts."""
     from .spec import build
 
-    spec = build(args.layer_num)
+    spec = build(args.layer_num, args.variant or "v1")
     if args.output_layer:  # let a user check names before a long extract run
         spec.check_layers(args.output_layer.split(","))
     print(format_table(spec))
     return 0
+
+
+def _title(spec) -> str:
+    return f"ResNet-{spec.layer_num} " + (
+        "(v1 model zoo)" if spec.variant == "v1" else f"({spec.variant})")

@@ -10,16 +10,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import demo, engine, journal, params as params_io, pipeline
+from . import demo, engine, journal, modelinfo, params as params_io, pipeline
 from .classes import class_name, imagenet_classes
 from .errors import ResnetError
 from .imaging import CROPS
 from .inputs import collect
-from .mean import load_mean
 from .paddle_env import paddle, select_device
 from .progress import Progress
 from .sinks import ensure_writable, existing_outputs, open_sink
-from .spec import build
 
 log = logging.getLogger("resnet")
 FAILED_NAME = journal.FAILED
@@ -44,13 +42,14 @@ def _prepare(args, before_load=None):
     `before_load` runs after the cheap checks and before the model is read (output checks).
     """
     device = select_device(args.use_gpu)
-    spec = build(args.layer_num)
-    log.info("running ResNet-%d on %s (paddle %s)", spec.layer_num, device.upper(),
+    spec, info = modelinfo.resolve(args)  # model.json's depth, variant, recipe; flags win
+    log.info("running ResNet-%d%s on %s (paddle %s)", spec.layer_num,
+             "" if spec.variant == "v1" else f" ({spec.variant})", device.upper(),
              paddle.__version__)
     engine.check_options(args.engine, device, args.trt, args.precision)
-    layers = spec.check_layers((args.output_layer or DEFAULT_LAYERS).split(","))
+    layers = spec.check_layers((args.output_layer or ",".join(spec.default_features())).split(","))
     items = collect(args.data)
-    mean = load_mean(args.mean)
+    mean = modelinfo.preprocessing(info, args.mean)
     if not args.model:
         raise ResnetError("no model given: pass --model=DIR (see model/get_model.sh)")
     if before_load:
@@ -158,10 +157,10 @@ def extract(args) -> int:
         "data": os.path.abspath(args.data), "items": len(items),
         "list_sha256": journal.list_checksum(it.key for it in items),
         "shard": f"{args.shard[0]}/{args.shard[1]} of {everything}" if args.shard else None,
-        "mean": os.path.abspath(args.mean) if args.mean else "default BGR",
+        "mean": modelinfo.describe_mean(mean, args.mean),
         "multi_crop": bool(args.multi_crop),
-        "preprocessing": "v1: BGR, CHW, minus mean, " + (
-            "short side 256, 10 crops averaged" if args.multi_crop else "resize to 224x224"),
+        "variant": spec.variant,
+        "preprocessing": modelinfo.describe(mean, args.multi_crop),
     }
     book = journal.Journal(out_dir, manifest, existing_outputs(args.format, out_dir),
                            args.resume, args.overwrite)
@@ -260,12 +259,13 @@ def check(args) -> int:
     """Validate a model directory (and --mean) without running anything."""
     if not args.model:
         raise ResnetError("--job=check needs --model=DIR")
-    spec = build(args.layer_num)
+    spec, info = modelinfo.resolve(args)
     values = params_io.load_model(args.model, spec)
-    load_mean(args.mean)
+    modelinfo.preprocessing(info, args.mean)
     total = sum(v.size for v in values.values())
     print(f"ok: {args.model} is a valid v1 ResNet-{spec.layer_num} model "
-          f"({len(values)} parameter files, {total:,} values)"
+          + (f"({spec.variant}, {modelinfo.MODEL_JSON}) " if info else "")
+          + f"({len(values)} parameter files, {total:,} values)"
           + (f"; mean {args.mean} ok" if args.mean else ""))
     if demo.is_demo(args.model):
         log.warning(demo.WARNING)

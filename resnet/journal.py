@@ -20,8 +20,8 @@ MANIFEST = "manifest.json"
 PROGRESS = "progress.json"
 FAILED = "failed.txt"
 #: Manifest fields that must match for --resume to continue an earlier run.
-SAME_RUN = ("model_sha256", "layer_num", "layers", "format", "multi_crop", "mean", "items",
-            "list_sha256", "shard")
+SAME_RUN = ("model_sha256", "layer_num", "variant", "layers", "format", "multi_crop", "mean",
+            "preprocessing", "items", "list_sha256", "shard")
 
 
 def atomic_write(path: str, data: bytes) -> None:

@@ -125,7 +125,12 @@ class Network(nn.Layer):
             return {k: v.numpy() for k, v in result.items()}
 
 
-def load(model_dir: str, layer_num: int = 50) -> Network:
-    """A ready Network with the v1 parameter files of `model_dir` loaded and validated."""
-    spec = build_spec(layer_num)
+def load(model_dir: str, layer_num: int = 50, variant: str | None = None) -> Network:
+    """A ready Network with the v1 parameter files of `model_dir` loaded and validated.
+
+    `variant` None: the one the directory's model.json names, else v1 (converted models).
+    """
+    from .modelinfo import default_variant
+
+    spec = build_spec(layer_num, variant or default_variant(model_dir))
     return Network(spec).load_params(params_io.load_model(model_dir, spec))

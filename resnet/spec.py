@@ -11,9 +11,15 @@ from dataclasses import dataclass, field
 from .errors import ResnetError
 
 #: Blocks per stage (res2, res3, res4, res5) for each supported depth.
-DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
-#: (bottleneck width, output width) per stage.
+DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3),
+          152: (3, 8, 36, 3)}
+#: Depths built from basic blocks (two 3x3 convs); the others use bottlenecks (1x1, 3x3, 1x1).
+BASIC_DEPTHS = (18, 34)
+#: (bottleneck width, output width) per stage; a basic block's width is the first number.
 STAGE_WIDTHS = ((64, 256), (128, 512), (256, 1024), (512, 2048))
+#: v1: the zoo's Caffe-style net (stride on the first 1x1, ceil-mode max pool without padding).
+#: v1.5: paddle.vision / torchvision / timm (stride on the 3x3, max pool pad 1, floor mode).
+VARIANTS = ("v1", "v1.5")
 INPUT_SIZE = 224
 NUM_CLASSES = 1000
 BN_EPSILON = 1e-5
@@ -62,6 +68,7 @@ class Node:
 class Spec:
     layer_num: int
     nodes: tuple
+    variant: str = "v1"
 
     def __post_init__(self):
         object.__setattr__(self, "_index", {n.name: i for i, n in enumerate(self.nodes)})
@@ -89,6 +96,11 @@ class Spec:
         """Every v1 parameter file name (`_<layer>.<suffix>`) with its shape, in network order."""
         return [(f"_{n.name}.{suffix}", shape) for n in self.nodes for suffix, shape in n.params()]
 
+    def default_features(self) -> list[str]:
+        """The last block's final conv and bn: v1's default extract layers at every depth."""
+        bn = self.nodes[-3].inputs[1]  # last addto(shortcut, bn) -> avgpool -> output
+        return [self[bn].inputs[0], bn]
+
     def check_layers(self, names) -> list[str]:
         """The names as a list, or a ResnetError naming each unknown one with its close matches."""
         import difflib
@@ -114,13 +126,23 @@ def _conv_out(size: int, k: int, stride: int, pad: int, ceil: bool = False) -> i
     return 1 + (math.ceil(span / stride) if ceil else span // stride)
 
 
-def build(layer_num: int = 50) -> Spec:
-    """The v1 model-zoo ResNet with `layer_num` layers (50, 101 or 152), as a Spec."""
+def build(layer_num: int = 50, variant: str = "v1") -> Spec:
+    """The ResNet with `layer_num` layers (18, 34, 50, 101, 152) in `variant` (v1, v1.5).
+
+    Layer names are v1's in every variant and depth; a basic block's two 3x3 convs are
+    branch2a and branch2b, and a projection branch1 exists only where the shape changes.
+    """
     try:
         blocks = DEPTHS[int(layer_num)]
     except (KeyError, TypeError, ValueError):
-        choices = ", ".join(str(d) for d in DEPTHS)
-        raise ResnetError(f"unsupported layer_num {layer_num!r}: choose one of {choices}") from None
+        zoo = ", ".join(str(d) for d in DEPTHS if d not in BASIC_DEPTHS)
+        basic = ", ".join(str(d) for d in BASIC_DEPTHS)
+        raise ResnetError(f"unsupported layer_num {layer_num!r}: choose one of {zoo} (the v1 "
+                          f"zoo's depths) or {basic} (basic blocks)") from None
+    if variant not in VARIANTS:
+        raise ResnetError(f"unsupported variant {variant!r}: choose one of {', '.join(VARIANTS)}")
+    layer_num, v1 = int(layer_num), variant == "v1"
+    basic = layer_num in BASIC_DEPTHS
 
     nodes: list[Node] = []
 
@@ -141,20 +163,26 @@ def build(layer_num: int = 50) -> Spec:
     x = add("input", "data", [], (3, INPUT_SIZE, INPUT_SIZE))
     x = conv_bn("conv1", x, 64, 7, 2, 3, "relu")
     c, h, w = _shape(x)
-    ph, pw = _conv_out(h, 3, 2, 0, ceil=True), _conv_out(w, 3, 2, 0, ceil=True)
-    x = add("pool1", "pool", [x], (c, ph, pw), type="max", size=3, stride=2, pad=0, ceil=True)
+    pad, ceil = (0, True) if v1 else (1, False)
+    ph, pw = _conv_out(h, 3, 2, pad, ceil), _conv_out(w, 3, 2, pad, ceil)
+    x = add("pool1", "pool", [x], (c, ph, pw), type="max", size=3, stride=2, pad=pad, ceil=ceil)
 
     for stage, (count, (mid, out)) in enumerate(zip(blocks, STAGE_WIDTHS), start=2):
+        out = mid if basic else out
         for j in range(1, count + 1):
             p = f"res{stage}_{j}"
             stride = 2 if (j == 1 and stage > 2) else 1
-            if j == 1:
+            if stride != 1 or _shape(x)[0] != out:
                 shortcut = conv_bn(f"{p}_branch1", x, out, 1, stride, 0, None)
             else:
                 shortcut = x
-            b = conv_bn(f"{p}_branch2a", x, mid, 1, stride, 0, "relu")
-            b = conv_bn(f"{p}_branch2b", b, mid, 3, 1, 1, "relu")
-            b = conv_bn(f"{p}_branch2c", b, out, 1, 1, 0, None)
+            if basic:
+                b = conv_bn(f"{p}_branch2a", x, mid, 3, stride, 1, "relu")
+                b = conv_bn(f"{p}_branch2b", b, out, 3, 1, 1, None)
+            else:  # v1 strides the first 1x1 (Caffe), v1.5 the 3x3
+                b = conv_bn(f"{p}_branch2a", x, mid, 1, stride if v1 else 1, 0, "relu")
+                b = conv_bn(f"{p}_branch2b", b, mid, 3, 1 if v1 else stride, 1, "relu")
+                b = conv_bn(f"{p}_branch2c", b, out, 1, 1, 0, None)
             x = add(f"{p}_addto", "addto", [shortcut, b], _shape(b), act="relu")
 
     c, h, w = _shape(x)
@@ -162,4 +190,4 @@ def build(layer_num: int = 50) -> Spec:
             ceil=False)
     c, h, w = _shape(x)
     add("output", "fc", [x], (NUM_CLASSES,), act="softmax", out=NUM_CLASSES, **{"in": c * h * w})
-    return Spec(int(layer_num), tuple(nodes))
+    return Spec(layer_num, tuple(nodes), variant)

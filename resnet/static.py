@@ -3,7 +3,7 @@
 Paddle 3.3's legacy (non-PIR) program runs faster under Paddle Inference than the PIR one
 (PERF_NOTES.md: 52 vs 38 img/s at batch 16), and the format is chosen when Paddle starts, so
 the export runs in a child process started with FLAGS_enable_pir_api=0:
-`python -m resnet.static MODEL_DIR LAYER_NUM LAYERS PREFIX`.
+`python -m resnet.static MODEL_DIR LAYER_NUM LAYERS PREFIX VARIANT`.
 """
 from __future__ import annotations
 
@@ -14,23 +14,25 @@ import sys
 from .errors import ResnetError
 
 
-def export(model_dir: str, layer_num: int, layers: list[str], prefix: str) -> None:
+def export(model_dir: str, layer_num: int, layers: list[str], prefix: str,
+           variant: str = "v1") -> None:
     """Write PREFIX.pdmodel and PREFIX.pdiparams computing `layers` (in that order)."""
     env = dict(os.environ, FLAGS_enable_pir_api="0", GLOG_minloglevel="2")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     proc = subprocess.run([sys.executable, "-m", "resnet.static", model_dir, str(layer_num),
-                           ",".join(layers), prefix], capture_output=True, text=True, env=env)
+                           ",".join(layers), prefix, variant], capture_output=True, text=True,
+                          env=env)
     if proc.returncode != 0 or not os.path.exists(prefix + ".pdmodel"):
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise ResnetError(f"compiling the inference model failed: {tail}")
 
 
-def _main(model_dir: str, layer_num: str, layers: str, prefix: str) -> None:
+def _main(model_dir: str, layer_num: str, layers: str, prefix: str, variant: str) -> None:
     from . import network
     from .paddle_env import paddle
 
-    net = network.load(model_dir, int(layer_num))
+    net = network.load(model_dir, int(layer_num), variant)
     names = layers.split(",")
 
     class Fixed(paddle.nn.Layer):
@@ -48,4 +50,4 @@ def _main(model_dir: str, layer_num: str, layers: str, prefix: str) -> None:
 
 
 if __name__ == "__main__":
-    _main(*sys.argv[1:5])
+    _main(*sys.argv[1:6])

@@ -22,6 +22,7 @@ done
 if [ "$model_given" = no ]; then
   model="$HERE/model/resnet_$layer_num"
   mean="$HERE/model/mean_meta_224/mean.meta"
+  DEFAULTS+=(--layer_num="$layer_num")  # picks the default model folder, so say its depth
   if [ -d "$model" ]; then
     DEFAULTS+=(--model="$model")
     [ -f "$mean" ] && DEFAULTS+=(--mean="$mean")

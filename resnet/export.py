@@ -1,0 +1,196 @@
+"""`--job=export`: a model directory as a deployable Paddle inference model or ONNX file.
+
+The exported graph takes `image` (N, 3, 224, 224), already preprocessed, and returns the
+--output_layer layers in that order (ONNX outputs carry the layer names). A sidecar
+`<output>.resnet.json` records the layers, shapes and the preprocessing recipe to feed it.
+
+Paddle inference: legacy `.pdmodel` + `.pdiparams`, exported in a child process started with
+FLAGS_enable_pir_api=0 (faster under Paddle Inference than PIR, PERF_NOTES.md, and loadable
+by Paddle 2.x too). ONNX: paddle2onnx on a PIR export, without its polygraphy step (that
+pip-installs packages at run time, PERF_NOTES.md).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from . import modelinfo, params as params_io
+from .errors import ResnetError
+from .spec import Spec, build
+
+log = logging.getLogger("resnet")
+TARGETS = ("paddle_inference", "onnx")
+ONNX_OPSET = 13
+EXPORT_HELP = "pip install 'resnet[export]' (onnx, onnxruntime, paddle2onnx)"
+
+
+def _fixed(spec: Spec, values: dict, layers: list[str]):
+    """A Layer with one input and the requested layers as its outputs, ready for to_static."""
+    from .network import Network
+    from .paddle_env import paddle
+
+    net = Network(spec).load_params(values)
+
+    class Fixed(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, image):
+            out = self.net(image, layers)
+            return [out[k] for k in layers]
+
+    shape = [None, *spec["input"].shape]
+    return paddle.jit.to_static(Fixed(), input_spec=[
+        paddle.static.InputSpec(shape, "float32", "image")], full_graph=True)
+
+
+def _save(spec: Spec, model_dir: str, layers: list[str], prefix: str) -> None:
+    from .paddle_env import paddle
+
+    values = params_io.load_model(model_dir, spec)
+    paddle.jit.save(_fixed(spec, values, layers), prefix)
+
+
+def paddle_inference(model_dir: str, spec: Spec, layers: list[str], prefix: str) -> list[str]:
+    """PREFIX.pdmodel and PREFIX.pdiparams (legacy program), written atomically."""
+    folder = os.path.dirname(os.path.abspath(prefix))
+    os.makedirs(folder, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".exporting-", dir=folder)
+    try:
+        env = dict(os.environ, FLAGS_enable_pir_api="0", GLOG_minloglevel="2")
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
+                                    else "")
+        proc = subprocess.run([sys.executable, "-m", "resnet.export", model_dir,
+                               str(spec.layer_num), spec.variant, ",".join(layers),
+                               os.path.join(tmp, "model")], capture_output=True, text=True,
+                              env=env)
+        if proc.returncode != 0 or not os.path.exists(os.path.join(tmp, "model.pdmodel")):
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise ResnetError(f"exporting the Paddle inference model failed: {tail}")
+        written = []
+        for ext in (".pdmodel", ".pdiparams"):
+            os.replace(os.path.join(tmp, "model" + ext), prefix + ext)
+            written.append(prefix + ext)
+        return written
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def onnx_file(model_dir: str, spec: Spec, layers: list[str], path: str) -> list[str]:
+    """An ONNX model with input `image` and one output per layer, named after it."""
+    from .paddle_env import paddle  # noqa: F401  (first: quiet import, log level set)
+
+    try:
+        import onnx
+        import paddle2onnx
+    except ImportError as e:
+        raise ResnetError(f"--to=onnx needs {e.name}: {EXPORT_HELP}") from None
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".exporting-", dir=folder)
+    try:
+        _save(spec, model_dir, layers, os.path.join(tmp, "model"))
+        program = next(os.path.join(tmp, n) for n in ("model.json", "model.pdmodel")
+                       if os.path.exists(os.path.join(tmp, n)))
+        try:  # save_file=None: the converted bytes, no optimizer that installs packages
+            with _quiet_stdout():  # its C++ progress lines
+                raw = paddle2onnx.export(program, os.path.join(tmp, "model.pdiparams"), None,
+                                         opset_version=ONNX_OPSET, enable_onnx_checker=True)
+        except Exception as e:  # paddle2onnx logs the cause and fails on its own variable
+            raise ResnetError(f"paddle2onnx could not convert the model ({type(e).__name__}: "
+                              f"{e})") from None
+        model = onnx.load_from_string(raw)
+        _name_outputs(model, layers)
+        model = _tidy(model)
+        onnx.checker.check_model(model)
+        onnx.save(model, os.path.join(tmp, "model.onnx"))
+        os.replace(os.path.join(tmp, "model.onnx"), path)
+        return [path]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _name_outputs(model, layers: list[str]) -> None:
+    """Rename paddle2onnx's fetch_name_K outputs to the layer names, everywhere they appear."""
+    renames = {out.name: layer for out, layer in zip(model.graph.output, layers)}
+    for node in model.graph.node:
+        node.output[:] = [renames.get(n, n) for n in node.output]
+        node.input[:] = [renames.get(n, n) for n in node.input]
+    for out in model.graph.output:
+        out.name = renames.get(out.name, out.name)
+
+
+def _tidy(model):
+    """Drop the unused initializers paddle2onnx leaves behind (onnxruntime warns about them)."""
+    try:
+        import onnxoptimizer
+    except ImportError:
+        return model
+    return onnxoptimizer.optimize(model, ["eliminate_unused_initializer",
+                                          "eliminate_deadend"])
+
+
+def sidecar(path: str, spec: Spec, layers: list[str], info, target: str) -> str:
+    """`<output>.resnet.json`: inputs, outputs and the preprocessing the exported model expects."""
+    recipe = info.preprocessing if info and info.preprocessing else None
+    doc = {
+        "target": target, "layer_num": spec.layer_num, "variant": spec.variant,
+        "input": {"name": "image", "shape": [-1, *spec["input"].shape], "dtype": "float32"},
+        "outputs": [{"name": n, "shape": [-1, *spec[n].shape]} for n in layers],
+        "preprocessing": recipe.to_json() if recipe else "v1: BGR, CHW, minus the mean "
+                         "(default 103.939, 116.779, 123.68), resize to 224x224",
+        "classes": info.classes if info else "imagenet",
+    }
+    return modelinfo.dump(doc, path)
+
+
+def export_job(args) -> int:
+    if not args.model:
+        raise ResnetError("--job=export needs --model=DIR")
+    if args.to not in TARGETS:
+        raise ResnetError(f"--job=export needs --to: one of {', '.join(TARGETS)}")
+    if not args.output:
+        raise ResnetError("--job=export needs --output: the .onnx file, or the path prefix of "
+                          "the Paddle inference files (PREFIX.pdmodel, PREFIX.pdiparams)")
+    spec, info = modelinfo.resolve(args)
+    layers = spec.check_layers((args.output_layer or "output").split(","))
+    params_io.load_model(args.model, spec)  # a bad model fails here, before Paddle compiles
+    if args.to == "onnx":
+        written = onnx_file(args.model, spec, layers, args.output)
+        base = args.output[:-5] if args.output.endswith(".onnx") else args.output
+    else:
+        base = args.output
+        if base.endswith(os.sep) or os.path.isdir(base):  # a folder: FOLDER/model.*
+            base = os.path.join(base, "model")
+        for ext in (".pdmodel", ".pdiparams", ".json"):
+            base = base[:-len(ext)] if base.endswith(ext) else base
+        written = paddle_inference(args.model, spec, layers, base)
+    written.append(sidecar(base + ".resnet.json", spec, layers, info, args.to))
+    log.info("exported ResNet-%d (%s) with outputs %s: %s", spec.layer_num, spec.variant,
+             ",".join(layers), ", ".join(written))
+    return 0
+
+
+if __name__ == "__main__":  # the child of paddle_inference(): MODEL_DIR N VARIANT LAYERS PREFIX
+    _dir, _n, _variant, _layers, _prefix = sys.argv[1:6]
+    _save(build(int(_n), _variant), _dir, _layers.split(","), _prefix)
