@@ -17,7 +17,7 @@ from .imaging import CROPS
 from .inputs import collect
 from .paddle_env import paddle, select_device
 from .progress import Progress
-from .sinks import ensure_writable, existing_outputs, open_sink
+from .sinks import ensure_writable, existing_outputs, key_bytes, open_sink
 
 log = logging.getLogger("resnet")
 FAILED_NAME = journal.FAILED
@@ -170,6 +170,7 @@ def extract(args) -> int:
     start = time.monotonic()
     outcome, complete = Outcome(), False
     meta = {k: manifest[k] for k in ("layer_num", "model", "mean", "multi_crop", "format")}
+    meta["key_bytes"] = key_bytes(items)
     saved = book.state["sink"] if book.resuming else None
     with open_sink(args.format, out_dir, shapes, meta, book.state["rows"], saved) as sink:
 

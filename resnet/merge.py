@@ -100,8 +100,15 @@ def _merge_hdf5(sources, target, block=256):
             with h5py.File(src, "r") as f:
                 lengths.append(f["images"].shape[0])
         total = sum(lengths)
+        widest = {}  # fixed-length string datasets: the widest of all shards
+        for src in sources:
+            with h5py.File(src, "r") as f:
+                for name, ds in f.items():
+                    if ds.dtype.kind == "S":
+                        widest[name] = max(widest.get(name, 1), ds.dtype.itemsize)
         for name, ds in first.items():
-            dst.create_dataset(name, shape=(total, *ds.shape[1:]), dtype=ds.dtype,
+            dtype = h5py.string_dtype("utf-8", widest[name]) if name in widest else ds.dtype
+            dst.create_dataset(name, shape=(total, *ds.shape[1:]), dtype=dtype,
                                chunks=ds.chunks, maxshape=(None, *ds.shape[1:]))
         for key, value in first.attrs.items():
             dst.attrs[key] = value

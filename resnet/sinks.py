@@ -94,8 +94,10 @@ class HDF5Sink(Sink):
             rows = max(1, min(256, (1 << 20) // row))  # about 1 MiB chunks
             self.file.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape),
                                      dtype="f4", chunks=(rows, *shape))
-        self.file.create_dataset("images", shape=(0,), maxshape=(None,),
-                                 dtype=h5py.string_dtype(), chunks=(1024,))
+        # fixed-length UTF-8: variable-length strings live in HDF5's global heap, which a
+        # killed run can leave corrupt ("bad heap index" on resume); chunks survive a kill
+        self.file.create_dataset("images", shape=(0,), maxshape=(None,), chunks=(1024,),
+                                 dtype=h5py.string_dtype("utf-8", max(1, meta["key_bytes"])))
         self.file.create_dataset("labels", shape=(0,), maxshape=(None,), dtype="i8",
                                  chunks=(1024,))
         for key, value in meta.items():
@@ -104,7 +106,7 @@ class HDF5Sink(Sink):
     def write(self, items, outputs):
         n0, n1 = self.count, self.count + len(items)
         columns = {name: outputs[name] for name in self.layers}
-        columns["images"] = [it.key for it in items]
+        columns["images"] = [_utf8(it.key) for it in items]
         columns["labels"] = [-1 if it.label is None else it.label for it in items]
         for name, values in columns.items():
             ds = self.file[name]
@@ -121,6 +123,15 @@ class HDF5Sink(Sink):
             self.flush()
             self.file.close()
             self.file = None
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def key_bytes(items) -> int:
+    """The longest image key in UTF-8 bytes: the width of HDF5's fixed-length `images`."""
+    return max((len(_utf8(it.key)) for it in items), default=1)
 
 
 class PickleSink(Sink):
@@ -294,7 +305,8 @@ def load_features(path: str) -> Features:
         import h5py
 
         with h5py.File(path, "r") as f:
-            images = [s.decode() if isinstance(s, bytes) else s for s in f["images"][:]]
+            images = [s.decode("utf-8", "surrogateescape") if isinstance(s, bytes) else s
+                      for s in f["images"][:]]
             layers = {k: f[k][:] for k in f if k not in ("images", "labels")}
         return Features(images, layers)
     if os.path.basename(path).startswith("batch_"):
