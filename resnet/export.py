@@ -15,13 +15,12 @@ import contextlib
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
-from . import modelinfo, params as params_io
+from . import modelinfo, params as params_io, static
 from .errors import ResnetError
-from .spec import Spec, build
+from .spec import Spec
 
 log = logging.getLogger("resnet")
 TARGETS = ("paddle_inference", "onnx")
@@ -29,32 +28,10 @@ ONNX_OPSET = 13
 EXPORT_HELP = "pip install 'resnet[export]' (onnx, onnxruntime, paddle2onnx)"
 
 
-def _fixed(spec: Spec, values: dict, layers: list[str]):
-    """A Layer with one input and the requested layers as its outputs, ready for to_static."""
-    from .network import Network
-    from .paddle_env import paddle
-
-    net = Network(spec).load_params(values)
-
-    class Fixed(paddle.nn.Layer):
-        def __init__(self):
-            super().__init__()
-            self.net = net
-
-        def forward(self, image):
-            out = self.net(image, layers)
-            return [out[k] for k in layers]
-
-    shape = [None, *spec["input"].shape]
-    return paddle.jit.to_static(Fixed(), input_spec=[
-        paddle.static.InputSpec(shape, "float32", "image")], full_graph=True)
-
-
 def _save(spec: Spec, model_dir: str, layers: list[str], prefix: str) -> None:
-    from .paddle_env import paddle
+    from .network import Network
 
-    values = params_io.load_model(model_dir, spec)
-    paddle.jit.save(_fixed(spec, values, layers), prefix)
+    static.save(Network(spec).load_params(params_io.load_model(model_dir, spec)), layers, prefix)
 
 
 def paddle_inference(model_dir: str, spec: Spec, layers: list[str], prefix: str) -> list[str]:
@@ -63,17 +40,7 @@ def paddle_inference(model_dir: str, spec: Spec, layers: list[str], prefix: str)
     os.makedirs(folder, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".exporting-", dir=folder)
     try:
-        env = dict(os.environ, FLAGS_enable_pir_api="0", GLOG_minloglevel="2")
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
-                                    else "")
-        proc = subprocess.run([sys.executable, "-m", "resnet.export", model_dir,
-                               str(spec.layer_num), spec.variant, ",".join(layers),
-                               os.path.join(tmp, "model")], capture_output=True, text=True,
-                              env=env)
-        if proc.returncode != 0 or not os.path.exists(os.path.join(tmp, "model.pdmodel")):
-            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ResnetError(f"exporting the Paddle inference model failed: {tail}")
+        static.export(model_dir, spec.layer_num, layers, os.path.join(tmp, "model"), spec.variant)
         written = []
         for ext in (".pdmodel", ".pdiparams"):
             os.replace(os.path.join(tmp, "model" + ext), prefix + ext)
@@ -190,7 +157,3 @@ def export_job(args) -> int:
              ",".join(layers), ", ".join(written))
     return 0
 
-
-if __name__ == "__main__":  # the child of paddle_inference(): MODEL_DIR N VARIANT LAYERS PREFIX
-    _dir, _n, _variant, _layers, _prefix = sys.argv[1:6]
-    _save(build(int(_n), _variant), _dir, _layers.split(","), _prefix)

@@ -28,12 +28,9 @@ def export(model_dir: str, layer_num: int, layers: list[str], prefix: str,
         raise ResnetError(f"compiling the inference model failed: {tail}")
 
 
-def _main(model_dir: str, layer_num: str, layers: str, prefix: str, variant: str) -> None:
-    from . import network
+def fixed(net, layers: list[str]):
+    """`net` (a Network) as a to_static Layer: input `image`, the layers as its outputs."""
     from .paddle_env import paddle
-
-    net = network.load(model_dir, int(layer_num), variant)
-    names = layers.split(",")
 
     class Fixed(paddle.nn.Layer):
         def __init__(self):
@@ -41,12 +38,25 @@ def _main(model_dir: str, layer_num: str, layers: str, prefix: str, variant: str
             self.net = net
 
         def forward(self, image):
-            out = self.net(image, names)
-            return [out[k] for k in names]
+            out = self.net(image, layers)
+            return [out[k] for k in layers]
 
-    spec = [paddle.static.InputSpec([None, 3, 224, 224], "float32", "image")]
-    static = paddle.jit.to_static(Fixed(), input_spec=spec, full_graph=True)
-    paddle.jit.save(static, prefix)
+    shape = [None, *net.spec["input"].shape]
+    return paddle.jit.to_static(Fixed(), input_spec=[
+        paddle.static.InputSpec(shape, "float32", "image")], full_graph=True)
+
+
+def save(net, layers: list[str], prefix: str) -> None:
+    """Save in the program format this process runs (legacy in export()'s child, else PIR)."""
+    from .paddle_env import paddle
+
+    paddle.jit.save(fixed(net, layers), prefix)
+
+
+def _main(model_dir: str, layer_num: str, layers: str, prefix: str, variant: str) -> None:
+    from . import network
+
+    save(network.load(model_dir, int(layer_num), variant), layers.split(","), prefix)
 
 
 if __name__ == "__main__":
