@@ -2,12 +2,18 @@
 
 Everything is made here (no network): a seeded random ResNet-50 in v1 format and JPEGs of
 varied sizes re-encoded from example/. Each configuration runs the real CLI in a child
-process; img/s is the CLI's own figure for its image loop, start-up is the rest of the
-child's wall time, peak RSS is the child's. When onnxruntime and paddle2onnx are installed,
-ONNX Runtime's raw forward speed on the same compiled network is measured as a yardstick.
+process (`python -m resnet --job=extract`, HDF5 output) and reports:
+- img/s: images / the CLI's own time for its image loop (decode, forward, write);
+- start-up: process start to the first batch handed to the writer (engine cache warm,
+  except the row marked cold);
+- peak RSS of the main process, and peak PSS of the process tree (main + decoding workers,
+  shared pages counted once), sampled from /proc.
+ONNX Runtime's raw forward speed (random input, no decoding) on the same compiled network,
+converted by paddle2onnx, is the yardstick when onnxruntime and paddle2onnx are installed;
+it is measured before and after the CLI rows and the higher figure is used.
 
-    python bench/throughput.py                       # the table
-    python bench/throughput.py --images 100 2000     # how time and memory grow with N
+    python bench/throughput.py                        # the table, a few minutes
+    python bench/throughput.py --images 100 2000      # how time and memory grow with N
 """
 from __future__ import annotations
 
@@ -27,30 +33,36 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 LAYERS = "res5_3_branch2c_bn,output"
-CHILD = ("import resource, runpy, sys\n"
+# the child: the real CLI, plus a note of when the first batch reached the writer
+CHILD = ("import runpy, sys, time\n"
+         "from resnet import pipeline\n"
+         "_submit = pipeline.Writer.submit\n"
+         "def submit(self, fn, *a):\n"
+         "    if not getattr(pipeline, '_bench_first', None) and fn.__name__ == 'on_batch':\n"
+         "        pipeline._bench_first = time.time()\n"
+         "        print('FIRST_BATCH_AT', repr(time.time()), file=sys.stderr, flush=True)\n"
+         "    return _submit(self, fn, *a)\n"
+         "pipeline.Writer.submit = submit\n"
          "sys.argv = ['resnet'] + sys.argv[1:]\n"
          "try:\n    runpy.run_module('resnet', run_name='__main__')\n"
-         "finally:\n    print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
-         " file=sys.stderr)\n")
+         "finally:\n"  # VmHWM, not ru_maxrss: that one keeps the forking parent's size
+         "    hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+         "    print('MAXRSS_KB', hwm.split()[1], file=sys.stderr)\n")
 
 
-def make_images(folder: str, n: int) -> str:
-    """n JPEGs (sizes 300..640 px, like photos) cycling over example/, and their list."""
+def make_images(folder: str, n: int) -> list[str]:
+    """n JPEGs (300..640 px wide, like photos) cycling over example/."""
     sources = [cv2.imread(p) for p in sorted(glob.glob(os.path.join(ROOT, "example", "*.jpg")))]
     rng = np.random.default_rng(0)
-    names = []
+    paths = []
     for i in range(n):
         img = sources[i % len(sources)]
         w = int(rng.integers(300, 640))
         h = int(w * rng.uniform(0.6, 1.0))
-        name = f"img{i:05d}.jpg"
-        cv2.imwrite(os.path.join(folder, name), cv2.resize(img, (w, h)),
-                    [cv2.IMWRITE_JPEG_QUALITY, 90])
-        names.append(name)
-    path = os.path.join(folder, "list.txt")
-    with open(path, "w") as f:
-        f.write("\n".join(names) + "\n")
-    return path
+        path = os.path.join(folder, f"img{i:05d}.jpg")
+        cv2.imwrite(path, cv2.resize(img, (w, h)), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        paths.append(path)
+    return paths
 
 
 def make_model(folder: str) -> str:
@@ -62,102 +74,166 @@ def make_model(folder: str) -> str:
     return folder
 
 
-def run_extract(model, data, out, engine, batch, multi_crop, images):
+def _tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        for task in glob.glob(f"/proc/{p}/task/*/children"):
+            try:
+                with open(task) as f:
+                    todo.extend(int(c) for c in f.read().split())
+            except OSError:
+                pass
+    return pids
+
+
+def _pss_kb(pid: int) -> int:
+    total = 0
+    for p in _tree(pid):
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+        except (OSError, StopIteration, ValueError):
+            pass
+    return total
+
+
+def run_extract(model, paths, work, engine="inference", batch=16, multi_crop=False, env=None,
+                extra=()):
+    """One CLI run; its img/s, start-up seconds, peak RSS and tree PSS (MB)."""
+    data = os.path.join(work, "list.txt")
+    with open(data, "w") as f:
+        f.write("\n".join(paths) + "\n")
     cmd = [sys.executable, "-c", CHILD, "--job=extract", f"--model={model}", f"--data={data}",
-           f"--output_dir={out}", f"--output_layer={LAYERS}", "--use_gpu=0", "--overwrite",
-           f"--engine={engine}", f"--batch_size={batch}", f"--multi_crop={int(multi_crop)}"]
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wall = time.monotonic() - start
-    m = re.search(r"extracted (\d+) images in ([\d.]+) s", proc.stderr)
-    if proc.returncode != 0 or not m or int(m.group(1)) != images:
-        raise SystemExit(f"extract failed ({engine}, batch {batch}):\n{proc.stderr[-2000:]}")
-    loop = float(m.group(2))
-    rss = int(re.search(r"MAXRSS_KB (\d+)", proc.stderr).group(1)) / 1024
-    return {"img_s": images / loop, "startup": wall - loop, "rss_mb": rss}
+           f"--output_dir={os.path.join(work, 'out')}", f"--output_layer={LAYERS}",
+           "--use_gpu=0", "--overwrite", f"--engine={engine}", f"--batch_size={batch}",
+           f"--multi_crop={int(multi_crop)}", *extra]
+    full_env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
+    start = time.time()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=full_env)
+    pss = 0
+    while proc.poll() is None:
+        pss = max(pss, _pss_kb(proc.pid))
+        time.sleep(0.2)
+    _, err = proc.communicate()
+    m = re.search(r"extracted (\d+) images in ([\d.]+) s", err)
+    if proc.returncode != 0 or not m or int(m.group(1)) != len(paths):
+        raise SystemExit(f"extract failed ({engine}, batch {batch}):\n{err[-3000:]}")
+    first = float(re.search(r"FIRST_BATCH_AT (\S+)", err).group(1))
+    return {"img_s": len(paths) / float(m.group(2)), "startup": first - start,
+            "rss_mb": int(re.search(r"MAXRSS_KB (\d+)", err).group(1)) / 1024,
+            "pss_mb": pss / 1024}
 
 
-def onnx_raw(cache: str, batch: int, seconds: float = 3.0):
+def onnx_raw(cache: str, batch: int, seconds: float = 5.0):
     """ONNX Runtime forward img/s on the compiled network, or None without onnxruntime."""
     try:
         import onnxruntime as ort
         import paddle2onnx
     except ImportError:
         return None
-    prefix = glob.glob(os.path.join(cache, "*", "model.pdmodel"))[0][:-len(".pdmodel")]
     onnx_file = os.path.join(cache, "model.onnx")
-    paddle2onnx.export(prefix + ".pdmodel", prefix + ".pdiparams", save_file=onnx_file,
-                       opset_version=13, optimize_tool="onnxoptimizer")  # nothing downloaded
+    if not os.path.exists(onnx_file):
+        prefix = glob.glob(os.path.join(cache, "*", "model.pdmodel"))[0][:-len(".pdmodel")]
+        paddle2onnx.export(prefix + ".pdmodel", prefix + ".pdiparams", save_file=onnx_file,
+                           opset_version=13, optimize_tool="onnxoptimizer")  # no downloads
     options = ort.SessionOptions()
-    options.intra_op_num_threads = os.cpu_count() or 1
+    options.intra_op_num_threads = len(os.sched_getaffinity(0))
+    options.log_severity_level = 3  # paddle2onnx leaves unused initializers: ORT warns
     session = ort.InferenceSession(onnx_file, options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     x = np.random.default_rng(0).uniform(-100, 100, (batch, 3, 224, 224)).astype(np.float32)
     for _ in range(3):
         session.run(None, {name: x})  # warm-up
-    start, done = time.monotonic(), 0
+    times, start = [], time.monotonic()
     while time.monotonic() - start < seconds:
+        t = time.monotonic()
         session.run(None, {name: x})
-        done += batch
-    return done / (time.monotonic() - start)
+        times.append(time.monotonic() - t)
+    return batch / float(np.median(times))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, nargs="+", default=[160],
-                    help="image counts for the engine runs (several: growth in time and RSS)")
+    ap.add_argument("--images", type=int, nargs="+", default=[320],
+                    help="image counts for the engine's single-crop batch-16 run (several: "
+                         "how time and RSS grow, e.g. --images 100 2000); default 320")
     ap.add_argument("--baseline-images", type=int, default=24,
-                    help="images for the slow dygraph baseline (default 24)")
+                    help="images for the slow dygraph baseline (default 24; 10-crop: a sixth)")
+    ap.add_argument("--skip-variants", action="store_true",
+                    help="leave out the comparison rows (thread decoding, oneDNN, bf16)")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="resnet-bench-")
-    os.environ["RESNET_CACHE_DIR"] = os.path.join(work, "cache")
+    cache = os.path.join(work, "cache")
+    os.environ["RESNET_CACHE_DIR"] = cache
     model = make_model(os.path.join(work, "model"))
-    biggest = max(args.images + [args.baseline_images])
     os.makedirs(os.path.join(work, "images"))
-    full_list = make_images(os.path.join(work, "images"), biggest)
+    paths = make_images(os.path.join(work, "images"), max(args.images + [160]))
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), "?")
+    print(f"machine: {len(os.sched_getaffinity(0))} cores ({cpu}); ResNet-50 random weights, "
+          f"layers {LAYERS}, real JPEGs 300-640 px, HDF5 output", flush=True)
 
-    def sub_list(n):
-        path = os.path.join(work, f"list{n}.txt")
-        with open(full_list) as f:
-            names = f.read().split()[:n]
-        with open(path, "w") as f:
-            f.write("\n".join(os.path.join(work, "images", x) for x in names) + "\n")
-        return path
+    rows = []  # (label, crops, batch, n, result)
 
-    print(f"machine: {os.cpu_count()} cores; ResNet-50, layers {LAYERS}, real JPEGs 300-640 px")
-    rows = []
-    # compile once so the engine rows show a warm cache, as a second run sees it
-    run_extract(model, sub_list(16), os.path.join(work, "o"), "inference", 16, False, 16)
-    for crop in (False, True):
+    def row(label, crops, batch, n, **kw):
+        r = run_extract(model, paths[:n], work, batch=batch, multi_crop=crops == 10, **kw)
+        rows.append((label, crops, batch, n, r))
+        print(f"  {label}, {crops} crop(s), batch {batch}, {n} images: {r['img_s']:.2f} img/s",
+              flush=True)
+        return r
+
+    n_main = args.images[0]
+    n10 = max(16, n_main // 10)
+    row("engine (cold cache)", 1, 16, 16)
+    ort_before = {b: onnx_raw(cache, b) for b in (1, 16)}
+    base = {}
+    for crops in (1, 10):
         for batch in (1, 16):
-            n = args.baseline_images if not crop else max(2, args.baseline_images // 6)
-            base = run_extract(model, sub_list(n), os.path.join(work, "o"), "dygraph", batch,
-                               crop, n)
-            rows.append(("dygraph", crop, batch, n, base, base))
-            for n in args.images:
-                if crop:
-                    n = max(2, n // 10)
-                r = run_extract(model, sub_list(n), os.path.join(work, "o"), "inference", batch,
-                                crop, n)
-                rows.append(("inference", crop, batch, n, r, base))
-    ort = {b: onnx_raw(os.environ["RESNET_CACHE_DIR"], b) for b in (1, 16)}
+            n = args.baseline_images if crops == 1 else max(2, args.baseline_images // 6)
+            base[crops, batch] = row("dygraph", crops, batch, n, engine="dygraph")
+            row("engine", crops, batch, n_main if crops == 1 else n10)
+    if not args.skip_variants:
+        row("engine, decoding threads", 1, 16, n_main, env={"RESNET_DECODER": "thread"})
+        row("engine, 2 decoding processes", 1, 16, n_main, extra=("--workers=2",))
+        row("engine, oneDNN backend", 1, 16, n_main, env={"RESNET_CPU_BACKEND": "onednn"})
+        row("engine, bf16 (opt-in)", 1, 16, n_main, extra=("--precision=bf16",))
+    for n in args.images[1:]:
+        row("engine", 1, 16, n)
+    ort_after = {b: onnx_raw(cache, b) for b in (1, 16)}
+    ort = {b: max(ort_before[b], ort_after[b]) if ort_before[b] else None for b in (1, 16)}
+
     print()
-    print("| engine | crops | batch | images | img/s | x dygraph | x ORT raw | start-up s | "
-          "peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for engine, crop, batch, n, r, base in rows:
-        ref = ort.get(batch)
-        per = r["img_s"] * (10 if crop else 1)  # crops/s against ORT's images/s
-        print(f"| {engine} | {10 if crop else 1} | {batch} | {n} | {r['img_s']:.2f} | "
-              f"{r['img_s'] / base['img_s']:.1f} | "
+    print("| engine | crops | batch | images | img/s | × dygraph | × ORT raw | start-up s | "
+          "peak RSS MB | tree PSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for label, crops, batch, n, r in rows:
+        b = base.get((crops, batch)) or base[crops, 16]
+        ref = ort.get(batch) or ort.get(16)
+        per = r["img_s"] * crops  # crops/s against ORT's images/s
+        print(f"| {label} | {crops} | {batch} | {n} | {r['img_s']:.2f} | "
+              f"{r['img_s'] / b['img_s']:.1f} | "
               f"{(per / ref) if ref else float('nan'):.2f} | {r['startup']:.1f} | "
-              f"{r['rss_mb']:.0f} |")
+              f"{r['rss_mb']:.0f} | {r['pss_mb']:.0f} |")
     if ort[1]:
-        print(f"\nONNX Runtime raw forward (random input, no decoding): batch 1 {ort[1]:.1f} img/s, "
-              f"batch 16 {ort[16]:.1f} img/s. 'x ORT raw' compares crops/s for 10-crop rows.")
+        print(f"\nONNX Runtime raw forward (random input, no decoding, {os.cpu_count()} threads): "
+              f"batch 1 {ort[1]:.1f} img/s, batch 16 {ort[16]:.1f} img/s (before/after the "
+              f"CLI rows: {ort_before[1]:.1f}/{ort_after[1]:.1f}, "
+              f"{ort_before[16]:.1f}/{ort_after[16]:.1f}). × ORT raw compares crops/s for the "
+              "10-crop rows.")
     else:
         print("\nONNX Runtime not installed (pip install onnxruntime paddle2onnx): no yardstick.")
+    if len(args.images) > 1:
+        first = next(r for label, c, b, n, r in rows if label == "engine" and c == 1 and b == 16
+                     and n == args.images[0])
+        last = rows[-1][4]
+        print(f"Growth {args.images[0]} -> {args.images[-1]} images: peak RSS "
+              f"{first['rss_mb']:.0f} -> {last['rss_mb']:.0f} MB "
+              f"({100 * (last['rss_mb'] / first['rss_mb'] - 1):+.1f}%), tree PSS "
+              f"{first['pss_mb']:.0f} -> {last['pss_mb']:.0f} MB, img/s "
+              f"{first['img_s']:.1f} -> {last['img_s']:.1f}")
 
 
 if __name__ == "__main__":

@@ -77,7 +77,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
                    help="extract: process only the I-th of N equal parts of the list (1-based), "
                         "into OUTPUT_DIR/shard-I-of-N; join them with --job=merge")
-    p.add_argument("--workers", type=int, default=None, help="decoding threads (default: cores)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="decoding worker processes (default: half the cores, at least 1; "
+                        "0: decode on the main thread)")
     p.add_argument("--engine", choices=("inference", "dygraph"), default="inference",
                    help="inference: compiled Paddle Inference model, cached (default); "
                         "dygraph: the plain Paddle reference path")
@@ -85,7 +87,11 @@ def parser() -> argparse.ArgumentParser:
                    help="CPU threads for the engine (default: all cores)")
     p.add_argument("--trt", action="store_true", help="GPU: run through TensorRT")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="fp32 (default, checked); bf16 (CPU oneDNN) or fp16 (GPU) are opt-in")
+                   help="fp32 (default, checked); bf16 (CPU) or fp16 (GPU) are opt-in and "
+                        "less exact (README: Speed)")
+    p.add_argument("--check", action="store_true",
+                   help="before the run, compare the engine with the dygraph reference on a "
+                        "test batch (fp32: within 1e-4 relative, else stop)")
     p.add_argument("--output", help="diagram: output file; the suffix picks the format "
                    "(.dot, .png, .svg, .pdf; default resnet_N.png); export: the .onnx file or "
                    "the Paddle inference path prefix")

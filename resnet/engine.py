@@ -1,9 +1,16 @@
 """Engines that run the network: Paddle Inference (fast, default) or the dygraph reference.
 
 The inference engine compiles the spec's network for the requested output layers once and
-caches it on disk, keyed by the model's parameter checksum, the network spec, the layers and
-the Paddle version, so later runs start in about a second. On CPU it runs with oneDNN and the
-IR passes in fp32; on GPU (paddlepaddle-gpu) with cuDNN, optionally TensorRT and fp16.
+caches it on disk, keyed by the model's parameter checksum, the depth and variant, the layers
+and the Paddle version, so later runs start in about a second.
+
+CPU: Paddle Inference's OpenVINO subgraph engine (shipped in the paddlepaddle 3.x wheel) runs
+the whole graph, measured faster here than Paddle's own oneDNN kernels (PERF_NOTES.md, the
+README's speed table); oneDNN with the IR passes is the fallback (RESNET_CPU_BACKEND=onednn
+forces it). Both are fp32 by default and checked against the dygraph reference: OpenVINO's CPU
+plugin would pick bf16 on CPUs with AVX512-BF16/AMX unless told, so the precision hint is
+always set explicitly, and oneDNN's fpmath mode is pinned to strict. bf16 is an opt-in.
+GPU (paddlepaddle-gpu): cuDNN, optionally TensorRT (--trt) and fp16.
 """
 from __future__ import annotations
 
@@ -18,14 +25,22 @@ import numpy as np
 
 from . import static
 from .errors import ResnetError
-from .paddle_env import paddle
+from .paddle_env import GPU_HELP, paddle
 from .spec import Spec
 
 log = logging.getLogger("resnet")
 ENGINES = ("inference", "dygraph")
 PRECISIONS = ("fp32", "bf16", "fp16")
+CPU_BACKENDS = ("openvino", "onednn")
+BACKEND_ENV = "RESNET_CPU_BACKEND"
 CACHE_ENV = "RESNET_CACHE_DIR"
-FORMAT = 1  # bump when the compiled layout changes, to invalidate old caches
+FORMAT = 2  # bump when the compiled layout changes, to invalidate old caches
+#: max|engine - dygraph| / max|dygraph| allowed per layer by --check (fp32: the contract;
+#: bf16 / fp16: a sanity bound, the measured errors are in the README)
+TOLERANCE = {"fp32": 1e-4, "bf16": 0.1, "fp16": 0.05}
+#: TensorRT workspace; the GPU memory pool Paddle starts with (MB)
+TRT_WORKSPACE = 1 << 30
+GPU_POOL_MB = 256
 
 
 def cache_root() -> str:
@@ -35,7 +50,8 @@ def cache_root() -> str:
 
 def cache_key(model_sha256: str, spec: Spec, layers: list[str]) -> str:
     nodes = [(n.name, n.op, n.inputs, sorted(n.attrs.items()), n.shape) for n in spec]
-    blob = json.dumps([FORMAT, model_sha256, repr(nodes), layers, paddle.__version__])
+    blob = json.dumps([FORMAT, model_sha256, spec.layer_num, spec.variant, repr(nodes), layers,
+                       paddle.__version__])
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -72,40 +88,110 @@ def compiled_model(model_dir: str, spec: Spec, layers: list[str], model_sha256: 
     return prefix
 
 
+def default_threads() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def cpu_backend() -> str:
+    """OpenVINO when this Paddle has it, else oneDNN; RESNET_CPU_BACKEND overrides."""
+    wanted = os.environ.get(BACKEND_ENV, "").strip().lower()
+    if wanted and wanted not in CPU_BACKENDS:
+        raise ResnetError(f"{BACKEND_ENV}={wanted!r}: choose one of {', '.join(CPU_BACKENDS)}")
+    has_openvino = hasattr(paddle.inference.Config, "enable_openvino_engine")
+    if wanted == "openvino" and not has_openvino:
+        raise ResnetError(f"{BACKEND_ENV}=openvino but Paddle {paddle.__version__} has no "
+                          "OpenVINO engine; use onednn")
+    return wanted or ("openvino" if has_openvino else "onednn")
+
+
+def configure(config, *, device: str, backend: str, threads: int, trt: bool, precision: str,
+              max_batch: int, input_shape, cache_dir: str, input_name: str = "image"):
+    """Apply the run's choices to a paddle.inference.Config (any object with its methods).
+
+    Kept apart from the predictor so the GPU and TensorRT choices can be tested on a CPU-only
+    Paddle, which refuses those calls outright.
+    """
+    from paddle.inference import PrecisionType
+
+    config.disable_glog_info()
+    config.switch_ir_optim(True)
+    if device == "gpu":
+        half = precision == "fp16"
+        mode = PrecisionType.Half if half else PrecisionType.Float32
+        config.enable_use_gpu(GPU_POOL_MB, 0, mode)
+        config.enable_memory_optim()
+        if trt:
+            config.enable_tensorrt_engine(
+                workspace_size=TRT_WORKSPACE, max_batch_size=max_batch, min_subgraph_size=3,
+                precision_mode=mode, use_static=True, use_calib_mode=False)
+            shape = list(input_shape)
+            config.set_trt_dynamic_shape_info({input_name: [1, *shape]},
+                                              {input_name: [max_batch, *shape]},
+                                              {input_name: [max_batch, *shape]})
+            config.set_optim_cache_dir(cache_dir)  # serialized TensorRT engines live here
+        return config
+    config.disable_gpu()
+    config.set_cpu_math_library_num_threads(threads)
+    if backend == "openvino":
+        # the precision hint is always explicit: left unset, OpenVINO runs bf16 on CPUs with
+        # AVX512-BF16 or AMX (this machine has the former), i.e. not the fp32 we promise
+        config.enable_openvino_engine(PrecisionType.Bfloat16 if precision == "bf16"
+                                      else PrecisionType.Float32)
+        config.set_optim_cache_dir(cache_dir)  # OpenVINO's compiled blob: fast second start
+    else:
+        config.enable_mkldnn()
+        config.enable_memory_optim()
+        if precision == "bf16":
+            config.enable_mkldnn_bfloat16()
+    return config
+
+
 class InferenceEngine:
     """A Paddle Inference predictor for fixed output layers; `run` matches Network.run."""
 
     def __init__(self, prefix: str, layers: list[str], device: str = "cpu", threads: int = 0,
-                 trt: bool = False, precision: str = "fp32"):
-        from paddle import inference
-
+                 trt: bool = False, precision: str = "fp32", max_batch: int = 16,
+                 backend: str | None = None, input_shape=(3, 224, 224)):
         self.layers = list(layers)
-        config = inference.Config(prefix + ".pdmodel", prefix + ".pdiparams")
-        config.disable_glog_info()
-        config.switch_ir_optim(True)
-        config.enable_memory_optim()
-        if device == "gpu":
-            half = precision == "fp16"
-            config.enable_use_gpu(512, 0, inference.PrecisionType.Half if half
-                                  else inference.PrecisionType.Float32)
-            if trt:
-                config.enable_tensorrt_engine(
-                    workspace_size=1 << 30, max_batch_size=1, min_subgraph_size=3,
-                    precision_mode=inference.PrecisionType.Half if half
-                    else inference.PrecisionType.Float32, use_static=True, use_calib_mode=False)
-                shape = [3, 224, 224]
-                config.set_trt_dynamic_shape_info({"image": [1, *shape]}, {"image": [256, *shape]},
-                                                  {"image": [16, *shape]})
-        else:
-            config.disable_gpu()
-            config.enable_mkldnn()  # oneDNN: fp32 unless bf16 is asked for explicitly
-            if precision == "bf16":
-                config.enable_mkldnn_bfloat16()
-            config.set_cpu_math_library_num_threads(threads or os.cpu_count() or 1)
-        self.predictor = inference.create_predictor(config)
+        self.device, self.precision = device, precision
+        self.backend = "gpu" if device == "gpu" else (backend or cpu_backend())
+        if self.backend == "onednn":
+            os.environ.setdefault("ONEDNN_DEFAULT_FPMATH_MODE", "STRICT")  # never implicit bf16
+        self.options = dict(device=device, threads=threads or default_threads(), trt=trt,
+                            precision=precision, max_batch=max(1, max_batch),
+                            input_shape=input_shape, cache_dir=os.path.dirname(prefix))
+        try:
+            self.predictor = self._predictor(prefix)
+        except Exception as e:
+            if self.backend != "openvino":
+                raise ResnetError(f"Paddle Inference could not load the compiled model "
+                                  f"{prefix} ({type(e).__name__}: {_first_line(e)})") from None
+            log.warning("OpenVINO could not run this model (%s); using oneDNN instead",
+                        _first_line(e))
+            self.backend = "onednn"
+            self.predictor = self._predictor(prefix)
         self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         self.outputs = [self.predictor.get_output_handle(n)
                         for n in self.predictor.get_output_names()]
+
+    def _predictor(self, prefix: str):
+        from paddle import inference
+
+        config = inference.Config(prefix + ".pdmodel", prefix + ".pdiparams")
+        configure(config, backend=self.backend, **self.options)
+        predictor = inference.create_predictor(config)
+        return predictor
+
+    def describe(self) -> str:
+        if self.device == "gpu":
+            return (f"Paddle Inference on GPU ({'TensorRT' if self.options['trt'] else 'cuDNN'}, "
+                    f"{self.precision})")
+        return (f"Paddle Inference with {'OpenVINO' if self.backend == 'openvino' else 'oneDNN'}"
+                f" on CPU ({self.options['threads']} threads, {self.precision})")
 
     def run(self, batch: np.ndarray, outputs=None) -> dict[str, np.ndarray]:
         if outputs is not None and list(outputs) != self.layers:
@@ -117,28 +203,83 @@ class InferenceEngine:
         return {name: h.copy_to_cpu() for name, h in zip(self.layers, self.outputs)}
 
 
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
+
+
 def check_options(engine: str, device: str, trt: bool, precision: str) -> None:
     """Refuse combinations that cannot work, before anything is compiled."""
+    if engine not in ENGINES:
+        raise ResnetError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    if precision not in PRECISIONS:
+        raise ResnetError(f"unknown precision {precision!r}: choose one of "
+                          f"{', '.join(PRECISIONS)}")
     if trt and device != "gpu":
-        raise ResnetError("--trt needs the GPU: install paddlepaddle-gpu and pass --use_gpu=1")
+        cuda = paddle.device.is_compiled_with_cuda()
+        raise ResnetError("--trt needs the GPU: " + ("pass --use_gpu=1" if cuda else
+                          f"this Paddle ({paddle.__version__}) has no CUDA support; {GPU_HELP}"))
     if trt and engine != "inference":
         raise ResnetError("--trt works with --engine=inference only")
+    if trt and paddle.inference.get_trt_compile_version()[0] == 0:
+        raise ResnetError(f"--trt: this Paddle ({paddle.__version__}) was built without "
+                          "TensorRT; install a paddlepaddle-gpu build with TensorRT, or drop --trt")
     if precision == "fp16" and device != "gpu":
         raise ResnetError("--precision=fp16 needs the GPU; on CPU use fp32 or bf16")
     if precision == "bf16" and device != "cpu":
-        raise ResnetError("--precision=bf16 is for the CPU (oneDNN); on GPU use fp16")
+        raise ResnetError("--precision=bf16 is for the CPU (oneDNN/OpenVINO); on GPU use fp16")
     if precision != "fp32" and engine != "inference":
         raise ResnetError(f"--precision={precision} needs --engine=inference")
 
 
+def rel_err(got: np.ndarray, want: np.ndarray) -> float:
+    """max|got - want| / max|want|: the engine contract's measure (1e-4 in fp32)."""
+    scale = float(np.abs(want).max()) or 1.0
+    return float(np.abs(np.asarray(got, np.float64) - want).max()) / scale
+
+
+def verify(net, spec: Spec, values: dict, layers: list[str], precision: str = "fp32",
+           images: int = 2) -> dict[str, float]:
+    """The engine's relative error per layer against the dygraph reference on a fixed batch.
+
+    Raises ResnetError above TOLERANCE[precision]; otherwise returns the errors.
+    """
+    from .network import Network
+
+    x = np.random.default_rng(0).uniform(-128, 128, (images, *spec["input"].shape))
+    x = x.astype(np.float32)
+    want = Network(spec).load_params(values).run(x, layers)
+    got = net.run(x, layers)
+    errors = {k: rel_err(got[k], want[k]) for k in layers}
+    worst = max(errors, key=errors.get)
+    if errors[worst] > TOLERANCE[precision]:
+        raise ResnetError(f"--check: the engine differs from the dygraph reference by "
+                          f"{errors[worst]:.2e} (relative) at {worst}, over the {precision} "
+                          f"bound {TOLERANCE[precision]:g}; use --engine=dygraph and report it")
+    log.info("check: engine matches the dygraph reference (max relative error %.1e at %s, "
+             "%s bound %g)", errors[worst], worst, precision, TOLERANCE[precision])
+    return errors
+
+
 def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: str,
            model_sha256: str, device: str = "cpu", threads: int = 0, trt: bool = False,
-           precision: str = "fp32"):
-    """An object with `run(batch, layers) -> {layer: array}` for the chosen engine."""
+           precision: str = "fp32", max_batch: int = 16, check: bool = False):
+    """An object with `run(batch, layers) -> {layer: array}` for the chosen engine.
+
+    `max_batch`: the most images one run() gets (TensorRT's shape range); `check`: compare
+    with the dygraph reference first (needs `values`).
+    """
     check_options(engine, device, trt, precision)
     if engine == "dygraph":
         from .network import Network
 
         return Network(spec).load_params(values)
+    if device == "gpu" and precision == "fp32":
+        os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")  # cuDNN/cuBLAS/TensorRT: no TF32
     prefix = compiled_model(model_dir, spec, layers, model_sha256)
-    return InferenceEngine(prefix, layers, device, threads, trt, precision)
+    net = InferenceEngine(prefix, layers, device, threads, trt, precision, max_batch,
+                          input_shape=spec["input"].shape)
+    log.info("engine: %s", net.describe())
+    if check:
+        verify(net, spec, values, layers, precision)
+    return net

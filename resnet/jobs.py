@@ -58,8 +58,11 @@ def _prepare(args, before_load=None):
     if demo.is_demo(args.model):
         log.warning(demo.WARNING)
     args.model_sha256 = journal.model_checksum(args.model, [n for n, _ in spec.param_files()])
+    pipeline.prestart(mean, args.multi_crop, args.batch_size, args.workers, len(items))
     net = engine.create(args.engine, spec, values, layers, args.model, args.model_sha256, device,
-                        args.threads, args.trt, args.precision)
+                        args.threads, args.trt, args.precision,
+                        max_batch=max(args.batch_size, CROPS if args.multi_crop else 1),
+                        check=getattr(args, "check", False))
     return spec, layers, items, mean, net
 
 
@@ -78,21 +81,23 @@ def _run(args, net, layers, items, mean, on_batch, on_fail, desc, skip=0):
             raise ResnetError(f"{err} (stopped: --strict)")
         log.warning("skipped %s", err)
         outcome.failed.append((item, str(err)))
-        on_fail(item, str(err))
+        writer.submit(on_fail, item, str(err))  # in list order with the batches' writes
         progress.update(1)
 
+    writer = pipeline.Writer()  # sinks on their own thread: the engine never waits on disk
     try:
-        results = pipeline.decoded(items[skip:], mean, args.multi_crop, workers=args.workers)
-        for batch in pipeline.batches(results, args.batch_size, on_error):
-            out = _forward(net, pipeline.stack(batch), layers, max(args.batch_size, crops))
+        for batch, x in pipeline.batched(items[skip:], mean, args.multi_crop, args.batch_size,
+                                         on_error, workers=args.workers):
+            out = _forward(net, x, layers, max(args.batch_size, crops))
             if crops > 1:
                 out = {k: v.reshape(len(batch), crops, *v.shape[1:]).mean(axis=1)
                        for k, v in out.items()}
             outcome.done += len(batch)
-            on_batch([item for item, _ in batch], out,
-                     skip + outcome.done + len(outcome.failed))
+            writer.submit(on_batch, batch, out, skip + outcome.done + len(outcome.failed))
             progress.update(len(batch))
+        writer.close()
     finally:
+        writer.close(raise_error=False)  # after an error: still write what was computed
         progress.close()
     return outcome
 

@@ -1,5 +1,7 @@
-"""The compiled Paddle Inference engine: equal to the dygraph reference, cached, guarded."""
+"""The compiled Paddle Inference engine and the overlapped pipeline: equal to the dygraph
+reference, cached, guarded, in order."""
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -7,8 +9,9 @@ from conftest import EXAMPLES, run_cli, write_jpeg
 from reference import rel_err
 
 import resnet
-from resnet import engine, imaging, journal, params
-from resnet.errors import ResnetError
+from resnet import engine, imaging, journal, params, pipeline
+from resnet.errors import ImageError, ResnetError
+from resnet.inputs import Item
 from resnet.mean import load_mean
 from resnet.spec import build
 
@@ -19,10 +22,10 @@ def _batch():
                            for n in ("cat.jpg", "coffee.jpg", "rocket.jpg")])
 
 
-def _engine(model, layer_num, layers):
+def _engine(model, layer_num, layers, **kw):
     spec = build(layer_num)
     sha = journal.model_checksum(model, [n for n, _ in spec.param_files()])
-    return engine.create("inference", spec, None, layers, model, sha, "cpu")
+    return engine.create("inference", spec, None, layers, model, sha, "cpu", **kw)
 
 
 @pytest.mark.parametrize("layer_num,layers", [
@@ -35,13 +38,38 @@ def test_engine_matches_dygraph(model_factory, layer_num, layers):
     model = model_factory(layer_num)
     batch = _batch()
     want = resnet.load(model, layer_num).run(batch, layers)
-    got = _engine(model, layer_num, layers).run(batch, layers)
+    net = _engine(model, layer_num, layers)
+    got = net.run(batch, layers)
     assert list(got) == layers
     for name in layers:
         assert got[name].shape == want[name].shape
         assert rel_err(got[name], want[name]) <= 1e-4, name
-    one = _engine(model, layer_num, layers).run(batch[:1], layers)  # any batch size
+    one = net.run(batch[:1], layers)  # any batch size
     assert rel_err(one[layers[-1]], want[layers[-1]][:1]) <= 1e-4
+
+
+def test_onednn_backend_matches_too(model50, monkeypatch):
+    """The fallback backend keeps the same contract (RESNET_CPU_BACKEND forces it)."""
+    monkeypatch.setenv(engine.BACKEND_ENV, "onednn")
+    layers = ["pool1", "res5_3_branch2c_bn", "output"]
+    net = _engine(model50, 50, layers)
+    assert net.backend == "onednn"
+    batch = _batch()
+    want = resnet.load(model50, 50).run(batch, layers)
+    got = net.run(batch, layers)
+    assert max(rel_err(got[k], want[k]) for k in layers) <= 1e-4
+
+
+def test_verify_and_bf16_opt_in(model50):
+    """--check's comparison; bf16 is measurably less exact, and only ever asked for."""
+    spec = build(50)
+    values = params.load_model(model50, spec)
+    layers = ["res5_3_branch2c_bn", "output"]
+    fp32 = engine.verify(_engine(model50, 50, layers), spec, values, layers)
+    assert max(fp32.values()) <= 1e-4
+    bf16 = engine.verify(_engine(model50, 50, layers, precision="bf16"), spec, values, layers,
+                         "bf16")
+    assert 1e-4 < max(bf16.values()) <= engine.TOLERANCE["bf16"]
 
 
 def test_cache_hit_miss_and_invalidation(tmp_path, monkeypatch, caplog):
@@ -75,6 +103,16 @@ def test_cache_hit_miss_and_invalidation(tmp_path, monkeypatch, caplog):
     assert len(entries) == 3 and not [e for e in entries if e.startswith(".")]  # no leftovers
 
 
+def test_cache_key_covers_depth_variant_layers():
+    sha = "0" * 64
+    keys = {engine.cache_key(sha, build(50), ["output"]),
+            engine.cache_key(sha, build(50, "v1.5"), ["output"]),
+            engine.cache_key(sha, build(101), ["output"]),
+            engine.cache_key(sha, build(50), ["pool1", "output"]),
+            engine.cache_key("1" * 64, build(50), ["output"])}
+    assert len(keys) == 5
+
+
 def test_order_kept_with_many_workers_and_a_bad_file(model50, tmp_path):
     names = []
     for i in range(12):
@@ -85,9 +123,10 @@ def test_order_kept_with_many_workers_and_a_bad_file(model50, tmp_path):
     (tmp_path / "l.txt").write_text("\n".join(names))
     out = tmp_path / "out"
     r = run_cli("--job=extract", f"--model={model50}", f"--data={tmp_path / 'l.txt'}",
-                f"--output_dir={out}", "--output_layer=output", "--workers=4", "--batch_size=5",
-                "--use_gpu=0")
+                f"--output_dir={out}", "--output_layer=output", "--workers=3", "--batch_size=5",
+                "--use_gpu=0", "--check")
     assert r.returncode == 3, r.stderr
+    assert "check: engine matches the dygraph reference" in r.stderr
     feats = resnet.load_features(str(out))
     assert feats.images == [n for n in names if n != "broken.jpg"]
     assert (out / "failed.txt").read_text().startswith("broken.jpg\t")
@@ -99,20 +138,165 @@ def test_order_kept_with_many_workers_and_a_bad_file(model50, tmp_path):
         assert rel_err(feats["output"][row], want["output"][0]) <= 1e-4
 
 
+@pytest.mark.parametrize("kind", ["process", "thread"])
+def test_batched_in_order_with_bad_images(tmp_path, monkeypatch, kind):
+    monkeypatch.setenv(pipeline.DECODER_ENV, kind)
+    mean = load_mean(None)
+    items = []
+    for i in range(11):
+        path = str(tmp_path / f"{i}.jpg")
+        if i in (0, 4, 5):
+            open(path, "wb").write(b"not an image")
+        else:
+            write_jpeg(path, 60 + 20 * i, 90, i)
+        items.append(Item(f"{i}.jpg", path))
+    bad = []
+    got = list(pipeline.batched(items, mean, True, 3, lambda it, e: bad.append(it.key),
+                                workers=2))
+    good = [it for it in items if it.key not in ("0.jpg", "4.jpg", "5.jpg")]
+    assert bad == ["0.jpg", "4.jpg", "5.jpg"]
+    assert [len(b) for b, _ in got] == [3, 3, 2]
+    # batched reuses its buffer, so compare batch by batch as it comes
+    seen = []
+    for batch, x in pipeline.batched(items, mean, True, 3, lambda it, e: None, workers=2):
+        want = np.concatenate([imaging.preprocess(it.path, mean, True) for it in batch])
+        assert np.array_equal(x, want)
+        seen += batch
+    assert seen == good
+
+
+def test_a_crashing_decoder_costs_one_file(tmp_path):
+    """A worker that dies (a decoder bug) fails the file in hand; the rest still come."""
+    mean = load_mean(None)
+    fifo = str(tmp_path / "hangs.jpg")
+    os.mkfifo(fifo)  # the worker blocks reading it, so we know where it dies
+    paths = [write_jpeg(tmp_path / "a.jpg"), fifo, write_jpeg(tmp_path / "b.jpg", seed=2),
+             write_jpeg(tmp_path / "c.jpg", seed=3)]
+    items = [Item(os.path.basename(p), p) for p in paths]
+    pool = pipeline._Processes(mean, False, 1, 4)
+    try:
+        results = pool.ordered(items)
+        first, crops, release = next(results)
+        assert first.key == "a.jpg" and crops.shape == (1, 3, 224, 224)
+        release()
+        pool.workers[0].proc.kill()
+        rest = [(item.key, out) for item, out, release in results]
+    finally:
+        pool.close()
+    assert [k for k, _ in rest] == ["hangs.jpg", "b.jpg", "c.jpg"]
+    assert isinstance(rest[0][1], ImageError) and "decoder crashed" in str(rest[0][1])
+    assert all(out.shape == (1, 3, 224, 224) for _, out in rest[1:])
+
+
+def test_writer_keeps_order_and_raises_in_caller():
+    seen, gate = [], threading.Event()
+
+    def slow(i):
+        gate.wait(5)
+        seen.append(i)
+
+    w = pipeline.Writer(depth=2)
+    w.submit(slow, 0)
+    gate.set()
+    for i in range(1, 20):
+        w.submit(seen.append, i)
+    w.close()
+    assert seen == list(range(20))
+
+    def boom():
+        raise OSError(28, "No space left on device")
+
+    w = pipeline.Writer()
+    w.submit(boom)
+    with pytest.raises(OSError, match="No space"):
+        for _ in range(100):
+            w.submit(seen.append, -1)
+        w.close()
+    w.close(raise_error=False)
+
+
+class Recorder:
+    """Stands in for paddle.inference.Config: records the calls, so GPU choices can be
+    checked on a CPU-only Paddle (which refuses them)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return lambda *a, **k: self.calls.append((name, a, k))
+
+    def names(self):
+        return [c[0] for c in self.calls]
+
+    def call(self, name):
+        return next(c for c in self.calls if c[0] == name)
+
+
+def _configure(**kw):
+    options = dict(device="cpu", backend="openvino", threads=2, trt=False, precision="fp32",
+                   max_batch=16, input_shape=(3, 224, 224), cache_dir="/c")
+    options.update(kw)
+    return engine.configure(Recorder(), **options)
+
+
+def test_config_choices_cpu():
+    from paddle.inference import PrecisionType
+
+    c = _configure()
+    assert c.call("enable_openvino_engine")[1] == (PrecisionType.Float32,)  # fp32, explicitly
+    assert c.call("set_cpu_math_library_num_threads")[1] == (2,)
+    assert "enable_mkldnn" not in c.names() and "enable_use_gpu" not in c.names()
+    c = _configure(precision="bf16")
+    assert c.call("enable_openvino_engine")[1] == (PrecisionType.Bfloat16,)
+    c = _configure(backend="onednn", threads=1)
+    assert {"enable_mkldnn", "switch_ir_optim", "disable_gpu"} <= set(c.names())
+    assert "enable_mkldnn_bfloat16" not in c.names()
+    assert "enable_mkldnn_bfloat16" in _configure(backend="onednn", precision="bf16").names()
+
+
+def test_config_choices_gpu():
+    from paddle.inference import PrecisionType
+
+    c = _configure(device="gpu")
+    assert c.call("enable_use_gpu")[1][2] == PrecisionType.Float32
+    assert "enable_tensorrt_engine" not in c.names()
+    assert "enable_openvino_engine" not in c.names() and "enable_mkldnn" not in c.names()
+    c = _configure(device="gpu", trt=True, precision="fp16", max_batch=20)
+    assert c.call("enable_use_gpu")[1][2] == PrecisionType.Half
+    trt = c.call("enable_tensorrt_engine")[2]
+    assert trt["precision_mode"] == PrecisionType.Half and trt["max_batch_size"] == 20
+    assert trt["use_static"] is True  # serialized into the cache folder
+    lo, hi, opt = c.call("set_trt_dynamic_shape_info")[1]
+    assert lo == {"image": [1, 3, 224, 224]} and hi == opt == {"image": [20, 3, 224, 224]}
+    assert c.call("set_optim_cache_dir")[1] == ("/c",)
+
+
 @pytest.mark.parametrize("flags,message", [
+    (["--use_gpu=1"], "--use_gpu=1 but this Paddle"),
     (["--trt"], "--trt needs the GPU"),
     (["--precision=fp16"], "--precision=fp16 needs the GPU"),
     (["--engine=dygraph", "--precision=bf16"], "--precision=bf16 needs --engine=inference"),
 ])
 def test_option_errors(model50, tmp_path, flags, message):
     r = run_cli("--job=extract", f"--model={model50}", f"--data={EXAMPLES}/cat.jpg",
-                f"--output_dir={tmp_path}", "--use_gpu=0", *flags)
+                f"--output_dir={tmp_path}", *(["--use_gpu=0"] if "--use_gpu=1" not in flags
+                                              else []), *flags)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert message in r.stderr.strip().splitlines()[-1]
 
 
-def test_check_options_directly():
+def test_check_options_directly(monkeypatch):
     engine.check_options("inference", "cpu", False, "fp32")
-    engine.check_options("inference", "gpu", True, "fp16")
     with pytest.raises(ResnetError, match="bf16 is for the CPU"):
         engine.check_options("inference", "gpu", False, "bf16")
+    with pytest.raises(ResnetError, match="has no CUDA support"):
+        engine.check_options("inference", "cpu", True, "fp32")
+    # a CUDA Paddle built without TensorRT: a clear word instead of Paddle's exception
+    monkeypatch.setattr(engine.paddle.inference, "get_trt_compile_version", lambda: (0, 0, 0))
+    with pytest.raises(ResnetError, match="built without TensorRT"):
+        engine.check_options("inference", "gpu", True, "fp16")
+    monkeypatch.setattr(engine.paddle.inference, "get_trt_compile_version", lambda: (8, 6, 1))
+    engine.check_options("inference", "gpu", True, "fp16")
+    monkeypatch.setenv(engine.BACKEND_ENV, "tvm")
+    with pytest.raises(ResnetError, match="choose one of openvino, onednn"):
+        engine.cpu_backend()
