@@ -90,8 +90,9 @@ def parser() -> argparse.ArgumentParser:
                    help="fp32 (default, checked); bf16 (CPU) or fp16 (GPU) are opt-in and "
                         "less exact (README: Speed)")
     p.add_argument("--check", action="store_true",
-                   help="before the run, compare the engine with the dygraph reference on a "
-                        "test batch (fp32: within 1e-4 relative, else stop)")
+                   help="compare the engine with the dygraph reference on a test batch "
+                        "before this run (fp32: within 1e-4 relative, else stop); done "
+                        "anyway on the first use of each compiled model")
     p.add_argument("--output", help="diagram: output file; the suffix picks the format "
                    "(.dot, .png, .svg, .pdf; default resnet_N.png); export: the .onnx file or "
                    "the Paddle inference path prefix")

@@ -14,6 +14,7 @@ GPU (paddlepaddle-gpu): cuDNN, optionally TensorRT (--trt) and fp16.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -23,7 +24,7 @@ import tempfile
 
 import numpy as np
 
-from . import static
+from . import params as params_io, static
 from .errors import ResnetError
 from .paddle_env import GPU_HELP, paddle
 from .spec import Spec
@@ -34,6 +35,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 CPU_BACKENDS = ("openvino", "onednn")
 BACKEND_ENV = "RESNET_CPU_BACKEND"
 CACHE_ENV = "RESNET_CACHE_DIR"
+CHECKED = "checked.json"  # in a cache entry: the checks it passed, per backend and precision
 FORMAT = 2  # bump when the compiled layout changes, to invalidate old caches
 #: max|engine - dygraph| / max|dygraph| allowed per layer by --check (fp32: the contract;
 #: bf16 / fp16: a sanity bound, the measured errors are in the README)
@@ -253,12 +255,37 @@ def verify(net, spec: Spec, values: dict, layers: list[str], precision: str = "f
     errors = {k: rel_err(got[k], want[k]) for k in layers}
     worst = max(errors, key=errors.get)
     if errors[worst] > TOLERANCE[precision]:
-        raise ResnetError(f"--check: the engine differs from the dygraph reference by "
-                          f"{errors[worst]:.2e} (relative) at {worst}, over the {precision} "
-                          f"bound {TOLERANCE[precision]:g}; use --engine=dygraph and report it")
+        raise ResnetError(f"engine check: {net.describe()} differs from the dygraph reference "
+                          f"by {errors[worst]:.2e} (relative) at {worst}, over the {precision} "
+                          f"bound {TOLERANCE[precision]:g}; run with {BACKEND_ENV}=onednn or "
+                          "--engine=dygraph, and please report it")
     log.info("check: engine matches the dygraph reference (max relative error %.1e at %s, "
              "%s bound %g)", errors[worst], worst, precision, TOLERANCE[precision])
     return errors
+
+
+def _checked(folder: str) -> dict:
+    """The cache entry's record of passed checks: {"backend/precision": max relative error}."""
+    try:
+        with open(os.path.join(folder, CHECKED)) as f:
+            record = json.load(f)
+        return record if isinstance(record, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _record_check(folder: str, key: str, error: float) -> None:
+    record = _checked(folder)
+    record[key] = error
+    tmp = os.path.join(folder, f".{CHECKED}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            json.dump(record, f, indent=1, sort_keys=True)
+        os.replace(tmp, os.path.join(folder, CHECKED))
+    except OSError as e:  # a read-only shared cache: the check just runs again next time
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        log.debug("could not record the engine check in %s: %s", folder, e)
 
 
 def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: str,
@@ -266,8 +293,9 @@ def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: 
            precision: str = "fp32", max_batch: int = 16, check: bool = False):
     """An object with `run(batch, layers) -> {layer: array}` for the chosen engine.
 
-    `max_batch`: the most images one run() gets (TensorRT's shape range); `check`: compare
-    with the dygraph reference first (needs `values`).
+    `max_batch`: the most images one run() gets (TensorRT's shape range). The compiled
+    engine is compared with the dygraph reference on its first use with each backend and
+    precision (recorded in its cache entry), and on every run with `check`.
     """
     check_options(engine, device, trt, precision)
     if engine == "dygraph":
@@ -280,6 +308,13 @@ def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: 
     net = InferenceEngine(prefix, layers, device, threads, trt, precision, max_batch,
                           input_shape=spec["input"].shape)
     log.info("engine: %s", net.describe())
-    if check:
-        verify(net, spec, values, layers, precision)
+    folder, key = os.path.dirname(prefix), f"{net.backend}{'+trt' if trt else ''}/{precision}"
+    done = _checked(folder).get(key)
+    if check or done is None:  # first use of this compiled model this way, or --check
+        if values is None:
+            values = params_io.load_model(model_dir, spec)
+        _record_check(folder, key, max(verify(net, spec, values, layers, precision).values()))
+    else:
+        log.info("engine checked against the dygraph reference on first use (max relative "
+                 "error %.1e; --check repeats it)", done)
     return net

@@ -62,7 +62,7 @@ def _prepare(args, before_load=None):
     net = engine.create(args.engine, spec, values, layers, args.model, args.model_sha256, device,
                         args.threads, args.trt, args.precision,
                         max_batch=max(args.batch_size, CROPS if args.multi_crop else 1),
-                        check=getattr(args, "check", False))
+                        check=args.check)
     return spec, layers, items, mean, net
 
 
@@ -211,9 +211,9 @@ def predict(args) -> int:
     spec, layers, items, mean, net = _prepare(args)
     classes = imagenet_classes()
     k = min(args.top_k, len(classes))
-    rows, hits = [], [0, 0, 0]  # labelled, top-1, top-k
+    hits = [0, 0, 0]  # labelled, top-1, top-k
 
-    def on_batch(batch_items, out):
+    def on_batch(batch_items, out, _consumed):
         for item, probs in zip(batch_items, out["output"]):
             best = top_k(probs, k)
             print(f"Label of {item.key} is: {best[0][0]}")
@@ -242,11 +242,8 @@ def predict(args) -> int:
                         + [f"prob_{r}" for r in range(1, k + 1)])
     start = time.monotonic()
     outcome = Outcome()
-    def on_predicted(batch_items, out, consumed):
-        on_batch(batch_items, out)
-
     try:
-        outcome = _run(args, net, layers, items, mean, on_predicted, lambda item, reason: None,
+        outcome = _run(args, net, layers, items, mean, on_batch, lambda item, reason: None,
                        "predict")
     finally:
         if csv_file:

@@ -246,10 +246,8 @@ def prestart(mean, multi_crop, batch_size, workers, items_count) -> None:
 
 
 def _ordered(items, mean, multi_crop, workers, prefetch):
+    """(item, crops | ImageError, release) in list order, from `workers` as _plan gave."""
     global _warm
-    workers = default_workers() if workers is None else workers
-    if hasattr(items, "__len__"):
-        workers = min(workers, len(items))  # no idle processes for a short list
     if workers <= 0:  # inline, for debugging (and nothing to do for an empty list)
         yield from ((item, _work(item.path, mean, multi_crop), _noop) for item in items)
         return
@@ -267,16 +265,6 @@ def _ordered(items, mean, multi_crop, workers, prefetch):
         yield from pool.ordered(items)
     finally:
         pool.close()
-
-
-def decoded(items, mean, multi_crop=False, workers=None, prefetch=None):
-    """Yield (item, crops) or (item, ImageError) for each item, in order."""
-    prefetch = prefetch or 4 * (workers or default_workers())
-    for item, crops, release in _ordered(items, mean, multi_crop, workers, prefetch):
-        if not isinstance(crops, ImageError):
-            crops = np.array(crops)  # out of the shared slot, which is then reused
-        release()
-        yield item, crops
 
 
 def batched(items, mean, multi_crop, batch_size, on_error, workers=None, prefetch=None):
@@ -308,26 +296,6 @@ def batched(items, mean, multi_crop, batch_size, on_error, workers=None, prefetc
             batch, rows = [], 0
     if batch:
         yield batch, buf[:rows]
-
-
-def batches(results, batch_size, on_error):
-    """Group good images into lists of up to `batch_size` (item, crops); report bad ones."""
-    batch = []
-    for item, crops in results:
-        if isinstance(crops, ImageError):
-            on_error(item, crops)
-            continue
-        batch.append((item, crops))
-        if len(batch) == batch_size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def stack(batch) -> np.ndarray:
-    """All crops of a batch as one (images * crops, 3, 224, 224) array."""
-    return np.concatenate([crops for _, crops in batch], axis=0)
 
 
 class Writer:

@@ -1,5 +1,6 @@
 """The compiled Paddle Inference engine and the overlapped pipeline: equal to the dygraph
 reference, cached, guarded, in order."""
+import json
 import os
 import threading
 
@@ -101,6 +102,35 @@ def test_cache_hit_miss_and_invalidation(tmp_path, monkeypatch, caplog):
     assert after[0].argmax() == 3 and not np.allclose(before, after)
     entries = sorted(os.listdir(tmp_path / "cache"))
     assert len(entries) == 3 and not [e for e in entries if e.startswith(".")]  # no leftovers
+
+
+def test_first_use_is_checked_and_recorded(model50, tmp_path, monkeypatch, caplog):
+    """Every compiled model meets the dygraph reference once per backend and precision before
+    it is trusted; later runs read the record; --check (check=True) always compares."""
+    monkeypatch.setenv("RESNET_CACHE_DIR", str(tmp_path / "cache"))
+    calls = []
+    real_verify = engine.verify
+    monkeypatch.setattr(engine, "verify", lambda *a, **k: calls.append(a[-1]) or
+                        real_verify(*a, **k))
+    caplog.set_level("INFO", logger="resnet")
+    layers = ["pool1", "output"]
+    net = _engine(model50, 50, layers)
+    assert len(calls) == 1 and "check: engine matches the dygraph reference" in caplog.text
+    [entry] = os.listdir(tmp_path / "cache")
+    record = json.loads((tmp_path / "cache" / entry / engine.CHECKED).read_text())
+    assert list(record) == [f"{net.backend}/fp32"] and 0 <= record[f"{net.backend}/fp32"] <= 1e-4
+    caplog.clear()
+    _engine(model50, 50, layers)
+    assert len(calls) == 1 and "checked against the dygraph reference on first use" in caplog.text
+    _engine(model50, 50, layers, check=True)
+    assert len(calls) == 2
+    # an engine that disagrees is refused, with the way out, and nothing is recorded for it
+    (tmp_path / "cache" / entry / engine.CHECKED).unlink()
+    monkeypatch.setitem(engine.TOLERANCE, "fp32", 0.0)
+    with pytest.raises(ResnetError, match=r"differs from the dygraph reference .* over the fp32 "
+                                          r"bound 0; run with RESNET_CPU_BACKEND=onednn"):
+        _engine(model50, 50, layers)
+    assert not (tmp_path / "cache" / entry / engine.CHECKED).exists()
 
 
 def test_cache_key_covers_depth_variant_layers():
