@@ -185,8 +185,7 @@ class InferenceEngine:
 
         config = inference.Config(prefix + ".pdmodel", prefix + ".pdiparams")
         configure(config, backend=self.backend, **self.options)
-        predictor = inference.create_predictor(config)
-        return predictor
+        return inference.create_predictor(config)
 
     def describe(self) -> str:
         if self.device == "gpu":

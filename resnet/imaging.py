@@ -106,24 +106,32 @@ def crop_offsets(h: int, w: int, size: int = INPUT_SIZE) -> list[tuple[int, int]
             (int(h / 2.0 - size / 2.0), int(w / 2.0 - size / 2.0))]
 
 
+def _minus_mean(out: np.ndarray, planes, top: int, left: int, mean: np.ndarray,
+                mirror: bool = False) -> None:
+    """out (3, S, S) = the crop of the BGR planes at (top, left), mirrored if asked, minus the
+    mean: per plane straight from uint8, about 6x faster than a float CHW transpose first."""
+    size = out.shape[-1]
+    for ch, plane in enumerate(planes):
+        crop = plane[top:top + size, left:left + size]
+        np.subtract(crop[:, ::-1] if mirror else crop, mean[ch], out=out[ch], dtype=np.float32)
+
+
 def single_crop(img: np.ndarray, mean: np.ndarray) -> np.ndarray:
     """(1, 3, 224, 224) float32: resized straight to 224x224, minus the mean."""
-    resized = _resize(img, INPUT_SIZE, INPUT_SIZE)
     out = np.empty((1, 3, INPUT_SIZE, INPUT_SIZE), dtype=np.float32)
-    out[0] = resized.transpose(2, 0, 1)
-    out -= mean
+    _minus_mean(out[0], cv2.split(_resize(img, INPUT_SIZE, INPUT_SIZE)), 0, 0, mean)
     return out
 
 
 def ten_crops(img: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """(10, 3, 224, 224) float32: v1's oversample() on the short-side-256 image, minus the mean."""
+    """(10, 3, 224, 224) float32: v1's oversample() on the short-side-256 image, minus the mean
+    (after cropping and mirroring, as v1)."""
     resized = resize_short_side(img)
-    chw = resized.transpose(2, 0, 1)
+    planes = cv2.split(resized)
     out = np.empty((CROPS, 3, INPUT_SIZE, INPUT_SIZE), dtype=np.float32)
     for k, (top, left) in enumerate(crop_offsets(*resized.shape[:2])):
-        out[k] = chw[:, top:top + INPUT_SIZE, left:left + INPUT_SIZE]
-        out[k + 5] = out[k, :, :, ::-1]
-    out -= mean
+        _minus_mean(out[k], planes, top, left, mean)
+        _minus_mean(out[k + 5], planes, top, left, mean, mirror=True)
     return out
 
 
