@@ -9,8 +9,10 @@ process (`python -m resnet --job=extract`, HDF5 output) and reports:
 - peak RSS of the main process, and peak PSS of the process tree (main + decoding workers,
   shared pages counted once), sampled from /proc.
 ONNX Runtime's raw forward speed (random input, no decoding) on the same compiled network,
-converted by paddle2onnx, is the yardstick when onnxruntime and paddle2onnx are installed;
-it is measured before and after the CLI rows and the higher figure is used.
+converted by paddle2onnx, is the yardstick when onnxruntime and paddle2onnx are installed,
+as images over total time like the CLI's figure. The headline row (single crop, batch 16)
+runs --repeats times, each run paired with an ORT measurement taken just before it; the
+median of the pairs' ratios is the figure (this machine's speed drifts within minutes).
 
     python bench/throughput.py                        # the table, a few minutes
     python bench/throughput.py --images 100 2000      # how time and memory grow with N
