@@ -25,6 +25,7 @@ import tempfile
 import numpy as np
 
 from . import params as params_io, static
+from .cpu import usable_cores
 from .errors import ResnetError
 from .paddle_env import GPU_HELP, paddle
 from .spec import Spec
@@ -88,14 +89,6 @@ def compiled_model(model_dir: str, spec: Spec, layers: list[str], model_sha256: 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return prefix
-
-
-def default_threads() -> int:
-    """The cores this process may run on (a container's CPU set, not the host's count)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def cpu_backend() -> str:
@@ -163,7 +156,7 @@ class InferenceEngine:
         self.backend = "gpu" if device == "gpu" else (backend or cpu_backend())
         if self.backend == "onednn":
             os.environ.setdefault("ONEDNN_DEFAULT_FPMATH_MODE", "STRICT")  # never implicit bf16
-        self.options = dict(device=device, threads=threads or default_threads(), trt=trt,
+        self.options = dict(device=device, threads=threads or usable_cores(), trt=trt,
                             precision=precision, max_batch=max(1, max_batch),
                             input_shape=input_shape, cache_dir=os.path.dirname(prefix))
         try:

@@ -24,6 +24,7 @@ from multiprocessing.connection import wait
 
 import numpy as np
 
+from .cpu import usable_cores
 from .errors import ImageError, ResnetError
 from .imaging import CROPS, preprocess
 from .spec import INPUT_SIZE
@@ -35,11 +36,7 @@ SLOT_BYTES = 256 << 20  # the shared ring's ceiling; 10-crop images are 6 MB eac
 def default_workers() -> int:
     """Half the cores, at least one: decoding needs ~5% of the engine's CPU time, and a
     worker more only takes cores from the engine's threads."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(1, min(4, cores // 2))
+    return max(1, min(4, usable_cores() // 2))
 
 
 def _decoder_kind() -> str:
