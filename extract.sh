@@ -4,6 +4,7 @@
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 JOB=extract
 DEFAULTS=(--data="$HERE/example/test.list" --output_dir=output)
-# With the demo model: meaningless features go to their own folder and may be replaced.
-DEMO_DEFAULTS=(--output_dir=output_demo --overwrite)
+# With the demo model and no --output_dir given: meaningless features go to their own folder,
+# replaced on each demo run (a folder you name is never overwritten without --overwrite).
+DEMO_OUTPUT=output_demo
 source "$HERE/resnet/wrapper.sh"

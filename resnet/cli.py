@@ -13,6 +13,9 @@ from .errors import ResnetError
 
 JOBS = ("extract", "predict", "merge", "diagram", "layers", "check", "demo_model", "convert",
         "export")
+#: Flags a job cannot run without.
+NEEDS = {"extract": ("data", "model"), "predict": ("data", "model"), "check": ("model",),
+         "demo_model": ("model",)}
 
 
 def _bool(text: str) -> bool:
@@ -34,8 +37,15 @@ def _shard(text: str):
     return i, n
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad flags in one line and exit 2, instead of argparse's usage dump."""
+
+    def error(self, message):
+        self.exit(2, f"resnet: error: {message} (see python -m resnet --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m resnet",
         description="ResNet features and predictions with v1 model-zoo models on PaddlePaddle.",
         epilog="Exit status: 0 ok, 1 error, 2 bad flags, 3 some images skipped "
@@ -47,7 +57,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", choices=("v1", "v1.5"), default=None,
                    help="v1: the zoo's Caffe-style net; v1.5: paddle.vision/torchvision "
                         "(default: the model's model.json, else v1; convert: v1.5)")
-    p.add_argument("--data", help="image list (path [label] per line), a directory or an image")
+    p.add_argument("--data", help="image list (path [label] per line), a directory (searched "
+                   "recursively, in sorted order) or an image")
+    p.add_argument("--labels_from_folders", action="store_true",
+                   help="with --data=DIR: label each image by its first-level folder, the "
+                        "folders numbered in sorted order (as torchvision's ImageFolder)")
     p.add_argument("--mean", help="v1 mean.meta or .npy (default: BGR 103.939,116.779,123.68)")
     p.add_argument("--multi_crop", nargs="?", const=True, default=False, type=_bool,
                    help="10 crops of the short-side-256 image, outputs averaged")
@@ -68,7 +82,8 @@ def parser() -> argparse.ArgumentParser:
                    help="extract: continue an interrupted run in --output_dir where it stopped")
     p.add_argument("--overwrite", action="store_true",
                    help="extract, merge: replace the output already in --output_dir; "
-                        "convert: replace the model directory --model")
+                        "predict: replace --output_file; convert: replace the model "
+                        "directory --model")
     p.add_argument("--from", dest="from_format", choices=("paddle", "torchvision", "safetensors"),
                    help="convert: the checkpoint's format (.pdparams, .pth, .safetensors)")
     p.add_argument("--input", help="convert: the checkpoint file to convert")
@@ -104,10 +119,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    flags = parser()
+    args = flags.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="resnet: %(message)s", stream=sys.stderr)
     if args.batch_size < 1:
-        parser().error("--batch_size must be at least 1")
+        flags.error("--batch_size must be at least 1")
+    for job, needed in NEEDS.items():  # flag errors: found before Paddle is even imported
+        for flag in needed if args.job == job else ():
+            if not getattr(args, flag):
+                flags.error(f"--job={job} needs --{flag}")
     if args.layer_num is None and args.job not in ("extract", "predict", "check", "convert",
                                                     "export"):  # these read model.json
         args.layer_num = 50
@@ -120,7 +140,11 @@ def main(argv=None) -> int:
             from .export import export_job
 
             return export_job(args)
-        if args.job in ("extract", "predict", "check"):
+        if args.job == "check":
+            from .check import check
+
+            return check(args)
+        if args.job in ("extract", "predict"):
             from . import jobs  # imports Paddle: only the jobs that run the network
 
             return getattr(jobs, args.job)(args)
@@ -136,8 +160,6 @@ def main(argv=None) -> int:
         if args.job == "demo_model":
             from .demo import write_demo_model
 
-            if not args.model:
-                raise ResnetError("--job=demo_model needs --model=DIR to write to")
             write_demo_model(args.model, args.layer_num, args.seed)
             logging.getLogger("resnet").info("demo model (random weights) in %s", args.model)
             return 0

@@ -5,8 +5,8 @@ caches it on disk, keyed by the model's parameter checksum, the depth and varian
 and the Paddle version, so later runs start in about a second.
 
 CPU: Paddle Inference's OpenVINO subgraph engine (shipped in the paddlepaddle 3.x wheel) runs
-the whole graph, measured faster here than Paddle's own oneDNN kernels (PERF_NOTES.md, the
-README's speed table); oneDNN with the IR passes is the fallback (RESNET_CPU_BACKEND=onednn
+the whole graph, measured faster here than Paddle's own oneDNN kernels (docs/engine_notes.md,
+the README's speed table); oneDNN with the IR passes is the fallback (RESNET_CPU_BACKEND=onednn
 forces it). Both are fp32 by default and checked against the dygraph reference: OpenVINO's CPU
 plugin would pick bf16 on CPUs with AVX512-BF16/AMX unless told, so the precision hint is
 always set explicitly, and oneDNN's fpmath mode is pinned to strict. bf16 is an opt-in.
@@ -24,8 +24,7 @@ import tempfile
 
 import numpy as np
 
-from . import params as params_io, static
-from .cpu import usable_cores
+from . import cpu, params as params_io, static
 from .errors import ResnetError
 from .paddle_env import GPU_HELP, paddle
 from .spec import Spec
@@ -156,7 +155,7 @@ class InferenceEngine:
         self.backend = "gpu" if device == "gpu" else (backend or cpu_backend())
         if self.backend == "onednn":
             os.environ.setdefault("ONEDNN_DEFAULT_FPMATH_MODE", "STRICT")  # never implicit bf16
-        self.options = dict(device=device, threads=threads or usable_cores(), trt=trt,
+        self.options = dict(device=device, threads=threads or cpu.usable_cores(), trt=trt,
                             precision=precision, max_batch=max(1, max_batch),
                             input_shape=input_shape, cache_dir=os.path.dirname(prefix))
         try:
@@ -224,6 +223,13 @@ def check_options(engine: str, device: str, trt: bool, precision: str) -> None:
         raise ResnetError("--precision=bf16 is for the CPU (oneDNN/OpenVINO); on GPU use fp16")
     if precision != "fp32" and engine != "inference":
         raise ResnetError(f"--precision={precision} needs --engine=inference")
+    if precision == "bf16" and cpu.bf16_support() is None:
+        # without native bf16 the backends silently run fp32: never claim what does not run
+        known = cpu.cpu_flags() is not None
+        raise ResnetError(f"--precision=bf16: {cpu.cpu_name()} "
+                          + ("lacks bf16 support (no " + " or ".join(cpu.BF16_FLAGS)
+                             + " CPU flag)" if known else "cannot be checked for bf16 support")
+                          + "; use --precision=fp32")
 
 
 def rel_err(got: np.ndarray, want: np.ndarray) -> float:

@@ -2,12 +2,13 @@
 
 The exported graph takes `image` (N, 3, 224, 224), already preprocessed, and returns the
 --output_layer layers in that order (ONNX outputs carry the layer names). A sidecar
-`<output>.resnet.json` records the layers, shapes and the preprocessing recipe to feed it.
+`<stem>.resnet.json` (x.onnx -> x.resnet.json, PREFIX -> PREFIX.resnet.json) records the
+layers, shapes and the preprocessing recipe to feed it.
 
 Paddle inference: legacy `.pdmodel` + `.pdiparams`, exported in a child process started with
-FLAGS_enable_pir_api=0 (faster under Paddle Inference than PIR, PERF_NOTES.md, and loadable
-by Paddle 2.x too). ONNX: paddle2onnx on a PIR export, without its polygraphy step (that
-pip-installs packages at run time, PERF_NOTES.md).
+FLAGS_enable_pir_api=0 (faster under Paddle Inference than PIR, docs/engine_notes.md, and
+loadable by Paddle 2.x too). ONNX: paddle2onnx on a PIR export, without its polygraphy step (that
+pip-installs packages at run time, docs/engine_notes.md).
 """
 from __future__ import annotations
 
@@ -118,7 +119,7 @@ def _tidy(model):
 
 
 def sidecar(path: str, spec: Spec, layers: list[str], info, target: str) -> str:
-    """`<output>.resnet.json`: inputs, outputs and the preprocessing the exported model expects."""
+    """`<stem>.resnet.json`: inputs, outputs and the preprocessing the exported model expects."""
     recipe = info.preprocessing if info and info.preprocessing else None
     doc = {
         "target": target, "layer_num": spec.layer_num, "variant": spec.variant,

@@ -14,14 +14,14 @@ from . import demo, engine, journal, modelinfo, params as params_io, pipeline
 from .classes import class_name, imagenet_classes
 from .errors import ResnetError
 from .imaging import CROPS
-from .inputs import collect
+from .inputs import collect, folder_classes
 from .paddle_env import paddle, select_device
 from .progress import Progress
-from .sinks import ensure_writable, existing_outputs, key_bytes, open_sink
+from .sinks import check_writable, existing_outputs, key_bytes, open_sink
 
 log = logging.getLogger("resnet")
 FAILED_NAME = journal.FAILED
-DEFAULT_LAYERS = "res5_3_branch2c_conv,res5_3_branch2c_bn"
+PREDICT_FAILED_NAME = "predict_failed.txt"
 EXIT_SKIPPED = 3  # some images were skipped; everything else was written
 COMMIT_EVERY = 1.0  # seconds between durable points (flush, fsync, progress.json)
 
@@ -36,11 +36,9 @@ class Outcome:
         return EXIT_SKIPPED if self.failed else 0
 
 
-def _prepare(args, before_load=None):
-    """Everything checked before any image is touched: device, layers, inputs, mean, model.
-
-    `before_load` runs after the cheap checks and before the model is read (output checks).
-    """
+def _setup(args):
+    """The cheap checks, before any output or model file is touched: device, depth and
+    variant, layers, inputs, preprocessing. Returns (device, spec, layers, items, mean)."""
     device = select_device(args.use_gpu)
     spec, info = modelinfo.resolve(args)  # model.json's depth, variant, recipe; flags win
     log.info("running ResNet-%d%s on %s (paddle %s)", spec.layer_num,
@@ -48,22 +46,26 @@ def _prepare(args, before_load=None):
              paddle.__version__)
     engine.check_options(args.engine, device, args.trt, args.precision)
     layers = spec.check_layers((args.output_layer or ",".join(spec.default_features())).split(","))
-    items = collect(args.data)
+    items = collect(args.data, getattr(args, "labels_from_folders", False))
     mean = modelinfo.preprocessing(info, args.mean)
-    if not args.model:
-        raise ResnetError("no model given: pass --model=DIR (see model/get_model.sh)")
-    if before_load:
-        before_load()
+    return device, spec, layers, items, mean
+
+
+def _load(args, spec):
+    """The model's parameters (every file validated) and their checksum."""
     values = params_io.load_model(args.model, spec)
     if demo.is_demo(args.model):
         log.warning(demo.WARNING)
-    args.model_sha256 = journal.model_checksum(args.model, [n for n, _ in spec.param_files()])
+    return values, journal.model_checksum(args.model, [n for n, _ in spec.param_files()])
+
+
+def _engine(args, device, spec, layers, items, mean, values, sha256):
+    """Decoding workers started, then the engine built (compiled and checked on first use)."""
     pipeline.prestart(mean, args.multi_crop, args.batch_size, args.workers, len(items))
-    net = engine.create(args.engine, spec, values, layers, args.model, args.model_sha256, device,
-                        args.threads, args.trt, args.precision,
-                        max_batch=max(args.batch_size, CROPS if args.multi_crop else 1),
-                        check=args.check)
-    return spec, layers, items, mean, net
+    return engine.create(args.engine, spec, values, layers, args.model, sha256, device,
+                         args.threads, args.trt, args.precision,
+                         max_batch=max(args.batch_size, CROPS if args.multi_crop else 1),
+                         check=args.check)
 
 
 def _run(args, net, layers, items, mean, on_batch, on_fail, desc, skip=0):
@@ -111,24 +113,24 @@ def _forward(net, x: np.ndarray, layers, most: int) -> dict:
     return {k: np.concatenate([p[k] for p in parts]) for k in layers}
 
 
-def _write_failed(output_dir: str, outcome: Outcome) -> None:
-    path = os.path.join(output_dir, FAILED_NAME)
+def _write_predict_failed(output_dir: str, outcome: Outcome) -> None:
+    """predict's skipped images: its own file, so an extract run's failed.txt in the same
+    folder is never replaced or removed; the previous predict's list is replaced."""
+    path = os.path.join(output_dir, PREDICT_FAILED_NAME)
     if outcome.failed:
         os.makedirs(output_dir, exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:
-            for item, reason in outcome.failed:
-                f.write(f"{item.key}\t{reason}\n")
+        journal.atomic_write(path, "".join(f"{item.key}\t{reason}\n" for item, reason
+                                           in outcome.failed).encode("utf-8", "surrogateescape"))
     elif os.path.exists(path):
         os.remove(path)
 
 
 def _summary(what: str, done: int, failed: int, seconds: float, where: str,
-             failed_dir: str) -> None:
+             failed_path: str) -> None:
     log.info("%s %d images in %.1f s (%.2f img/s)%s", what, done, seconds,
              done / max(seconds, 1e-9), f", written to {where}" if where else "")
     if failed:
-        log.warning("%d image(s) skipped, listed in %s", failed,
-                    os.path.join(failed_dir, FAILED_NAME))
+        log.warning("%d image(s) skipped, listed in %s", failed, failed_path)
 
 
 def shard_slice(n: int, shard) -> slice:
@@ -145,20 +147,19 @@ def shard_dir(output_dir: str, shard) -> str:
 
 def extract(args) -> int:
     out_dir = shard_dir(args.output_dir, args.shard)
-
-    def check_output():
-        journal.check_free(out_dir, existing_outputs(args.format, out_dir), args.resume,
-                           args.overwrite)
-        ensure_writable(out_dir)
-
-    spec, layers, items, mean, net = _prepare(args, check_output)
+    device, spec, layers, items, mean = _setup(args)
+    # the output folder is checked, never created, before the model and engine pass
+    outputs = existing_outputs(args.format, out_dir)
+    journal.check_free(out_dir, outputs, args.resume, args.overwrite)
+    check_writable(out_dir)
+    values, model_sha256 = _load(args, spec)
     everything = len(items)
     items = items[shard_slice(everything, args.shard)]
     shapes = {name: spec[name].shape for name in layers}
     manifest = {
         "layer_num": spec.layer_num, "layers": {k: list(v) for k, v in shapes.items()},
         "format": args.format, "model": os.path.abspath(args.model),
-        "model_sha256": args.model_sha256,
+        "model_sha256": model_sha256,
         "data": os.path.abspath(args.data), "items": len(items),
         "list_sha256": journal.list_checksum(it.key for it in items),
         "shard": f"{args.shard[0]}/{args.shard[1]} of {everything}" if args.shard else None,
@@ -167,6 +168,11 @@ def extract(args) -> int:
         "variant": spec.variant,
         "preprocessing": modelinfo.describe(mean, args.multi_crop),
     }
+    if args.labels_from_folders:
+        manifest["classes"] = folder_classes(args.data)
+    if args.resume:  # a run that cannot be resumed is refused before the engine compiles
+        journal.check_resumable(out_dir, manifest, outputs)
+    net = _engine(args, device, spec, layers, items, mean, values, model_sha256)
     book = journal.Journal(out_dir, manifest, existing_outputs(args.format, out_dir),
                            args.resume, args.overwrite)
     done = book.state["position"]
@@ -174,7 +180,8 @@ def extract(args) -> int:
         log.info("resuming %s: %d of %d list items already done", out_dir, done, len(items))
     start = time.monotonic()
     outcome, complete = Outcome(), False
-    meta = {k: manifest[k] for k in ("layer_num", "model", "mean", "multi_crop", "format")}
+    meta = {k: manifest[k] for k in ("layer_num", "model", "mean", "multi_crop", "format",
+                                     "classes") if k in manifest}
     meta["key_bytes"] = key_bytes(items)
     saved = book.state["sink"] if book.resuming else None
     with open_sink(args.format, out_dir, shapes, meta, book.state["rows"], saved) as sink:
@@ -197,7 +204,7 @@ def extract(args) -> int:
         finally:
             book.finish(complete)
     _summary("extracted", outcome.done, book.state["failed"], time.monotonic() - start, out_dir,
-             out_dir)
+             os.path.join(out_dir, FAILED_NAME))
     return EXIT_SKIPPED if book.state["failed"] else 0
 
 
@@ -208,7 +215,12 @@ def top_k(probs: np.ndarray, k: int) -> list[tuple[int, float]]:
 
 def predict(args) -> int:
     args.output_layer = "output"
-    spec, layers, items, mean, net = _prepare(args)
+    device, spec, layers, items, mean = _setup(args)
+    if args.output_file and os.path.exists(args.output_file) and not args.overwrite:
+        raise ResnetError(f"{args.output_file}: already exists; pass --overwrite to replace it "
+                          "or choose another --output_file")
+    values, model_sha256 = _load(args, spec)
+    net = _engine(args, device, spec, layers, items, mean, values, model_sha256)
     classes = imagenet_classes()
     k = min(args.top_k, len(classes))
     hits = [0, 0, 0]  # labelled, top-1, top-k
@@ -249,27 +261,10 @@ def predict(args) -> int:
         if csv_file:
             csv_file.close()
         if args.output_dir:
-            _write_failed(args.output_dir, outcome)
+            _write_predict_failed(args.output_dir, outcome)
     if hits[0]:
         log.info("accuracy on %d labelled images: top-1 %.2f%%, top-%d %.2f%%", hits[0],
                  100.0 * hits[1] / hits[0], k, 100.0 * hits[2] / hits[0])
     _summary("predicted", outcome.done, len(outcome.failed), time.monotonic() - start,
-             args.output_file, args.output_dir)
+             args.output_file, os.path.join(args.output_dir or ".", PREDICT_FAILED_NAME))
     return outcome.exit_code
-
-
-def check(args) -> int:
-    """Validate a model directory (and --mean) without running anything."""
-    if not args.model:
-        raise ResnetError("--job=check needs --model=DIR")
-    spec, info = modelinfo.resolve(args)
-    values = params_io.load_model(args.model, spec)
-    modelinfo.preprocessing(info, args.mean)
-    total = sum(v.size for v in values.values())
-    print(f"ok: {args.model} is a valid v1 ResNet-{spec.layer_num} model "
-          + (f"({spec.variant}, {modelinfo.MODEL_JSON}) " if info else "")
-          + f"({len(values)} parameter files, {total:,} values)"
-          + (f"; mean {args.mean} ok" if args.mean else ""))
-    if demo.is_demo(args.model):
-        log.warning(demo.WARNING)
-    return 0

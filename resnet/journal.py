@@ -76,6 +76,25 @@ def check_free(output_dir: str, outputs, resume: bool, overwrite: bool) -> list[
     return existing
 
 
+def check_resumable(output_dir: str, manifest: dict, outputs=()) -> dict:
+    """The earlier run's manifest, if this run (described by `manifest`) may continue it.
+
+    Cheap (reads one JSON file), so it runs before the model is compiled. A folder with no
+    output yet is trivially resumable (an empty dict comes back).
+    """
+    old = _read_json(os.path.join(output_dir, MANIFEST))
+    if old is None:
+        if any(os.path.exists(os.path.join(output_dir, n)) for n in (*outputs, PROGRESS)):
+            raise ResnetError(f"{output_dir}: has output but no {MANIFEST}, so it cannot be "
+                              "resumed safely; pass --overwrite to start again")
+        return {}
+    changed = [k for k in SAME_RUN if old.get(k) != manifest.get(k)]
+    if changed:
+        raise ResnetError(f"{output_dir}: cannot resume: the earlier run used different "
+                          f"{', '.join(changed)}; pass --overwrite to start again")
+    return old
+
+
 class Journal:
     """The bookkeeping of one output directory for one run (or its resumption)."""
 
@@ -84,6 +103,7 @@ class Journal:
         self.manifest = dict(manifest, command=sys.argv[:], status="running")
         self.state = {"position": 0, "rows": 0, "failed": 0, "failed_bytes": 0, "sink": {}}
         existing = check_free(output_dir, outputs, resume, overwrite)
+        os.makedirs(output_dir, exist_ok=True)
         if existing and resume:
             self._take_over()
         else:
@@ -100,14 +120,10 @@ class Journal:
         return os.path.join(self.dir, name)
 
     def _take_over(self):
-        old = _read_json(self.path(MANIFEST))
-        if old is None:
+        old = check_resumable(self.dir, self.manifest)
+        if not old:  # something is there (check_free said so) but no manifest
             raise ResnetError(f"{self.dir}: has output but no {MANIFEST}, so it cannot be "
                               "resumed safely; pass --overwrite to start again")
-        changed = [k for k in SAME_RUN if old.get(k) != self.manifest.get(k)]
-        if changed:
-            raise ResnetError(f"{self.dir}: cannot resume: the earlier run used different "
-                              f"{', '.join(changed)}; pass --overwrite to start again")
         self.state = _read_json(self.path(PROGRESS)) or self.state
         self.manifest["started"] = old.get("started")
         self.manifest["resumed"] = old.get("resumed", 0) + 1

@@ -173,7 +173,11 @@ def _number(x) -> bool:
 
 
 def resolve(args):
-    """(spec, info) for a job: model.json's depth and variant unless --layer_num / --variant."""
+    """(spec, info) for a job: model.json's depth and variant unless --layer_num / --variant.
+
+    A directory without model.json runs at the depth its parameter files show, so a v1 zoo
+    ResNet-101 needs no --layer_num; an explicit --layer_num that does not fit stays an error.
+    """
     info = read(getattr(args, "model", None))
     layer_num, variant = getattr(args, "layer_num", None), getattr(args, "variant", None)
     if info is not None:
@@ -181,9 +185,18 @@ def resolve(args):
                                  ("variant", variant, info.variant)):
             if given is not None and given != own:
                 log.warning("--%s=%s overrides %s's %s", flag, given, MODEL_JSON, own)
-    spec = build(layer_num if layer_num is not None else info.layer_num if info else 50,
-                 variant or (info.variant if info else "v1"))
+    if layer_num is None:
+        layer_num = info.layer_num if info else _found_depth(getattr(args, "model", None))
+    spec = build(layer_num, variant or (info.variant if info else "v1"))
     return spec, info
+
+
+def _found_depth(model_dir: str | None) -> int:
+    """A v1 zoo directory's depth, read off its parameter files (50 when they tell none)."""
+    from .params import detect_depth
+
+    depth = detect_depth(model_dir) if model_dir and os.path.isdir(model_dir) else None
+    return depth or 50
 
 
 def preprocessing(info: ModelInfo | None, mean_path: str | None):

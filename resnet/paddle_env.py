@@ -4,12 +4,23 @@ from __future__ import annotations
 import os
 import warnings
 
-os.environ.setdefault("GLOG_minloglevel", "2")  # Paddle's C++ start-up chatter
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # e.g. "No ccache found", irrelevant to users
-    import paddle  # noqa: E402
+from .errors import ResnetError
 
-from .errors import ResnetError  # noqa: E402
+#: What to install when Paddle is missing: Paddle is an extra so GPU users can pick their build.
+INSTALL_HELP = ('pip install -e ".[cpu]" (or pip install paddlepaddle) for the CPU, or '
+                "pip install paddlepaddle-gpu for NVIDIA GPUs")
+
+os.environ.setdefault("GLOG_minloglevel", "2")  # Paddle's C++ start-up chatter
+try:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. "No ccache found", irrelevant to users
+        import paddle
+except ImportError as e:
+    if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] == "paddle":
+        raise ResnetError(f"PaddlePaddle is not installed; this job runs the network and needs "
+                          f"it: {INSTALL_HELP}") from None
+    raise ResnetError(f"PaddlePaddle is installed but failed to import ({e}); reinstall it: "
+                      f"{INSTALL_HELP}") from None
 
 GPU_HELP = ("install the CUDA build of Paddle: pip uninstall paddlepaddle && "
             "pip install paddlepaddle-gpu (see https://www.paddlepaddle.org.cn/install)")

@@ -88,14 +88,27 @@ def _param_names_in(model_dir: str) -> set[str]:
             if n.startswith("_") and n.rsplit(".", 1)[-1] in ("w0", "w1", "w2", "wbias")}
 
 
-def _depth_hint(model_dir: str, spec: Spec) -> str:
-    """' (the directory holds a ResNet-N: ...)' when its files are exactly another depth's."""
+def detect_depth(model_dir: str) -> int | None:
+    """The depth whose parameter files the directory holds exactly, or None (v1 and v1.5
+    share file names, so only the depth can be told from them)."""
     from .spec import DEPTHS, build
 
-    present = _param_names_in(model_dir)
+    try:
+        present = _param_names_in(model_dir)
+    except OSError:
+        return None
     for depth in DEPTHS:
-        if depth != spec.layer_num and present == {n for n, _ in build(depth).param_files()}:
-            return f" (the directory holds a ResNet-{depth}: pass --layer_num={depth})"
+        if present == {n for n, _ in build(depth).param_files()}:
+            return depth
+    return None
+
+
+def _depth_hint(model_dir: str, spec: Spec) -> str:
+    """' (the directory holds a ResNet-N: ...)' when its files are exactly another depth's."""
+    depth = detect_depth(model_dir)
+    if depth is not None and depth != spec.layer_num:
+        return (f" (the directory holds a ResNet-{depth}: pass --layer_num={depth}, or leave "
+                "--layer_num out to use the depth found)")
     return ""
 
 

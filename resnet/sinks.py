@@ -268,15 +268,19 @@ def existing_outputs(fmt: str, output_dir: str) -> list[str]:
             if n in SINKS[fmt].files or n.startswith(("batch_", ".batch_"))]
 
 
-def ensure_writable(output_dir: str) -> None:
-    try:
-        os.makedirs(output_dir, exist_ok=True)
-        probe = os.path.join(output_dir, f".write_test{os.getpid()}")
-        open(probe, "wb").close()
-        os.remove(probe)
-    except OSError as e:
-        raise ResnetError(f"{output_dir}: cannot write output directory ({e.strerror or e})") \
-            from None
+def check_writable(output_dir: str) -> None:
+    """Refuse an output folder that cannot be created or written, without creating it: a run
+    that fails a later check must leave nothing behind."""
+    folder = os.path.abspath(output_dir)
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    why = None
+    if not os.path.isdir(folder):
+        why = f"{folder} is not a directory"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        why = f"{folder}: permission denied"
+    if why:
+        raise ResnetError(f"{output_dir}: cannot write output directory ({why})")
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """The network for fixed output layers as a static Paddle inference model (.pdmodel/.pdiparams).
 
 Paddle 3.3's legacy (non-PIR) program runs faster under Paddle Inference than the PIR one
-(PERF_NOTES.md: 52 vs 38 img/s at batch 16), and the format is chosen when Paddle starts, so
-the export runs in a child process started with FLAGS_enable_pir_api=0:
+(docs/engine_notes.md: 52 vs 38 img/s at batch 16), and the format is chosen when Paddle
+starts, so the export runs in a child process started with FLAGS_enable_pir_api=0:
 `python -m resnet.static MODEL_DIR LAYER_NUM LAYERS PREFIX VARIANT`.
 """
 from __future__ import annotations

@@ -2,19 +2,23 @@
 # the user's extra flags passed through after them so they win. With no --model given and
 # no downloaded model for the chosen depth, a seeded demo model is written and used, loudly.
 # Needs: HERE (the project folder), JOB, the default flags in DEFAULTS (an array), and
-# optionally DEMO_DEFAULTS, added when the demo model is used.
+# optionally DEMO_OUTPUT, the demo's own output folder: with the demo model and no
+# --output_dir from the user, results go there and replace the previous demo run's. A folder
+# the user names is never overwritten: the usual --resume/--overwrite refusal applies.
 
 PY=${PYTHON:-python3}
 export PYTHONPATH="$HERE${PYTHONPATH:+:$PYTHONPATH}"
 
 layer_num=50
 model_given=no
+output_given=no
 prev=
 for arg in "$@"; do
   [ "$prev" = --layer_num ] && layer_num=$arg
   case "$arg" in
     --layer_num=*) layer_num=${arg#--layer_num=} ;;
     --model|--model=*) model_given=yes ;;
+    --output_dir|--output_dir=*) output_given=yes ;;
   esac
   prev=$arg
 done
@@ -37,7 +41,11 @@ if [ "$model_given" = no ]; then
 =====================================================================================
 MSG
     "$PY" -m resnet --job=demo_model --layer_num="$layer_num" --model="$model" || exit $?
-    DEFAULTS+=(--model="$model" "${DEMO_DEFAULTS[@]}")
+    DEFAULTS+=(--model="$model")
+    if [ -n "${DEMO_OUTPUT:-}" ] && [ "$output_given" = no ]; then
+      DEFAULTS+=(--output_dir="$DEMO_OUTPUT" --overwrite)
+      echo "Demo output goes to $DEMO_OUTPUT/ (replaced on each demo run)." >&2
+    fi
   fi
 fi
 

@@ -1,4 +1,4 @@
-"""An independent v1 ResNet written straight from V1_REFERENCE.md with Paddle functional ops.
+"""An independent v1 ResNet written straight from docs/v1_reference.md with Paddle functional ops.
 
 It shares nothing with the package: it reads the raw parameter files itself and hard-codes
 the topology, so a mistake in resnet.spec, resnet.params or resnet.network shows up as a

@@ -10,7 +10,7 @@ from conftest import EXAMPLES, run_cli, write_jpeg
 from reference import rel_err
 
 import resnet
-from resnet import engine, imaging, journal, params, pipeline
+from resnet import cpu, engine, imaging, journal, params, pipeline
 from resnet.errors import ImageError, ResnetError
 from resnet.inputs import Item
 from resnet.mean import load_mean
@@ -61,16 +61,63 @@ def test_onednn_backend_matches_too(model50, monkeypatch):
     assert max(rel_err(got[k], want[k]) for k in layers) <= 1e-4
 
 
-def test_verify_and_bf16_opt_in(model50):
-    """--check's comparison; bf16 is measurably less exact, and only ever asked for."""
+def test_verify_fp32(model50):
+    """--check's comparison: the fp32 engine is within the 1e-4 contract."""
     spec = build(50)
     values = params.load_model(model50, spec)
     layers = ["res5_3_branch2c_bn", "output"]
     fp32 = engine.verify(_engine(model50, 50, layers), spec, values, layers)
     assert max(fp32.values()) <= 1e-4
+
+
+@pytest.mark.skipif(cpu.bf16_support() is None,
+                    reason="this CPU has no native bf16 (no avx512_bf16 or amx_bf16 flag): "
+                           "--precision=bf16 is refused here, see test_bf16_refused_without_it")
+def test_bf16_opt_in_is_less_exact(model50):
+    """bf16 is measurably less exact, and only ever asked for."""
+    spec = build(50)
+    values = params.load_model(model50, spec)
+    layers = ["res5_3_branch2c_bn", "output"]
     bf16 = engine.verify(_engine(model50, 50, layers, precision="bf16"), spec, values, layers,
                          "bf16")
     assert 1e-4 < max(bf16.values()) <= engine.TOLERANCE["bf16"]
+
+
+def test_bf16_refused_without_cpu_support(monkeypatch):
+    """A CPU without bf16 would run fp32 while the log said bf16: refused instead."""
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "fma"}))
+    with pytest.raises(ResnetError, match=r"lacks bf16 support \(no avx512_bf16 or amx_bf16"):
+        engine.check_options("inference", "cpu", False, "bf16")
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: None)  # not Linux: cannot tell, so refuse
+    with pytest.raises(ResnetError, match="cannot be checked for bf16 support"):
+        engine.check_options("inference", "cpu", False, "bf16")
+    for flag in cpu.BF16_FLAGS:
+        monkeypatch.setattr(cpu, "cpu_flags", lambda f=flag: frozenset({"avx2", f}))
+        engine.check_options("inference", "cpu", False, "bf16")
+    engine.check_options("inference", "cpu", False, "fp32")  # fp32 never depends on it
+
+
+def test_cpu_flags_parsed_from_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Some CPU  X\nflags\t\t: fpu avx2 amx_bf16\n\n"
+                    "processor\t: 1\nflags\t\t: fpu\n")
+    flags = cpu.cpu_flags.__wrapped__(str(info))
+    assert flags == {"fpu", "avx2", "amx_bf16"}
+    assert cpu.bf16_support(flags) == "amx_bf16"
+    assert cpu.bf16_support(frozenset({"avx2"})) is None
+    assert cpu.cpu_name(str(info)) == "Some CPU X"
+    assert cpu.cpu_flags.__wrapped__(str(tmp_path / "missing")) is None
+
+
+@pytest.mark.skipif(cpu.bf16_support() is not None,
+                    reason="this CPU has native bf16, so the CLI's refusal cannot be seen here")
+def test_bf16_cli_refusal_on_this_cpu(model50, tmp_path):
+    r = run_cli("--job=extract", f"--model={model50}", f"--data={EXAMPLES}/cat.jpg",
+                f"--output_dir={tmp_path / 'o'}", "--use_gpu=0", "--precision=bf16")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].endswith("; use --precision=fp32")
+    assert "bf16)" not in r.stderr  # never logged as the precision in effect
+    assert not (tmp_path / "o").exists()
 
 
 def test_cache_hit_miss_and_invalidation(tmp_path, monkeypatch, caplog):

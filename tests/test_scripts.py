@@ -3,6 +3,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 
 import h5py
@@ -48,6 +49,12 @@ def test_first_run_extract_sh_uses_loud_demo_model(tmp_path):
         assert f["res5_3_branch2c_conv"].shape == (4, 2048, 7, 7)
     r = _run([str(project / "extract.sh"), "--use_gpu=0"], cwd=work)  # again: replaced
     assert r.returncode == 0, r.stderr
+    # README's HDF5 snippet reads the file the Quick start made
+    snippet = _readme_block("**`hdf5`** (default)", "python")
+    assert "output_demo/features.h5" in snippet
+    r = _run([sys.executable, "-c", snippet], cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["cat.jpg", "(2048,", "7,", "7)", "(4,", "2048)"]
     # predict: the demo model is reused, extra flags override the defaults
     r = _run([str(project / "predict.sh"), "--use_gpu=0", "--multi_crop=0", "--top_k=2"],
              cwd=work)
@@ -56,6 +63,34 @@ def test_first_run_extract_sh_uses_loud_demo_model(tmp_path):
     assert lines[0].startswith("Label of cat.jpg is: ")
     assert sum(line.startswith("Label of ") for line in lines) == 4
     assert len(lines) == 4 * 3
+
+
+def test_wrappers_never_overwrite_a_folder_the_user_names(tmp_path):
+    """The demo mode's --overwrite is for its own output_demo/ only."""
+    project = _project_copy(tmp_path)
+    results = tmp_path / "results"
+    results.mkdir()
+    with h5py.File(results / "features.h5", "w") as f:
+        f["res5_3_branch2c_bn"] = np.arange(200, dtype="f4")
+    (results / "manifest.json").write_text('{"status": "complete", "rows": 200}')
+    before = {n: (results / n).read_bytes() for n in os.listdir(results)}
+    r = _run([str(project / "extract.sh"), f"--output_dir={results}", "--use_gpu=0"],
+             cwd=tmp_path)
+    assert r.returncode == 1
+    assert "DEMO model" in r.stderr  # the demo model is still used ...
+    assert r.stderr.strip().splitlines()[-1].startswith(
+        f"resnet: error: {results}: already holds output (features.h5, manifest.json); "
+        "pass --resume")  # ... but the user's folder is refused, as without the wrapper
+    assert {n: (results / n).read_bytes() for n in os.listdir(results)} == before
+    assert not (tmp_path / "output_demo").exists()
+
+
+def _readme_block(heading: str, lang: str) -> str:
+    """The first ```lang block after `heading` in README.md."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    part = text[text.index(heading):]
+    return part[part.index(f"```{lang}\n") + len(lang) + 4:].split("```", 1)[0]
 
 
 def _archives(tmp_path):
