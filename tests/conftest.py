@@ -18,8 +18,17 @@ EXAMPLES = os.path.join(ROOT, "example")
 
 @pytest.fixture(scope="session", autouse=True)
 def engine_cache(tmp_path_factory):
-    """Compiled engines go to a scratch cache, never the user's ~/.cache (subprocesses too)."""
-    path = str(tmp_path_factory.mktemp("engine_cache"))
+    """Compiled engines go to a scratch cache, never the user's ~/.cache (subprocesses too).
+
+    Under pytest-xdist the workers share one cache (their base folders are siblings): an
+    engine compiled by one is a hit for the other. Entries are renamed into place whole, so
+    two workers compiling the same model at once is safe.
+    """
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    path = os.path.join(str(base), "engine_cache")
+    os.makedirs(path, exist_ok=True)
     old = os.environ.get("RESNET_CACHE_DIR")
     os.environ["RESNET_CACHE_DIR"] = path
     yield path

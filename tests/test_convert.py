@@ -112,7 +112,8 @@ def image_list(tmp_path_factory):
     return str(path)
 
 
-@pytest.mark.parametrize("depth", [18, 34, 50, 101, 152])
+@pytest.mark.parametrize("depth", [18, 34, 50, pytest.param(101, marks=pytest.mark.slow),
+                                   pytest.param(152, marks=pytest.mark.slow)])
 def test_paddle_vision_predict_matches_its_own_forward(zoo, image_list, tmp_path, depth):
     model, _, _, converted = zoo(depth)
     info = json.load(open(os.path.join(converted, "model.json")))
@@ -503,6 +504,7 @@ def test_variants_and_basic_blocks_in_the_spec():
             build(*bad)
 
 
+@pytest.mark.slow
 def test_model_json_drives_and_flags_win(zoo, image_list, tmp_path):
     from argparse import Namespace
 

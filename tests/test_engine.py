@@ -32,8 +32,9 @@ def _engine(model, layer_num, layers, **kw):
 @pytest.mark.parametrize("layer_num,layers", [
     (50, ["pool1", "res3_1_branch2b_conv", "res5_3_branch2c_bn", "output"]),
     (50, ["output", "conv1_bn"]),
-    (101, ["res4_23_addto", "res4_1_branch1_bn", "output"]),
-    (152, ["pool1", "res4_20_branch2a_conv", "res5_3_branch2c_bn", "output"]),
+    pytest.param(101, ["res4_23_addto", "res4_1_branch1_bn", "output"], marks=pytest.mark.slow),
+    pytest.param(152, ["pool1", "res4_20_branch2a_conv", "res5_3_branch2c_bn", "output"],
+                 marks=pytest.mark.slow),
 ])
 def test_engine_matches_dygraph(model_factory, layer_num, layers):
     model = model_factory(layer_num)
@@ -120,6 +121,7 @@ def test_bf16_cli_refusal_on_this_cpu(model50, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_cache_hit_miss_and_invalidation(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("RESNET_CACHE_DIR", str(tmp_path / "cache"))
     spec = build(50)

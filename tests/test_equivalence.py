@@ -59,7 +59,8 @@ def test_every_layer_matches_reference_single_crop(model_factory, layer_num):
     assert np.all(got["conv1_bn"] >= 0) and np.any(got["res2_1_branch2c_bn"] < 0)  # relu / linear
 
 
-@pytest.mark.parametrize("layer_num", [50, 101, 152])
+@pytest.mark.parametrize("layer_num", [50, pytest.param(101, marks=pytest.mark.slow),
+                                       pytest.param(152, marks=pytest.mark.slow)])
 def test_ten_crop_average_matches_reference(model_factory, layer_num, tmp_path):
     from resnet.mean import load_mean, write_v1_mean
 

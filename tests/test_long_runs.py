@@ -103,6 +103,7 @@ def _interrupt(cmd, sig, delay, tries=4):
     pytest.fail(f"the run finished before the signal {tries} times: {err}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig,seed", [(signal.SIGKILL, 1), (signal.SIGKILL, 2),
                                       (signal.SIGINT, 3)])
 def test_interrupted_run_resumes_to_identical_output(model50, long_list, full_run, tmp_path,
@@ -130,6 +131,7 @@ def test_interrupted_run_resumes_to_identical_output(model50, long_list, full_ru
     assert manifest["resumed"] >= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["text", "pickle"])
 def test_resume_after_kill_other_formats(model50, long_list, tmp_path, fmt):
     full = tmp_path / "full"

@@ -8,6 +8,7 @@ import tarfile
 
 import h5py
 import numpy as np
+import pytest
 from conftest import ROOT
 
 from resnet import params
@@ -32,6 +33,7 @@ def _run(cmd, cwd, **env):
                           env=dict(os.environ, **env))
 
 
+@pytest.mark.slow
 def test_first_run_extract_sh_uses_loud_demo_model(tmp_path):
     project = _project_copy(tmp_path)
     work = tmp_path / "work"
@@ -56,8 +58,8 @@ def test_first_run_extract_sh_uses_loud_demo_model(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["cat.jpg", "(2048,", "7,", "7)", "(4,", "2048)"]
     # predict: the demo model is reused, extra flags override the defaults
-    r = _run([str(project / "predict.sh"), "--use_gpu=0", "--multi_crop=0", "--top_k=2"],
-             cwd=work)
+    r = _run([str(project / "predict.sh"), "--use_gpu=0", "--multi_crop=0", "--top_k=2",
+              "--engine=dygraph"], cwd=work)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith("Label of cat.jpg is: ")

@@ -218,7 +218,7 @@ def test_readme_test_block_installs_what_the_tests_need_and_ci_runs_it():
     install = next(c for c in commands if c.startswith("pip install -e "))
     extras = re.search(r'"\.\[([\w,]+)\]"', install).group(1).split(",")
     assert {"cpu", "test"} <= set(extras)  # Paddle and pytest, on a fresh machine
-    assert commands[-1].startswith("python -m pytest")
+    assert commands[-1].startswith("python -m pytest") and "-n 2" in commands[-1]
     with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as f:
         ci = f.read()
     assert 'readme_block.py README.md "## Running the tests"' in ci
