@@ -37,14 +37,14 @@ import numpy as np  # noqa: E402
 LAYERS = "res5_3_branch2c_bn,output"
 # the child: the real CLI, plus a note of when the first batch reached the writer
 CHILD = ("import runpy, sys, time\n"
-         "from resnet import pipeline\n"
-         "_submit = pipeline.Writer.submit\n"
+         "from resnet.runners import local\n"
+         "_submit = local.Writer.submit\n"
          "def submit(self, fn, *a):\n"
-         "    if not getattr(pipeline, '_bench_first', None) and fn.__name__ == 'on_batch':\n"
-         "        pipeline._bench_first = time.time()\n"
+         "    if not getattr(local, '_bench_first', None) and fn.__name__ == 'on_batch':\n"
+         "        local._bench_first = time.time()\n"
          "        print('FIRST_BATCH_AT', repr(time.time()), file=sys.stderr, flush=True)\n"
          "    return _submit(self, fn, *a)\n"
-         "pipeline.Writer.submit = submit\n"
+         "local.Writer.submit = submit\n"
          "sys.argv = ['resnet'] + sys.argv[1:]\n"
          "try:\n    runpy.run_module('resnet', run_name='__main__')\n"
          "finally:\n"  # VmHWM, not ru_maxrss: that one keeps the forking parent's size
@@ -68,8 +68,8 @@ def make_images(folder: str, n: int) -> list[str]:
 
 
 def make_model(folder: str) -> str:
-    from resnet import params
-    from resnet.spec import build
+    from resnet.modelio import params
+    from resnet.models import build
 
     spec = build(50)
     params.save_model(folder, spec, params.random_params(spec, seed=0))

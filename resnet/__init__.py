@@ -1,22 +1,70 @@
 """resnet: v1 model-zoo ResNet features and predictions on PaddlePaddle.
 
-The Python API: `build(layer_num)` gives the network spec, `load(model_dir, layer_num)` a
-ready network whose `run(batch, outputs=[...])` returns named layer outputs, and
-`load_features(path)` reads an extract run's output back. `to_dot(spec)`, `render(spec, path)`,
-`layer_table(spec)` and `param_counts(spec)` draw and list the network (resnet.introspect).
+The Python API does what the CLI does:
+
+- `extract(model, data, layers=None, output_dir="output", **options)` and
+  `predict(model, data, **options)` run a job and return a Summary (counts, failures, output
+  files, img/s; predict also its predictions); options are the CLI's flag names.
+- `load_features(path)` reads an extract run's output back.
+- `build(layer_num, variant)` gives the network spec, `load(model_dir)` a ready Paddle network
+  whose `run(batch, outputs=[...])` returns named layer outputs, `list_models()` what can be
+  built; `to_dot`, `render`, `layer_table`, `param_counts` draw and list a spec.
+
+Importing the package is light: Paddle, h5py and graphviz load only when used.
 """
-from .errors import ResnetError
-from .introspect import layer_table, param_counts, render, to_dot
-from .sinks import Features, load_features
-from .spec import build
+from resnet.errors import ResnetError
+from resnet.introspect.diagram import render, to_dot
+from resnet.introspect.table import layer_table, param_counts
+from resnet.models import build, list_models
+from resnet.outputs import load_features
+from resnet.outputs.base import Features
 
 __version__ = "0.1.0"
-__all__ = ["build", "load", "load_features", "Features", "ResnetError", "__version__",
-           "to_dot", "render", "layer_table", "param_counts"]
+__all__ = ["extract", "predict", "build", "load", "load_features", "list_models", "Features",
+           "ResnetError", "__version__", "to_dot", "render", "layer_table", "param_counts"]
 
 
-def load(model_dir: str, layer_num: int = 50):
-    """A ready Network (Paddle) with the v1 parameters of `model_dir` loaded and validated."""
-    from .network import load as _load
+def load(model_dir: str, layer_num: int | None = None, variant: str | None = None):
+    """A ready Network (Paddle) with the parameters of `model_dir` loaded and validated.
 
-    return _load(model_dir, layer_num)
+    The depth and variant default to the directory's model.json, else what its parameter
+    files show (v1 zoo directories).
+    """
+    from resnet.runtime.network import load as _load
+
+    return _load(model_dir, layer_num, variant)
+
+
+def _run(job: str, **options):
+    import logging
+
+    from resnet.config import RunConfig
+    from resnet.jobs import JOBS
+
+    if not logging.getLogger().handlers and not logging.getLogger("resnet").handlers:
+        logging.basicConfig(level=logging.INFO, format="resnet: %(message)s")
+    config = RunConfig.from_options(job, **options)
+    run = JOBS[job]
+    for flag in run.needs:
+        if not getattr(config, flag):
+            raise ResnetError(f"resnet.{job}() needs {flag}=...")
+    return config, run
+
+
+def extract(model: str, data: str, layers=None, output_dir: str = "output", **options):
+    """Write the features of `layers` (default: the last block's conv and bn) for every image
+    of `data` (a list file, a folder or an image) to `output_dir`; returns a Summary.
+
+    `options` are the CLI's flags by name: format="text", batch_size=32, resume=True, ...
+    Errors raise ResnetError (one line, as the CLI prints them).
+    """
+    config, run = _run("extract", model=model, data=data, output_layer=layers,
+                       output_dir=output_dir, **options)
+    return run(config)
+
+
+def predict(model: str, data: str, top_k: int = 5, **options):
+    """Top-k classes for every image of `data`; returns a Summary whose `predictions` holds
+    (path, [(class index, probability), ...]) per image, in list order."""
+    config, run = _run("predict", model=model, data=data, top_k=top_k, **options)
+    return run(config, collect=True)

@@ -1,5 +1,8 @@
 """`python -m resnet --job=...`: the v1 demo's flags, plus batching, formats and strictness.
 
+The choices of --job, --variant, --format, --from and --runner are read from their
+registries; the flags become one RunConfig, which is all a job sees.
+
 Exit status: 0 success; 1 an error stopped the run (one line on stderr); 2 bad flags;
 3 some images were skipped (reported, listed in failed.txt) and all others were written.
 """
@@ -9,13 +12,14 @@ import argparse
 import logging
 import sys
 
-from .errors import ResnetError
-
-JOBS = ("extract", "predict", "merge", "diagram", "layers", "check", "demo_model", "convert",
-        "export")
-#: Flags a job cannot run without.
-NEEDS = {"extract": ("data", "model"), "predict": ("data", "model"), "check": ("model",),
-         "demo_model": ("model",)}
+from resnet.config import ENGINES, EXPORT_TARGETS, PRECISIONS, RunConfig
+from resnet.errors import ResnetError
+from resnet.importers import IMPORTERS
+from resnet.jobs import JOBS
+from resnet.modelio.mean import DEFAULT_BGR
+from resnet.models import variants
+from resnet.outputs import FORMATS
+from resnet.runners import RUNNERS
 
 
 def _bool(text: str) -> bool:
@@ -50,11 +54,12 @@ def parser() -> argparse.ArgumentParser:
         description="ResNet features and predictions with v1 model-zoo models on PaddlePaddle.",
         epilog="Exit status: 0 ok, 1 error, 2 bad flags, 3 some images skipped "
                "(see OUTPUT_DIR/failed.txt).")
-    p.add_argument("--job", required=True, choices=JOBS, help="what to do")
+    p.add_argument("--job", required=True, choices=JOBS.names(), help="what to do")
     p.add_argument("--model", help="v1 model directory (one file per parameter)")
     p.add_argument("--layer_num", type=int, default=None,
-                   help="18, 34, 50, 101 or 152 (default: the model's model.json, else 50)")
-    p.add_argument("--variant", choices=("v1", "v1.5"), default=None,
+                   help="18, 34, 50, 101 or 152 (default: the model's model.json, else the "
+                        "depth its parameter files show, else 50)")
+    p.add_argument("--variant", choices=variants(), default=None,
                    help="v1: the zoo's Caffe-style net; v1.5: paddle.vision/torchvision "
                         "(default: the model's model.json, else v1; convert: v1.5)")
     p.add_argument("--data", help="image list (path [label] per line), a directory (searched "
@@ -62,7 +67,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--labels_from_folders", action="store_true",
                    help="with --data=DIR: label each image by its first-level folder, the "
                         "folders numbered in sorted order (as torchvision's ImageFolder)")
-    p.add_argument("--mean", help="v1 mean.meta or .npy (default: BGR 103.939,116.779,123.68)")
+    p.add_argument("--mean", help="v1 mean.meta or .npy (default: BGR "
+                   f"{','.join(map(str, DEFAULT_BGR))})")
     p.add_argument("--multi_crop", nargs="?", const=True, default=False, type=_bool,
                    help="10 crops of the short-side-256 image, outputs averaged")
     p.add_argument("--output_layer", default=None,
@@ -73,7 +79,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--use_gpu", type=_bool, default=None,
                    help="1/true: GPU (error if none), 0/false: CPU; default: GPU if available")
     p.add_argument("--batch_size", type=int, default=16, help="images per forward (default 16)")
-    p.add_argument("--format", choices=("hdf5", "pickle", "text"), default="hdf5",
+    p.add_argument("--format", choices=FORMATS.names(), default="hdf5",
                    help="extract output: hdf5 (features.h5), pickle (v1 batch_N), text (v1 C++)")
     p.add_argument("--output_file", help="predict: also write top-k rows to this CSV file")
     p.add_argument("--top_k", type=int, default=5, help="predict: classes shown (default 5)")
@@ -84,10 +90,12 @@ def parser() -> argparse.ArgumentParser:
                    help="extract, merge: replace the output already in --output_dir; "
                         "predict: replace --output_file; convert: replace the model "
                         "directory --model")
-    p.add_argument("--from", dest="from_format", choices=("paddle", "torchvision", "safetensors"),
-                   help="convert: the checkpoint's format (.pdparams, .pth, .safetensors)")
+    p.add_argument("--from", dest="from_format", choices=IMPORTERS.names(),
+                   help="convert: the checkpoint's format ("
+                   + ", ".join(f"{n}: {'/'.join(i.suffixes)}" for n, i in IMPORTERS.items())
+                   + ")")
     p.add_argument("--input", help="convert: the checkpoint file to convert")
-    p.add_argument("--to", choices=("paddle_inference", "onnx"),
+    p.add_argument("--to", choices=EXPORT_TARGETS,
                    help="export: Paddle inference model (.pdmodel) or ONNX file")
     p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
                    help="extract: process only the I-th of N equal parts of the list (1-based), "
@@ -95,13 +103,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None,
                    help="decoding worker processes (default: half the cores, at least 1; "
                         "0: decode on the main thread)")
-    p.add_argument("--engine", choices=("inference", "dygraph"), default="inference",
+    p.add_argument("--runner", choices=RUNNERS.names(), default="local",
+                   help="how the images flow through the network: local (this machine)")
+    p.add_argument("--engine", choices=ENGINES, default="inference",
                    help="inference: compiled Paddle Inference model, cached (default); "
                         "dygraph: the plain Paddle reference path")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for the engine (default: all cores)")
     p.add_argument("--trt", action="store_true", help="GPU: run through TensorRT")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32 (default, checked); bf16 (CPU) or fp16 (GPU) are opt-in and "
                         "less exact (README: Speed)")
     p.add_argument("--check", action="store_true",
@@ -124,45 +134,13 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="resnet: %(message)s", stream=sys.stderr)
     if args.batch_size < 1:
         flags.error("--batch_size must be at least 1")
-    for job, needed in NEEDS.items():  # flag errors: found before Paddle is even imported
-        for flag in needed if args.job == job else ():
-            if not getattr(args, flag):
-                flags.error(f"--job={job} needs --{flag}")
-    if args.layer_num is None and args.job not in ("extract", "predict", "check", "convert",
-                                                    "export"):  # these read model.json
-        args.layer_num = 50
+    run = JOBS[args.job]
+    for flag in run.needs:  # flag errors: found before Paddle is even imported
+        if not getattr(args, flag):
+            flags.error(f"--job={args.job} needs --{flag}")
     try:
-        if args.job == "convert":
-            from .convert import convert_job
-
-            return convert_job(args)
-        if args.job == "export":
-            from .export import export_job
-
-            return export_job(args)
-        if args.job == "check":
-            from .check import check
-
-            return check(args)
-        if args.job in ("extract", "predict"):
-            from . import jobs  # imports Paddle: only the jobs that run the network
-
-            return getattr(jobs, args.job)(args)
-        if args.job in ("diagram", "layers"):
-            from . import introspect
-
-            return introspect.diagram_job(args) if args.job == "diagram" \
-                else introspect.layers_job(args)
-        if args.job == "merge":
-            from .merge import merge
-
-            return merge(args)
-        if args.job == "demo_model":
-            from .demo import write_demo_model
-
-            write_demo_model(args.model, args.layer_num, args.seed)
-            logging.getLogger("resnet").info("demo model (random weights) in %s", args.model)
-            return 0
+        result = run(RunConfig.from_args(args))
+        return getattr(result, "exit_code", result)
     except ResnetError as e:
         if args.debug:
             raise
@@ -184,4 +162,3 @@ def main(argv=None) -> int:
         print(f"resnet: internal error: {type(e).__name__}: {e} (rerun with --debug for the "
               "traceback and please report it)", file=sys.stderr)
         return 1
-    return 0

@@ -9,3 +9,15 @@ class ResnetError(Exception):
 
 class ImageError(ResnetError):
     """One image could not be used; the run skips it unless --strict."""
+
+
+def file_error(path: str, error: OSError, expected: str = "expected a file",
+               missing: str = "file not found") -> str:
+    """The one-line reason an OSError gives for `path`, worded the same everywhere."""
+    if isinstance(error, FileNotFoundError):
+        return f"{path}: {missing}"
+    if isinstance(error, IsADirectoryError):
+        return f"{path}: is a directory, {expected}"
+    if isinstance(error, PermissionError):
+        return f"{path}: permission denied"
+    return f"{path}: cannot read ({error.strerror or error})"

@@ -10,8 +10,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from resnet import params  # noqa: E402
-from resnet.spec import build  # noqa: E402
+from resnet.modelio import params  # noqa: E402
+from resnet.models import build  # noqa: E402
 
 EXAMPLES = os.path.join(ROOT, "example")
 

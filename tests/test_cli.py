@@ -5,14 +5,15 @@ import shutil
 
 import h5py
 import numpy as np
+import paddle
 import pytest
 from conftest import EXAMPLES, run_cli, write_jpeg
 from reference import rel_err
 
 import resnet
-from resnet import imaging
-from resnet.classes import class_name, imagenet_classes
-from resnet.mean import load_mean
+from resnet.inputs import imaging
+from resnet.modelio.classes import class_name, imagenet_classes
+from resnet.modelio.mean import load_mean
 
 NAMES = ["cat.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg"]
 LAYERS = "res5_3_branch2c_bn,pool1,output"
@@ -51,7 +52,7 @@ def test_extract_each_format(model50, photos, expected, tmp_path, fmt):
     r = _extract(model50, photos / "test.list", tmp_path, f"--format={fmt}")
     assert r.returncode == 0, r.stderr
     first = r.stderr.splitlines()[0]
-    assert first == f"resnet: running ResNet-50 on CPU (paddle {resnet.network.paddle.__version__})"
+    assert first == f"resnet: running ResNet-50 on CPU (paddle {paddle.__version__})"
     assert "extracted 4 images" in r.stderr
     feats = resnet.load_features(str(tmp_path))
     assert feats.images == NAMES

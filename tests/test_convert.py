@@ -22,9 +22,11 @@ import pytest
 from conftest import EXAMPLES, run_cli
 from reference import rel_err
 
-from resnet import imaging, modelinfo, network, params
+from resnet.inputs import imaging
+from resnet.modelio import modelinfo, params
+from resnet.runtime import network
 from resnet.errors import ResnetError
-from resnet.spec import build
+from resnet.models import build
 
 TOL = 1e-4
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
@@ -181,7 +183,7 @@ def test_every_layer_of_v15_matches_paddle_vision(zoo, depth):
 
 def test_pth_reader_on_files_torch_wrote():
     """tests/data/*.pth come from torch.save itself (zip, and legacy with fp16 and bf16)."""
-    from resnet.convert import read_torch
+    from resnet.importers.torch_pth import read_torch
 
     expected = np.load(os.path.join(DATA, "torch_fixture.npz"))
     for fname, prefix in (("torch_fixture.pth", "zip/"), ("torch_fixture_legacy.pth", "legacy/")):
@@ -557,6 +559,6 @@ def test_recipe_preprocessing_and_mean_override(tmp_path):
 
 
 def imaging_mean():
-    from resnet.mean import load_mean
+    from resnet.modelio.mean import load_mean
 
     return load_mean(None)

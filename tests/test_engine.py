@@ -10,11 +10,15 @@ from conftest import EXAMPLES, run_cli, write_jpeg
 from reference import rel_err
 
 import resnet
-from resnet import cpu, engine, imaging, journal, params, pipeline
+from resnet.common import cpu
+from resnet.runtime import engine
+from resnet.inputs import decoding as pipeline, imaging
+from resnet.modelio import params
 from resnet.errors import ImageError, ResnetError
-from resnet.inputs import Item
-from resnet.mean import load_mean
-from resnet.spec import build
+from resnet.inputs.lists import Item
+from resnet.modelio.mean import load_mean
+from resnet.models import build
+from resnet.runners.local import Writer
 
 
 def _batch():
@@ -25,7 +29,7 @@ def _batch():
 
 def _engine(model, layer_num, layers, **kw):
     spec = build(layer_num)
-    sha = journal.model_checksum(model, [n for n, _ in spec.param_files()])
+    sha = params.model_checksum(model, spec)
     return engine.create("inference", spec, None, layers, model, sha, "cpu", **kw)
 
 
@@ -128,8 +132,7 @@ def test_cache_hit_miss_and_invalidation(tmp_path, monkeypatch, caplog):
     model = tmp_path / "m"
     values = params.random_params(spec, seed=11)
     params.save_model(str(model), spec, values)
-    names = [n for n, _ in spec.param_files()]
-    sha = journal.model_checksum(str(model), names)
+    sha = params.model_checksum(str(model), spec)
     caplog.set_level("INFO", logger="resnet")
     first = engine.compiled_model(str(model), spec, ["output"], sha)
     assert "compiling ResNet-50" in caplog.text
@@ -143,7 +146,7 @@ def test_cache_hit_miss_and_invalidation(tmp_path, monkeypatch, caplog):
     # change one weight: new checksum, new compiled model, new outputs
     values["_output.wbias"] = values["_output.wbias"] + 5.0 * np.eye(1000, dtype=np.float32)[3]
     params.save_model(str(model), spec, values)
-    sha2 = journal.model_checksum(str(model), names)
+    sha2 = params.model_checksum(str(model), spec)
     assert sha2 != sha
     second = engine.compiled_model(str(model), spec, ["output"], sha2)
     assert second != first
@@ -274,7 +277,7 @@ def test_writer_keeps_order_and_raises_in_caller():
         gate.wait(5)
         seen.append(i)
 
-    w = pipeline.Writer(depth=2)
+    w = Writer(depth=2)
     w.submit(slow, 0)
     gate.set()
     for i in range(1, 20):
@@ -285,7 +288,7 @@ def test_writer_keeps_order_and_raises_in_caller():
     def boom():
         raise OSError(28, "No space left on device")
 
-    w = pipeline.Writer()
+    w = Writer()
     w.submit(boom)
     with pytest.raises(OSError, match="No space"):
         for _ in range(100):

@@ -8,8 +8,8 @@ from conftest import EXAMPLES
 from reference import Reference, rel_err
 
 import resnet
-from resnet import imaging
-from resnet.mean import DEFAULT_BGR
+from resnet.inputs import imaging
+from resnet.modelio.mean import DEFAULT_BGR
 
 TOL = 1e-4
 
@@ -62,7 +62,7 @@ def test_every_layer_matches_reference_single_crop(model_factory, layer_num):
 @pytest.mark.parametrize("layer_num", [50, pytest.param(101, marks=pytest.mark.slow),
                                        pytest.param(152, marks=pytest.mark.slow)])
 def test_ten_crop_average_matches_reference(model_factory, layer_num, tmp_path):
-    from resnet.mean import load_mean, write_v1_mean
+    from resnet.modelio.mean import load_mean, write_v1_mean
 
     model = model_factory(layer_num)
     rng = np.random.default_rng(7)

@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from resnet import imaging
+from resnet.inputs import imaging
 from resnet.errors import ImageError
 
 

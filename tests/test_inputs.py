@@ -4,7 +4,7 @@ import os
 import pytest
 
 from resnet.errors import ResnetError
-from resnet.inputs import collect, read_list
+from resnet.inputs.lists import collect, read_list
 
 
 def test_list_comments_labels_relative_paths(tmp_path):

@@ -10,9 +10,10 @@ import xml.etree.ElementTree as ET
 import pytest
 from conftest import ROOT, run_cli
 
-from resnet import introspect
+import resnet as introspect  # to_dot, render, layer_table, param_counts
+from resnet.introspect.diagram import HIGHLIGHT
 from resnet.errors import ResnetError
-from resnet.spec import build
+from resnet.models import build
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None,
                                reason="Graphviz 'dot' not on PATH (apt-get install graphviz)")
@@ -78,7 +79,7 @@ def test_highlighted_layers_are_marked():
     nodes, _ = parse(introspect.to_dot(spec, highlight=chosen))
     marked = {n for n, attrs in nodes.items()
               if all(f"{k}={v}" in attrs or f'{k}="{v}"' in attrs
-                     for k, v in introspect.HIGHLIGHT.items())}
+                     for k, v in HIGHLIGHT.items())}
     assert marked == set(chosen)
     assert all("--output_layer" in nodes[n] for n in chosen)
 
@@ -95,7 +96,7 @@ def test_compact_152_is_small_and_keeps_highlighted_blocks():
     nodes, edges = parse(introspect.to_dot(spec, highlight=chosen, compact=True))
     assert len(nodes) < len(full) / 4  # 364 -> about 80
     for name in chosen:
-        assert introspect.HIGHLIGHT["fillcolor"] in nodes[name]
+        assert HIGHLIGHT["fillcolor"] in nodes[name]
     # res4_20 stays expanded and splits the run of identity blocks around it
     assert {"res4_3 … res4_19", "res4_21 … res4_36", "res3_3 … res3_8"} <= set(nodes)
     assert "17 identity blocks" in nodes["res4_3 … res4_19"]

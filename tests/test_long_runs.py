@@ -218,7 +218,7 @@ def test_bad_corpus_outcomes(model50, tmp_path):
 
 
 def test_corpus_images_decode_to_the_right_colours():
-    from resnet.imaging import decode
+    from resnet.inputs.imaging import decode
 
     sys.path.insert(0, os.path.join(ROOT, "tests", "data"))
     from make_bad_corpus import photo

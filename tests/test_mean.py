@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from resnet.errors import ResnetError
-from resnet.mean import DEFAULT_BGR, load_mean, write_v1_mean
+from resnet.modelio.mean import DEFAULT_BGR, load_mean, write_v1_mean
 
 
 def test_python2_mean_meta_round_trip(tmp_path):

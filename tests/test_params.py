@@ -5,9 +5,9 @@ import struct
 import numpy as np
 import pytest
 
-from resnet import params
-from resnet.params import ModelError
-from resnet.spec import build
+from resnet.modelio import params
+from resnet.modelio.params import ModelError
+from resnet.models import build
 
 
 def test_header_is_byte_exact(tmp_path):

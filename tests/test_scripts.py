@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from resnet import params
-from resnet.mean import write_v1_mean
-from resnet.spec import build
+from resnet.modelio import params
+from resnet.modelio.mean import write_v1_mean
+from resnet.models import build
 
 
 def _project_copy(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 from conftest import EXAMPLES, ROOT, run_cli, write_jpeg
 
 from resnet.errors import ResnetError
-from resnet.inputs import collect, read_list
+from resnet.inputs.lists import collect, read_list
 
 
 def _no_paddle(tmp_path):

@@ -1,0 +1,90 @@
+"""RunConfig: every setting of a run in one typed, frozen object, built once.
+
+The CLI builds it from the flags (`from_args`), the Python API from keyword arguments
+(`RunConfig(job="extract", model=..., ...)`); jobs, runners and the engine read it and never
+write results back onto it. Field names are the CLI's flag names.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from resnet.errors import ResnetError
+
+#: `--engine`: the compiled Paddle Inference model (fast, cached) or the dygraph reference
+ENGINES = ("inference", "dygraph")
+#: `--precision`: fp32 is the checked default; the others are opt-in (CPU bf16, GPU fp16)
+PRECISIONS = ("fp32", "bf16", "fp16")
+#: `--to` for --job=export
+EXPORT_TARGETS = ("paddle_inference", "onnx")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    job: str = "extract"
+    model: str | None = None
+    layer_num: int | None = None
+    variant: str | None = None
+    data: str | None = None
+    labels_from_folders: bool = False
+    mean: str | None = None
+    multi_crop: bool = False
+    output_layer: str | None = None  # comma-separated, as the flag
+    output_dir: str = "output"
+    use_gpu: bool | None = None
+    batch_size: int = 16
+    format: str = "hdf5"
+    output_file: str | None = None
+    top_k: int = 5
+    strict: bool = False
+    resume: bool = False
+    overwrite: bool = False
+    from_format: str | None = None
+    input: str | None = None
+    to: str | None = None
+    shard: tuple | None = None
+    workers: int | None = None
+    runner: str = "local"
+    engine: str = "inference"
+    threads: int = 0
+    trt: bool = False
+    precision: str = "fp32"
+    check: bool = False
+    output: str | None = None
+    compact: bool = False
+    seed: int = 0
+    debug: bool = False
+
+    def __post_init__(self):
+        if isinstance(self.output_layer, (list, tuple)):  # the API takes a list of names
+            object.__setattr__(self, "output_layer", ",".join(self.output_layer))
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ResnetError(f"batch_size must be at least 1, got {self.batch_size!r}")
+        if self.engine not in ENGINES:
+            raise ResnetError(f"unknown engine {self.engine!r}: choose one of "
+                              f"{', '.join(ENGINES)}")
+        if self.precision not in PRECISIONS:
+            raise ResnetError(f"unknown precision {self.precision!r}: choose one of "
+                              f"{', '.join(PRECISIONS)}")
+
+    @classmethod
+    def from_args(cls, namespace) -> "RunConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in vars(namespace).items() if k in names})
+
+    @classmethod
+    def from_options(cls, job: str, **options) -> "RunConfig":
+        """For the Python API: unknown option names are an error, not silently ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - names)
+        if unknown:
+            raise ResnetError(f"unknown option(s) {', '.join(unknown)}; known: "
+                              f"{', '.join(sorted(names - {'job'}))}")
+        return cls(job=job, **options)
+
+    def replace(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    def layers_or(self, default) -> list[str]:
+        """The requested layer names, else `default` (a list)."""
+        return self.output_layer.split(",") if self.output_layer else list(default)

@@ -1,0 +1,223 @@
+"""What every importer shares: foreign key names derived from the spec, fitting, writing.
+
+Every parameter file of the spec gets exactly one foreign key, derived from its node name
+(`res3_1_branch2b_conv` -> `layer2.0.conv2.weight`), so a checkpoint either fits the chosen
+depth and variant completely or is refused with its first mismatches. The directory is
+written beside OUT_DIR and renamed into place, so a failure never leaves half a model.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from resnet.modelio import modelinfo, params as params_io
+from resnet.common.files import sha256_file
+from resnet.errors import ResnetError
+from resnet.importers import IMPORTERS
+from resnet.models import build, depths
+from resnet.models.graph import Spec, parse_branch
+
+log = logging.getLogger("resnet")
+
+
+# ------------------------------------------------------------------ key names, from the spec
+
+class Style:
+    """One ecosystem's key naming: module path per node, parameter names, fc layout."""
+
+    def __init__(self, name, stem, block, bn, fc_out_in, ignore=()):
+        self.name, self._stem, self._block, self.bn = name, stem, block, bn
+        self.fc_out_in, self.ignore = fc_out_in, ignore
+
+    def module(self, node: str, block_index: dict) -> str:
+        if node == "output":
+            return "fc"
+        if node.startswith("conv1_"):
+            return self._stem[node[len("conv1_"):]]
+        stage, j, branch, kind = parse_branch(node)
+        return self._block(stage, j, block_index[f"res{stage}_{j}"], branch, kind)
+
+    def ignored(self, key: str) -> bool:
+        return any(key.endswith(s) for s in self.ignore)
+
+
+_TORCH_BRANCH = {"1": ("downsample.0", "downsample.1"), "2a": ("conv1", "bn1"),
+                 "2b": ("conv2", "bn2"), "2c": ("conv3", "bn3")}
+_CLAS_BRANCH = {"1": "short", "2a": "conv0", "2b": "conv1", "2c": "conv2"}
+
+
+def _torch_block(stage, j, _, branch, kind):
+    return f"layer{stage - 1}.{j - 1}.{_TORCH_BRANCH[branch][kind == 'bn']}"
+
+
+def _clas_block(stage, j, index, branch, kind):
+    return f"blocks.{index}.{_CLAS_BRANCH[branch]}.{kind}"
+
+
+_PADDLE_BN = {"w0": "weight", "wbias": "bias", "w1": "_mean", "w2": "_variance"}
+_TORCH_BN = {"w0": "weight", "wbias": "bias", "w1": "running_mean", "w2": "running_var"}
+STYLES = {
+    "torchvision": Style("torchvision", {"conv": "conv1", "bn": "bn1"}, _torch_block, _TORCH_BN,
+                         True, ignore=(".num_batches_tracked",)),
+    "paddle.vision": Style("paddle.vision", {"conv": "conv1", "bn": "bn1"}, _torch_block,
+                           _PADDLE_BN, False),
+    "PaddleClas": Style("PaddleClas", {"conv": "stem.0.conv", "bn": "stem.0.bn"}, _clas_block,
+                        _PADDLE_BN, False),
+}
+
+
+def mapping(spec: Spec, style: Style) -> list[tuple[str, str, tuple, bool]]:
+    """(v1 file name, foreign key, foreign shape, transposed) for every parameter of the spec."""
+    blocks = [n.name[:-len("_addto")] for n in spec if n.op == "addto"]
+    index = {b: i for i, b in enumerate(blocks)}
+    rows = []
+    for node in spec:
+        for suffix, shape in node.params():
+            module = style.module(node.name, index)
+            leaf = node.operation.foreign_leaf(suffix, style.bn)
+            flip = style.fc_out_in and node.operation.foreign_transposed(suffix)
+            rows.append((f"_{node.name}.{suffix}", f"{module}.{leaf}",
+                         tuple(reversed(shape)) if flip else tuple(shape), flip))
+    return rows
+
+
+def mismatches(state: dict, spec: Spec, style: Style) -> list[str]:
+    """What keeps `state` from being exactly this spec's parameters, most telling first."""
+    table = mapping(spec, style)
+    wanted = {key for _, key, _, _ in table}
+    missing = [key for _, key, _, _ in table if key not in state]
+    wrong = [f"{key} has shape {tuple(np.shape(state[key]))}, expected {shape}"
+             for _, key, shape, _ in table
+             if key in state and tuple(np.shape(state[key])) != shape]
+    extra = [k for k in state if k not in wanted and not style.ignored(k)]
+    return wrong + [f"missing {k}" for k in missing] + [f"unexpected {k}" for k in extra]
+
+
+def to_v1(state: dict, spec: Spec, style: Style) -> dict[str, np.ndarray]:
+    """The v1 parameter arrays (float32, v1 layout) of a checkpoint that fits the spec."""
+    out = {}
+    for name, key, _, flip in mapping(spec, style):
+        value = np.asarray(state[key], dtype=np.float32)
+        out[name] = np.ascontiguousarray(value.T if flip else value)
+    return out
+
+
+def fit(state: dict, styles, layer_num: int | None, variant: str, path: str):
+    """(spec, style) that `state` fits exactly, or a ResnetError listing the first mismatches.
+
+    Without layer_num the depth is read off the checkpoint. Keys and shapes are the same in
+    v1 and v1.5, so the variant is the user's word (default v1.5, as these ecosystems use).
+    """
+    tried = []
+    for depth in [layer_num] if layer_num is not None else depths(variant):
+        spec = build(depth, variant)
+        for style_name in styles:
+            problems = mismatches(state, spec, STYLES[style_name])
+            if not problems:
+                return spec, STYLES[style_name]
+            tried.append((len(problems), depth, style_name, problems))
+    _, depth, style_name, problems = min(tried, key=lambda t: t[0])
+    hint = ""
+    if layer_num is not None:
+        for other in depths(variant):
+            if other != layer_num and any(not mismatches(state, build(other, variant), STYLES[s])
+                                          for s in styles):
+                hint = f" (it fits ResNet-{other}: pass --layer_num={other})"
+    shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5
+                                       else "")
+    raise ResnetError(f"{path}: does not fit ResNet-{depth} ({style_name} names): "
+                      f"{len(problems)} mismatches: {shown}{hint}")
+
+
+# ------------------------------------------------------------------ reading checkpoints
+
+def _state_dict(obj, path: str) -> dict[str, np.ndarray]:
+    """The name -> array mapping inside a checkpoint (unwrapping {'state_dict': ...} and
+    DataParallel's 'module.' prefix); other entries, such as Paddle's name table, dropped."""
+    if not isinstance(obj, dict):
+        raise ResnetError(f"{path}: holds a {type(obj).__name__}, expected a dict of tensors "
+                          "(a state_dict)")
+    if not any(isinstance(v, np.ndarray) for v in obj.values()):
+        for key in ("state_dict", "model", "model_state", "net"):
+            if isinstance(obj.get(key), dict):
+                log.info("using the %r entry of %s", key, path)
+                return _state_dict(obj[key], path)
+        raise ResnetError(f"{path}: holds no tensors")
+    state = {str(k): v for k, v in obj.items() if isinstance(v, np.ndarray)}
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+# ------------------------------------------------------------------ writing the directory
+
+def check_out_dir(out_dir: str, overwrite: bool = False) -> None:
+    """OUT_DIR may be new or empty; a model already there is replaced only with --overwrite."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ResnetError(f"{out_dir}: exists and is not a directory")
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+        raise ResnetError(f"{out_dir}: already exists and is not empty; pass --overwrite to "
+                          "replace it")
+
+
+def write_model(out_dir: str, spec: Spec, values: dict, info: modelinfo.ModelInfo,
+                overwrite: bool = False) -> None:
+    """Write the v1 files and model.json to a folder beside OUT_DIR, then rename it into place."""
+    out_dir = os.path.abspath(out_dir)
+    check_out_dir(out_dir, overwrite)
+    parent, base = os.path.split(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{base}.converting-", dir=parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would stick to the model
+        params_io.save_model(tmp, spec, values)
+        modelinfo.write(tmp, info)
+        if os.path.exists(out_dir):
+            old = tempfile.mkdtemp(prefix=f".{base}.replaced-", dir=parent)
+            os.rename(out_dir, os.path.join(old, base))
+            os.rename(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def read_checkpoint(fmt: str, path: str) -> dict[str, np.ndarray]:
+    """name -> numpy array from the checkpoint file, read by importer `fmt`; no foreign code
+    is run. A file whose first bytes say it is another registered format is refused."""
+    if not os.path.isfile(path):
+        raise ResnetError(f"{path}: " + ("is a directory, expected a checkpoint file"
+                                         if os.path.isdir(path) else "file not found"))
+    with open(path, "rb") as f:
+        head = f.read(16)
+    looks = next((name for name, imp in IMPORTERS.items() if imp.looks_like(head)), None)
+    if looks and looks != fmt:
+        raise ResnetError(f"{path}: looks like a {looks} checkpoint, not {fmt}: pass "
+                          f"--from={looks}")
+    return _state_dict(IMPORTERS[fmt].read(path), path)
+
+
+def convert(fmt: str, path: str, out_dir: str, layer_num: int | None = None,
+            variant: str | None = None, overwrite: bool = False) -> modelinfo.ModelInfo:
+    """Convert one checkpoint; returns what was written to OUT_DIR/model.json."""
+    importer = IMPORTERS[fmt]  # an unknown format: one line naming the registered ones
+    variant = variant or "v1.5"
+    build(layer_num or 50, variant)  # an unsupported depth or variant fails before reading
+    check_out_dir(out_dir, overwrite)
+    state = read_checkpoint(fmt, path)
+    spec, style = fit(state, importer.styles, layer_num, variant, path)
+    values = to_v1(state, spec, style)
+    info = modelinfo.ModelInfo(
+        spec.layer_num, spec.variant, modelinfo.IMAGENET_RGB, "imagenet",
+        {"format": fmt, "names": style.name, "file": os.path.basename(path),
+         "sha256": sha256_file(path)})
+    write_model(out_dir, spec, values, info, overwrite)
+    return info

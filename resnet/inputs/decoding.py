@@ -1,0 +1,297 @@
+"""Decoding ahead of the engine, in list order, with memory bounded.
+
+Paddle Inference holds the GIL for a whole forward pass (measured: a Python thread gets ~1%
+of its speed during predictor.run()), so decoding threads would only run between batches.
+Worker processes decode during the forward pass instead: each writes an image's crops into a
+slot of a shared-memory ring and sends back only the slot number; at most `prefetch` images
+are in flight however long the list. A bad image comes back as an ImageError; a worker that
+crashes on a file costs that file only (it is reported, the worker replaced).
+RESNET_DECODER=thread|process picks the kind (process by default; the bench compares them).
+
+A run's workers live in one Decoders object (no module state): started before the engine
+loads, used by the runner, closed at the end.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import wait
+
+import numpy as np
+
+from resnet.common.cpu import usable_cores
+from resnet.errors import ImageError, ResnetError
+from resnet.inputs.imaging import CROPS, preprocess
+from resnet.models.graph import INPUT_SIZE
+
+DECODER_ENV = "RESNET_DECODER"
+SLOT_BYTES = 256 << 20  # the shared ring's ceiling; 10-crop images are 6 MB each
+
+
+def default_workers() -> int:
+    """Half the cores, at least one: decoding needs ~5% of the engine's CPU time, and a
+    worker more only takes cores from the engine's threads."""
+    return max(1, min(4, usable_cores() // 2))
+
+
+def _decoder_kind() -> str:
+    kind = os.environ.get(DECODER_ENV, "process").strip().lower()
+    if kind not in ("process", "thread"):
+        raise ResnetError(f"{DECODER_ENV}={kind!r}: choose process or thread")
+    return kind
+
+
+def _work(path, mean, multi_crop):
+    """Crops of one image, or the ImageError saying why not (any decoder failure is one)."""
+    try:
+        return preprocess(path, mean, multi_crop)
+    except ImageError as e:
+        return e
+    except Exception as e:  # e.g. cv2.error or MemoryError on a hostile file: this file only
+        return ImageError(f"{path}: cannot decode ({type(e).__name__}: {e})")
+
+
+def _worker(conn, ring, slot_size, mean, multi_crop):
+    """A decoding process: (seq, path, slot) in, (seq, kind, payload) out, until None/EOF."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    slots = np.frombuffer(ring, dtype=np.float32).reshape(-1, slot_size)
+    conn.send((None, "ready", None))
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        seq, path, slot = task
+        out = _work(path, mean, multi_crop)
+        if isinstance(out, ImageError):
+            conn.send((seq, "error", str(out)))
+        elif out.size <= slot_size:
+            slots[slot, :out.size] = out.reshape(-1)
+            conn.send((seq, "slot", out.shape))
+        else:  # larger than planned (a recipe with another crop size): by value
+            conn.send((seq, "array", out))
+
+
+class _Worker:
+    def __init__(self, ctx, args):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker, args=(child, *args), daemon=True,
+                                name="resnet-decode")
+        self.proc.start()
+        child.close()
+        self.tasks = deque()  # seqs sent and not answered, in the order it works on them
+        self.ready = False  # it sends one "ready" once its imports are done
+
+
+class _Processes:
+    """Worker processes sharing a ring of slots; `ordered` yields results in list order."""
+
+    def __init__(self, mean, multi_crop, workers, prefetch):
+        crops = CROPS if multi_crop else 1
+        size = getattr(mean, "crop", INPUT_SIZE)
+        self.slot_size = crops * 3 * size * size
+        self.slots_n = max(2, min(prefetch, SLOT_BYTES // (4 * self.slot_size)))
+        self.ctx = mp.get_context("spawn")  # no fork of a process holding Paddle's threads
+        self.ring = self.ctx.RawArray("f", self.slots_n * self.slot_size)
+        self.slots = np.frombuffer(self.ring, dtype=np.float32).reshape(self.slots_n, -1)
+        self.args = (self.ring, self.slot_size, mean, multi_crop)
+        self.workers = [_Worker(self.ctx, self.args) for _ in range(workers)]
+        self.free = list(range(self.slots_n))
+        self.jobs = {}  # seq -> (item, slot)
+        self.done = {}  # seq -> ("slot", shape) | ("array", array) | ("error", text)
+
+    def _send(self, seq, worker=None):
+        item, slot = self.jobs[seq]
+        worker = worker or min(self.workers, key=lambda w: len(w.tasks))
+        worker.tasks.append(seq)
+        worker.conn.send((seq, item.path, slot))
+
+    def _receive(self, worker) -> None:
+        while worker.conn.poll():
+            try:
+                seq, kind, payload = worker.conn.recv()
+            except (EOFError, OSError):
+                return
+            if kind == "ready":
+                worker.ready = True
+                continue
+            worker.tasks.remove(seq)
+            self.done[seq] = (kind, payload)
+
+    def _replace(self, worker) -> None:
+        """A worker died: its current file is the culprit, the files queued behind it move."""
+        self._receive(worker)
+        code = worker.proc.exitcode
+        self.workers.remove(worker)
+        worker.conn.close()
+        if not worker.ready:
+            raise ResnetError(f"a decoding worker failed to start (exit code {code}); run "
+                              "with RESNET_DECODER=thread or --workers=0 to see why")
+        if worker.tasks:
+            culprit = worker.tasks.popleft()
+            path = self.jobs[culprit][0].path
+            how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+            self.done[culprit] = ("error", f"{path}: the image decoder crashed on this file "
+                                  f"({how})")
+        fresh = _Worker(self.ctx, self.args)
+        self.workers.append(fresh)
+        for seq in worker.tasks:
+            self._send(seq, fresh)
+
+    def _poll(self) -> None:
+        by_conn = {w.conn: w for w in self.workers}
+        by_sentinel = {w.proc.sentinel: w for w in self.workers}
+        ready = wait(list(by_conn) + list(by_sentinel))
+        for obj in ready:
+            if obj in by_conn:
+                self._receive(by_conn[obj])
+        for obj in ready:
+            if obj in by_sentinel:
+                self._replace(by_sentinel[obj])
+
+    def ordered(self, items):
+        """(item, crops | ImageError, release) in list order; release() frees crops' slot."""
+        it = iter(enumerate(items))
+        issued = nxt = 0
+        exhausted = False
+        while True:
+            while self.free and not exhausted:
+                got = next(it, None)
+                if got is None:
+                    exhausted = True
+                    break
+                seq, item = got
+                self.jobs[seq] = (item, self.free.pop())
+                self._send(seq)
+                issued += 1
+            if nxt == issued:
+                return
+            while nxt not in self.done:
+                self._poll()
+            kind, payload = self.done.pop(nxt)
+            item, slot = self.jobs.pop(nxt)
+            if kind == "slot":
+                crops = self.slots[slot, :int(np.prod(payload))].reshape(payload)
+                yield item, crops, lambda s=slot: self.free.append(s)
+            else:
+                self.free.append(slot)
+                yield item, ImageError(payload) if kind == "error" else payload, _noop
+            nxt += 1
+
+    def close(self) -> None:
+        for w in self.workers:
+            try:
+                w.conn.send(None)
+            except OSError:
+                pass
+        for w in self.workers:
+            w.proc.join(timeout=2)
+            if w.proc.is_alive():
+                w.proc.terminate()
+                w.proc.join(timeout=2)
+            w.conn.close()
+        self.workers = []
+
+
+def _noop():
+    pass
+
+
+def _ordered_threads(items, mean, multi_crop, workers, prefetch):
+    """The thread-pool variant: useful where a process cannot be started."""
+    with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
+        pending = deque()
+        it = iter(items)
+        for item in it:
+            pending.append((item, pool.submit(_work, item.path, mean, multi_crop)))
+            if len(pending) >= prefetch:
+                break
+        while pending:
+            item, fut = pending.popleft()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(_work, nxt.path, mean, multi_crop)))
+            yield item, fut.result(), _noop
+
+
+def plan(items_count: int, workers, batch_size: int) -> tuple[int, int]:
+    """(worker processes, images in flight) for a run: no idle workers for a short list,
+    and a batch and a bit in flight so the next batch decodes during the forward pass."""
+    workers = default_workers() if workers is None else workers
+    workers = min(workers, items_count)
+    return workers, batch_size + 2 * max(1, workers)
+
+
+class Decoders:
+    """The decoding workers of one run, started early (about 0.3 s each) so they warm up
+    while the engine loads; `batched` uses them, `close` stops them."""
+
+    def __init__(self, preprocessing, multi_crop, batch_size, workers, items_count):
+        self.preprocessing, self.multi_crop = preprocessing, bool(multi_crop)
+        self.batch_size = batch_size
+        self.workers, self.prefetch = plan(items_count, workers, batch_size)
+        self.kind = _decoder_kind() if self.workers > 0 else "inline"
+        self.pool = (_Processes(preprocessing, multi_crop, self.workers, self.prefetch)
+                     if self.kind == "process" else None)
+
+    def ordered(self, items):
+        """(item, crops | ImageError, release) in list order."""
+        mean, multi = self.preprocessing, self.multi_crop
+        if self.kind == "inline":  # for debugging, and nothing to do for an empty list
+            return ((item, _work(item.path, mean, multi), _noop) for item in items)
+        if self.kind == "thread":
+            return _ordered_threads(items, mean, multi, self.workers, self.prefetch)
+        return self.pool.ordered(items)
+
+    def batched(self, items, on_error):
+        return _batches(self.ordered(items), self.batch_size, on_error)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def batched(items, mean, multi_crop, batch_size, on_error, workers=None):
+    """Yield (batch items, crops array) of up to `batch_size` good images, in list order.
+
+    Bad images go to on_error(item, ImageError). The array, (images * crops, 3, H, W), is a
+    buffer reused for the next batch: use it before asking for the next one.
+    """
+    with Decoders(mean, multi_crop, batch_size, workers, len(items)) as decoders:
+        yield from decoders.batched(items, on_error)
+
+
+def _batches(results, batch_size, on_error):
+    buf, batch, rows = None, [], 0
+    for item, crops, release in results:
+        if isinstance(crops, ImageError):
+            release()
+            on_error(item, crops)
+            continue
+        n = len(crops)
+        if buf is None or buf.shape[1:] != crops.shape[1:] or len(buf) < rows + n:
+            if batch:  # a shape change mid-batch (cannot happen with one recipe): flush first
+                yield batch, buf[:rows]
+                batch, rows = [], 0
+            buf = np.empty((max(batch_size * n, n), *crops.shape[1:]), np.float32)
+        buf[rows:rows + n] = crops
+        release()
+        batch.append(item)
+        rows += n
+        if len(batch) == batch_size:
+            yield batch, buf[:rows]
+            batch, rows = [], 0
+    if batch:
+        yield batch, buf[:rows]

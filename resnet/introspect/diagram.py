@@ -1,0 +1,216 @@
+"""Network diagrams, read from the one network spec.
+
+Diagram: one node per v1 layer, labelled with its name, type and output shape (C x H x W);
+edges follow the data flow, so every `addto` gets two: its shortcut and its `branch2c_bn`.
+Each stage res2..res5 is a cluster. Layers named in `highlight` (`--output_layer`) get a
+thick red border and a yellow fill, so a user sees where their features come from.
+
+Compact (`compact=True`, `--compact`): in each stage blocks 1 (the projection block) and 2
+(the pattern of an identity block) stay in full and every run of the remaining identity
+blocks becomes one summary node, e.g. "res4_3 … res4_23 (21 identity blocks)". A block
+holding a highlighted layer always stays expanded, splitting the run around it.
+ResNet-152 goes from 364 nodes to 74 (so do 50 and 101: 126 and 245 to 74).
+
+Rendering needs the Graphviz `dot` binary (Debian: `apt-get install graphviz`); the `.dot`
+source is always written next to the rendered file. Without `dot` the `.dot` is still written
+and `render` raises GraphvizMissing: the CLI prints it as one line and exits 1, because the
+picture the user asked for does not exist and scripts must not carry on as if it did.
+
+Nothing here imports Paddle; `graphviz` (the Python package) is imported only when drawing.
+"""
+from __future__ import annotations
+
+import html
+import logging
+import os
+from typing import NamedTuple
+
+from resnet.errors import ResnetError
+from resnet.introspect.table import shape_text, title
+from resnet.models.graph import Spec, block_of
+
+#: Output suffixes `render` understands, and the Graphviz format each one asks for.
+FORMATS = {".dot": None, ".png": "png", ".svg": "svg", ".pdf": "pdf"}
+#: Node attributes that mark a highlighted (`--output_layer`) layer.
+HIGHLIGHT = {"color": "#d62728", "penwidth": "3", "fillcolor": "#ffe066"}
+INSTALL_HINT = ("install Graphviz (Debian/Ubuntu: sudo apt-get install graphviz; macOS: brew "
+                "install graphviz; conda: conda install -c conda-forge graphviz)")
+
+log = logging.getLogger("resnet")
+
+
+class GraphvizMissing(ResnetError):
+    """The `dot` binary is not on PATH; the `.dot` source was written anyway."""
+
+
+def _stages(spec: Spec) -> dict:
+    """{stage: its last layer} for res2..res5: block count and output shape read from it."""
+    return {block_of(n.name)[0]: n for n in spec if block_of(n.name)}
+
+
+def _collapsed(spec: Spec, highlight: set) -> dict:
+    """{(stage, block): Fold} for the identity blocks that compact mode folds away."""
+    keep = {block_of(name) for name in highlight if block_of(name)}
+    folded = {}
+    for stage, last in _stages(spec).items():
+        run: list[int] = []
+        for j in list(range(3, block_of(last.name)[1] + 1)) + [None]:  # None flushes the run
+            if j is not None and (stage, j) not in keep:
+                run.append(j)
+                continue
+            if run:
+                fold = Fold(stage, run[0], run[-1])
+                folded.update({(stage, b): fold for b in run})
+            run = []
+    return folded
+
+
+class Fold(NamedTuple):
+    """A run of identity blocks first..last of one stage, drawn as one summary node."""
+
+    stage: int
+    first: int
+    last: int
+
+    @property
+    def id(self) -> str:
+        first, last = f"res{self.stage}_{self.first}", f"res{self.stage}_{self.last}"
+        return first if first == last else f"{first} … {last}"
+
+    def label(self, spec: Spec) -> str:
+        n = self.last - self.first + 1
+        out = spec[f"res{self.stage}_{self.last}_addto"].shape
+        return _label(self.id, f"{n} identity block{'s' * (n > 1)}", shape_text(out))
+
+
+def _label(title: str, *lines: str, note: str = "") -> str:
+    body = "".join(f"<br/>{html.escape(t)}" for t in lines)
+    if note:
+        body += f'<br/><font color="#d62728"><b>{html.escape(note)}</b></font>'
+    return f"<<b>{html.escape(title)}</b>{body}>"
+
+
+def diagram(spec: Spec, highlight=(), compact: bool = False):
+    """The network as a `graphviz.Digraph` (see the module docstring for what it shows).
+
+    Unknown `highlight` names raise a ResnetError naming close matches.
+    """
+    import graphviz
+
+    marked = set(spec.check_layers(list(highlight))) if highlight else set()
+    folded = _collapsed(spec, marked) if compact else {}
+
+    def ident(name):
+        fold = folded.get(block_of(name))
+        return fold.id if fold else name
+
+    # Consecutive layers of one stage form a group; the stem and the head have stage None.
+    groups: list[tuple] = []
+    seen = set()
+    for node in spec:
+        nid = ident(node.name)
+        if nid in seen:
+            continue
+        seen.add(nid)
+        fold = folded.get(block_of(node.name))
+        if fold:
+            item = (nid, fold.label(spec),
+                    {"shape": "box3d", "style": "filled", "fillcolor": "#f3f3f3"})
+        else:
+            attrs, note = {"fillcolor": node.operation.fill}, ""
+            if node.name in marked:
+                attrs.update(HIGHLIGHT)
+                note = "--output_layer"
+            item = (nid, _label(node.name, node.kind, shape_text(node.shape), note=note), attrs)
+        stage = (block_of(node.name) or (None,))[0]
+        if not groups or groups[-1][0] != stage:
+            groups.append((stage, []))
+        groups[-1][1].append(item)
+
+    heading = title(spec) + (", compact" if compact else "")
+    g = graphviz.Digraph(f"resnet_{spec.layer_num}", comment=heading)
+    g.attr(label=heading, labelloc="t", fontsize="20", fontname="Helvetica", newrank="true")
+    g.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="11")
+    g.attr("edge", arrowsize="0.6")
+    for stage, items in groups:
+        if stage is None:
+            for nid, label, attrs in items:
+                g.node(nid, label, **attrs)
+            continue
+        last = _stages(spec)[stage]
+        with g.subgraph(name=f"cluster_res{stage}") as c:
+            c.attr(label=f"res{stage}: {block_of(last.name)[1]} blocks, {shape_text(last.shape)}",
+                   style="rounded,filled", fillcolor="#fafafa", color="#999999",
+                   fontname="Helvetica", fontsize="14", labeljust="l")
+            for nid, label, attrs in items:
+                c.node(nid, label, **attrs)
+
+    # Layout: the stages stand side by side as columns, not as one very tall strip. Edges into
+    # a new stage do not constrain the ranks, the stages' first layers share a rank, and
+    # invisible edges from the stem (pool1) order the columns res2 | res3 | res4 | res5.
+    edges = set()
+    for node in spec:
+        dst, stage = ident(node.name), block_of(node.name)
+        for name in node.inputs:
+            src = ident(name)
+            if src == dst or (src, dst) in edges:
+                continue
+            edges.add((src, dst))
+            before = block_of(name)
+            jump = stage and before and before[0] != stage[0]
+            g.edge(src, dst, **({"constraint": "false", "color": "#555555"} if jump else {}))
+    tops = [f"res{stage}_1_branch2a_conv" for stage, _ in groups if stage is not None]
+    with g.subgraph() as row:
+        row.attr(rank="same")
+        for top in tops:
+            row.node(top)
+    stem = groups[0][1][-1][0]
+    for top in tops[1:]:
+        g.edge(stem, top, style="invis")
+    return g
+
+
+def to_dot(spec: Spec, highlight=(), compact: bool = False) -> str:
+    """The diagram as DOT source text (what `dot -Tpng` reads)."""
+    return diagram(spec, highlight, compact).source
+
+
+def render(spec: Spec, output: str, highlight=(), compact: bool = False) -> list[str]:
+    """Write the diagram to `output` (format from its suffix) and the `.dot` beside it.
+
+    Returns the paths written. Raises ResnetError for an unsupported suffix, and
+    GraphvizMissing (after writing the `.dot`) when the `dot` binary is not on PATH.
+    """
+    import graphviz
+
+    stem, suffix = os.path.splitext(output)
+    if suffix.lower() not in FORMATS:
+        raise ResnetError(f"--output {output}: unsupported diagram format {suffix or '(none)'!r}; "
+                          f"use one of {', '.join(FORMATS)}")
+    fmt = FORMATS[suffix.lower()]
+    dot_path = output if fmt is None else stem + ".dot"
+    text = to_dot(spec, highlight, compact)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        with open(dot_path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        raise ResnetError(f"cannot write {dot_path}: {e.strerror or e}{where}") from None
+    if fmt is None:
+        return [dot_path]
+    try:
+        graphviz.render("dot", fmt, dot_path, outfile=output, quiet=True)
+    except graphviz.ExecutableNotFound:
+        raise GraphvizMissing(
+            f"Graphviz 'dot' not found on PATH: wrote {dot_path} but not {output}; "
+            f"{INSTALL_HINT}, then run: dot -T{fmt} {dot_path} -o {output}") from None
+    except graphviz.CalledProcessError as e:
+        err = (e.stderr or b"").decode(errors="replace") if isinstance(e.stderr, bytes) \
+            else str(e.stderr or "")
+        last = err.strip().splitlines()[-1] if err.strip() else f"exit status {e.returncode}"
+        raise ResnetError(f"dot could not render {output} from {dot_path}: {last}") from None
+    return [dot_path, output]
+
+
+# ---------------------------------------------------------------- CLI jobs

@@ -1,0 +1,69 @@
+"""The steps extract and predict share: cheap checks first, then the model, then the engine.
+
+Nothing here touches an output folder; each job decides when to check and create its own.
+Imports Paddle (through resnet.runtime): job modules import this inside `run`.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from resnet.inputs.decoding import Decoders
+from resnet.inputs.imaging import CROPS
+from resnet.inputs.lists import collect
+from resnet.modelio import loaded
+from resnet.runners import RUNNERS
+from resnet.runtime import engine
+from resnet.runtime.paddle_env import paddle, select_device
+
+log = logging.getLogger("resnet")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A run checked and ready to load: device, model (resolved, not read), layers, items."""
+
+    device: str
+    model: loaded.ResolvedModel
+    layers: list
+    items: list
+
+
+def plan(config, layers=None) -> Plan:
+    """Device, depth and variant, layers, inputs, preprocessing: everything that can be
+    refused before a model file is read or an output touched."""
+    device = select_device(config.use_gpu)
+    model = loaded.resolve(config)  # model.json's depth, variant, recipe; flags win
+    spec = model.spec
+    log.info("running ResNet-%d%s on %s (paddle %s)", spec.layer_num,
+             "" if spec.variant == "v1" else f" ({spec.variant})", device.upper(),
+             paddle.__version__)
+    engine.check_options(config.engine, device, config.trt, config.precision)
+    layers = spec.check_layers(layers or config.layers_or(spec.default_features()))
+    items = collect(config.data, config.labels_from_folders)
+    return Plan(device, model, layers, items)
+
+
+def runner(config, plan: Plan, model: loaded.LoadedModel, items):
+    """Decoding workers started, then the engine built (compiled and checked on first use),
+    handed to the configured runner."""
+    decoders = Decoders(model.preprocessing, config.multi_crop, config.batch_size,
+                        config.workers, len(items))
+    try:
+        net = engine.create(config.engine, model.spec, model.values, plan.layers,
+                            model.directory, model.sha256, plan.device, config.threads,
+                            config.trt, config.precision,
+                            max_batch=max(config.batch_size, CROPS if config.multi_crop else 1),
+                            check=config.check)
+    except BaseException:
+        decoders.close()
+        raise
+    return RUNNERS[config.runner](config, net, plan.layers, decoders)
+
+
+def report(what: str, done: int, failed: int, seconds: float, where: str | None,
+           failed_path: str) -> None:
+    log.info("%s %d images in %.1f s (%.2f img/s)%s", what, done, seconds,
+             done / max(seconds, 1e-9), f", written to {where}" if where else "")
+    if failed:
+        log.warning("%d image(s) skipped, listed in %s", failed, failed_path)

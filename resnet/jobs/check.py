@@ -1,0 +1,26 @@
+"""`--job=check`: validate a model directory and mean file without Paddle.
+
+It reads and checks every parameter file but runs nothing, so it works on an install
+without Paddle (get_model.sh uses it to validate a download before moving it into place).
+"""
+from __future__ import annotations
+
+import logging
+
+from resnet.jobs import job
+
+log = logging.getLogger("resnet")
+
+
+@job("check", needs=("model",))
+def run(config) -> int:
+    """Validate a model directory (and --mean) without running anything."""
+    from resnet.modelio import loaded, modelinfo
+
+    model = loaded.resolve(config).load()
+    total = sum(v.size for v in model.values.values())
+    print(f"ok: {config.model} is a valid v1 ResNet-{model.spec.layer_num} model "
+          + (f"({model.spec.variant}, {modelinfo.MODEL_JSON}) " if model.resolved.info else "")
+          + f"({len(model.values)} parameter files, {total:,} values)"
+          + (f"; mean {config.mean} ok" if config.mean else ""))
+    return 0

@@ -1,0 +1,28 @@
+"""`--job=convert`: another system's checkpoint into a v1 model directory with model.json."""
+from __future__ import annotations
+
+import logging
+
+from resnet.errors import ResnetError
+from resnet.jobs import job
+
+log = logging.getLogger("resnet")
+
+
+@job("convert")
+def run(config) -> int:
+    from resnet.importers import IMPORTERS
+    from resnet.importers.base import convert
+    from resnet.modelio import modelinfo
+
+    if not config.from_format:
+        raise ResnetError(f"--job=convert needs --from: one of {', '.join(IMPORTERS.names())}")
+    if not config.input:
+        raise ResnetError("--job=convert needs --input=FILE (the checkpoint to convert)")
+    if not config.model:
+        raise ResnetError("--job=convert needs --model=OUT_DIR (the v1 directory to write)")
+    info = convert(config.from_format, config.input, config.model, config.layer_num,
+                   config.variant, config.overwrite)
+    log.info("wrote ResNet-%d (%s, %s names) to %s with %s", info.layer_num, info.variant,
+             info.source["names"], config.model, modelinfo.MODEL_JSON)
+    return 0

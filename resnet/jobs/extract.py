@@ -1,0 +1,100 @@
+"""`--job=extract`: the features of named layers for every image, written resumably."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from resnet.jobs import job
+from resnet.jobs.summary import Summary
+
+log = logging.getLogger("resnet")
+COMMIT_EVERY = 1.0  # seconds between durable points (flush, fsync, progress.json)
+
+
+def shard_slice(n: int, shard) -> slice:
+    """The contiguous part of an n-item list that shard (i, count), 1-based, takes."""
+    if shard is None:
+        return slice(0, n)
+    i, count = shard
+    return slice((i - 1) * n // count, i * n // count)
+
+
+def shard_dir(output_dir: str, shard) -> str:
+    return os.path.join(output_dir, f"shard-{shard[0]}-of-{shard[1]}") if shard else output_dir
+
+
+@job("extract", needs=("data", "model"))
+def run(config) -> Summary:
+    from resnet.common.files import sha256_lines
+    from resnet.inputs.lists import folder_classes
+    from resnet.jobs import _steps as steps
+    from resnet.modelio import modelinfo
+    from resnet.outputs import journal
+    from resnet.outputs.base import check_writable, existing_outputs, key_bytes, open_sink
+
+    out_dir = shard_dir(config.output_dir, config.shard)
+    plan = steps.plan(config)
+    # the output folder is checked, never created, before the model and engine pass
+    outputs = existing_outputs(config.format, out_dir)
+    journal.check_free(out_dir, outputs, config.resume, config.overwrite)
+    check_writable(out_dir)
+    model = plan.model.load()
+    spec, mean = model.spec, model.preprocessing
+    everything = len(plan.items)
+    items = plan.items[shard_slice(everything, config.shard)]
+    shapes = {name: spec[name].shape for name in plan.layers}
+    manifest = {
+        "layer_num": spec.layer_num, "layers": {k: list(v) for k, v in shapes.items()},
+        "format": config.format, "model": os.path.abspath(config.model),
+        "model_sha256": model.sha256,
+        "data": os.path.abspath(config.data), "items": len(items),
+        "list_sha256": sha256_lines(it.key for it in items),
+        "shard": f"{config.shard[0]}/{config.shard[1]} of {everything}" if config.shard
+        else None,
+        "mean": modelinfo.describe_mean(mean, config.mean),
+        "multi_crop": bool(config.multi_crop),
+        "variant": spec.variant,
+        "preprocessing": modelinfo.describe(mean, config.multi_crop),
+    }
+    if config.labels_from_folders:
+        manifest["classes"] = folder_classes(config.data)
+    if config.resume:  # a run that cannot be resumed is refused before the engine compiles
+        journal.check_resumable(out_dir, manifest, outputs)
+    with steps.runner(config, plan, model, items) as runner:  # closes the decoders
+        book = journal.Journal(out_dir, manifest, existing_outputs(config.format, out_dir),
+                               config.resume, config.overwrite)
+        done = book.state["position"]
+        if book.resuming:
+            log.info("resuming %s: %d of %d list items already done", out_dir, done, len(items))
+        start = time.monotonic()
+        outcome, complete = None, False
+        meta = {k: manifest[k] for k in ("layer_num", "model", "mean", "multi_crop", "format",
+                                         "classes") if k in manifest}
+        meta["key_bytes"] = key_bytes(items)
+        saved = book.state["sink"] if book.resuming else None
+        with open_sink(config.format, out_dir, shapes, meta, book.state["rows"], saved) as sink:
+            last_commit = [time.monotonic()]
+
+            def on_batch(batch_items, out, consumed):
+                sink.write(batch_items, out)
+                if time.monotonic() - last_commit[0] >= COMMIT_EVERY:  # fsyncs cost: not always
+                    sink.flush()
+                    book.commit(consumed, sink.count, sink.state())
+                    last_commit[0] = time.monotonic()
+
+            try:
+                outcome = runner.run(items, on_batch,
+                                     lambda item, reason: book.fail(item.key, reason), "extract",
+                                     skip=done)
+                sink.flush()
+                book.commit(len(items), sink.count, sink.state())
+                complete = True
+            finally:
+                book.finish(complete)
+    seconds = time.monotonic() - start
+    steps.report("extracted", outcome.done, book.state["failed"], seconds, out_dir,
+                 os.path.join(out_dir, journal.FAILED))
+    files = sorted(os.path.join(out_dir, n) for n in existing_outputs(config.format, out_dir))
+    return Summary("extract", outcome.done, [(it.key, why) for it, why in outcome.failed],
+                   book.state["failed"], files, seconds)

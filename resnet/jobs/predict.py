@@ -1,0 +1,109 @@
+"""`--job=predict`: top-k classes per image (v1's `Label of <path> is: <index>` lines)."""
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import sys
+import time
+
+import numpy as np
+
+from resnet.errors import ResnetError
+from resnet.jobs import job
+from resnet.jobs.summary import Summary
+
+log = logging.getLogger("resnet")
+PREDICT_FAILED_NAME = "predict_failed.txt"
+
+
+def top_k(probs: np.ndarray, k: int) -> list[tuple[int, float]]:
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [(int(i), float(probs[i])) for i in order]
+
+
+class _Accuracy:
+    """top-1 / top-k hits over the images whose list gave a label."""
+
+    def __init__(self):
+        self.labelled = self.top1 = self.topk = 0
+
+    def add(self, label, best) -> None:
+        if label is not None:
+            self.labelled += 1
+            self.top1 += best[0][0] == label
+            self.topk += label in [i for i, _ in best]
+
+
+@job("predict", needs=("data", "model"))
+def run(config, collect: bool = False, out=None) -> Summary:
+    """Print predictions to `out` (stdout); with `collect`, also return them in the Summary
+    (the Python API: nothing printed)."""
+    from resnet.jobs import _steps as steps
+    from resnet.modelio.classes import class_name, imagenet_classes
+    from resnet.outputs.failures import FailureLog
+
+    plan = steps.plan(config, layers=["output"])
+    if config.output_file and os.path.exists(config.output_file) and not config.overwrite:
+        raise ResnetError(f"{config.output_file}: already exists; pass --overwrite to replace "
+                          "it or choose another --output_file")
+    model = plan.model.load()
+    classes = imagenet_classes()
+    k = min(config.top_k, len(classes))
+    accuracy, collected = _Accuracy(), [] if collect else None
+    out = out if out is not None else (None if collect else sys.stdout)
+    failed_path = os.path.join(config.output_dir or ".", PREDICT_FAILED_NAME)
+
+    def on_batch(batch_items, result, _consumed):
+        for item, probs in zip(batch_items, result["output"]):
+            best = top_k(probs, k)
+            if out is not None:
+                print(f"Label of {item.key} is: {best[0][0]}", file=out)
+                for rank, (idx, p) in enumerate(best, 1):
+                    print(f"    {rank}. {idx:4d} {p:8.4f}  {class_name(idx)} ({classes[idx][0]})",
+                          file=out)
+            if collected is not None:
+                collected.append((item.key, best))
+            accuracy.add(item.label, best)
+            if writer:
+                writer.writerow([item.key] + [i for i, _ in best]
+                                + [class_name(i) for i, _ in best]
+                                + [f"{p:.6g}" for _, p in best])
+                csv_file.flush()
+
+    csv_file = writer = None
+    with steps.runner(config, plan, model, plan.items) as runner:
+        if config.output_file:
+            folder = os.path.dirname(os.path.abspath(config.output_file))
+            os.makedirs(folder, exist_ok=True)
+            try:
+                csv_file = open(config.output_file, "w", newline="", encoding="utf-8")
+            except OSError as e:
+                raise ResnetError(f"{config.output_file}: cannot write ({e.strerror or e})") \
+                    from None
+            writer = csv.writer(csv_file)
+            writer.writerow(["path"] + [f"index_{r}" for r in range(1, k + 1)]
+                            + [f"name_{r}" for r in range(1, k + 1)]
+                            + [f"prob_{r}" for r in range(1, k + 1)])
+        # its own list, so an extract run's failed.txt in the same folder is never touched
+        failures = FailureLog(failed_path) if config.output_dir else None
+        start = time.monotonic()
+        outcome = None
+        try:
+            outcome = runner.run(plan.items, on_batch, lambda item, reason: failures and
+                                 failures.add(item.key, reason), "predict")
+        finally:
+            if csv_file:
+                csv_file.close()
+            if failures:
+                failures.close()
+    seconds = time.monotonic() - start
+    if accuracy.labelled:
+        log.info("accuracy on %d labelled images: top-1 %.2f%%, top-%d %.2f%%",
+                 accuracy.labelled, 100.0 * accuracy.top1 / accuracy.labelled, k,
+                 100.0 * accuracy.topk / accuracy.labelled)
+    steps.report("predicted", outcome.done, len(outcome.failed), seconds, config.output_file,
+                 failed_path)
+    files = [config.output_file] if config.output_file else []
+    return Summary("predict", outcome.done, [(it.key, why) for it, why in outcome.failed],
+                   len(outcome.failed), files, seconds, collected)

@@ -1,0 +1,29 @@
+"""A seeded demo model in the real v1 format, so a fresh checkout runs end to end offline.
+
+Its weights are random: the pipeline, file formats and loader are real, the features are not.
+"""
+from __future__ import annotations
+
+import os
+
+from resnet.modelio import params as params_io
+from resnet.models import build
+
+MARKER = "DEMO_WEIGHTS.txt"
+WARNING = ("DEMO WEIGHTS: this model has seeded random weights, so its features and labels are "
+           "MEANINGLESS. Get the real v1 models with: (cd model && ./get_model.sh)")
+
+
+def is_demo(model_dir: str) -> bool:
+    return os.path.exists(os.path.join(model_dir, MARKER))
+
+
+def write_demo_model(model_dir: str, layer_num: int = 50, seed: int = 0) -> str:
+    """Write (once) a seeded random ResNet in v1 format to `model_dir`, marked as demo."""
+    spec = build(layer_num)
+    if is_demo(model_dir):
+        return model_dir
+    params_io.save_model(model_dir, spec, params_io.random_params(spec, seed))
+    with open(os.path.join(model_dir, MARKER), "w") as f:
+        f.write(f"ResNet-{spec.layer_num} with seeded random weights (seed {seed}).\n{WARNING}\n")
+    return model_dir

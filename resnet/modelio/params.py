@@ -1,0 +1,141 @@
+"""v1 parameter directories: one raw float32 file per parameter behind a 16-byte header.
+
+The header is little-endian int32 format (0), uint32 value size (4), uint64 element count,
+exactly as v1's `struct.pack("IIQ", 0, 4, size)`. Every file is validated against the spec
+so a wrong, truncated or mismatched model is refused with the file named.
+"""
+from __future__ import annotations
+
+import os
+import struct
+
+import numpy as np
+
+from resnet.common.files import atomic_file, sha256_files
+from resnet.errors import ResnetError, file_error
+from resnet.models.graph import Spec
+
+HEADER = struct.Struct("<iIQ")
+FORMAT, VALUE_SIZE = 0, 4
+
+
+class ModelError(ResnetError):
+    """A model directory or parameter file that does not fit the network."""
+
+
+def write_param(path: str, array: np.ndarray) -> None:
+    """Write one parameter file (header + row-major float32), atomically."""
+    data = np.ascontiguousarray(array, dtype="<f4")
+    with atomic_file(path, fsync=False) as f:  # a whole model is fsynced by its writer's rename
+        f.write(HEADER.pack(FORMAT, VALUE_SIZE, data.size))
+        f.write(data.tobytes())
+
+
+def read_param(path: str, shape: tuple | None = None) -> np.ndarray:
+    """Read and validate one parameter file; `shape`, when given, fixes the expected count."""
+    expected = int(np.prod(shape)) if shape is not None else None
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(HEADER.size)
+            if len(head) < HEADER.size:
+                raise ModelError(f"{path}: truncated header: file has {size} bytes, "
+                                 f"expected a {HEADER.size}-byte header")
+            fmt, vsize, count = HEADER.unpack(head)
+            if fmt != FORMAT or vsize != VALUE_SIZE:
+                raise ModelError(f"{path}: bad header: expected format {FORMAT} and value size "
+                                 f"{VALUE_SIZE}, found format {fmt} and value size {vsize}")
+            if expected is not None and count != expected:
+                raise ModelError(f"{path}: wrong element count: expected {expected} "
+                                 f"for shape {tuple(shape)}, found {count} in the header")
+            want = HEADER.size + VALUE_SIZE * count
+            if size != want:
+                raise ModelError(f"{path}: wrong file length: expected {want} bytes "
+                                 f"for {count} values, found {size}")
+            data = np.fromfile(f, dtype="<f4", count=count)
+    except OSError as e:
+        raise ModelError(file_error(path, e, "expected a parameter file",
+                                    "missing parameter file")) from None
+    data = data.astype(np.float32, copy=False)
+    return data.reshape(shape) if shape is not None else data
+
+
+def model_checksum(model_dir: str, spec: Spec) -> str:
+    """sha256 over the spec's parameter files, in spec order: identifies the weights a run
+    used (manifests, the engine cache)."""
+    return sha256_files(model_dir, [name for name, _ in spec.param_files()])
+
+
+def load_model(model_dir: str, spec: Spec) -> dict[str, np.ndarray]:
+    """All parameters the spec needs, keyed by file name; every missing file listed at once."""
+    if not os.path.isdir(model_dir):
+        raise ModelError(f"{model_dir}: model directory not found")
+    files = spec.param_files()
+    missing = [name for name, _ in files if not os.path.isfile(os.path.join(model_dir, name))]
+    if missing:
+        shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+        raise ModelError(f"{model_dir}: {len(missing)} of {len(files)} parameter files missing "
+                         f"for ResNet-{spec.layer_num}: {shown}{_depth_hint(model_dir, spec)}")
+    expected = {name for name, _ in files}
+    extra = sorted(_param_names_in(model_dir) - expected)
+    if extra:
+        raise ModelError(f"{model_dir}: {len(extra)} parameter files are not part of "
+                         f"ResNet-{spec.layer_num} (e.g. {', '.join(extra[:3])})"
+                         f"{_depth_hint(model_dir, spec)}")
+    return {name: read_param(os.path.join(model_dir, name), shape) for name, shape in files}
+
+
+def _param_names_in(model_dir: str) -> set[str]:
+    return {n for n in os.listdir(model_dir)
+            if n.startswith("_") and n.rsplit(".", 1)[-1] in ("w0", "w1", "w2", "wbias")}
+
+
+def detect_depth(model_dir: str) -> int | None:
+    """The depth whose parameter files the directory holds exactly, or None (v1 and v1.5
+    share file names, so only the depth can be told from them)."""
+    from resnet.models import build, depths
+
+    try:
+        present = _param_names_in(model_dir)
+    except OSError:
+        return None
+    for depth in depths("v1"):
+        if present == {n for n, _ in build(depth).param_files()}:
+            return depth
+    return None
+
+
+def _depth_hint(model_dir: str, spec: Spec) -> str:
+    """' (the directory holds a ResNet-N: ...)' when its files are exactly another depth's."""
+    depth = detect_depth(model_dir)
+    if depth is not None and depth != spec.layer_num:
+        return (f" (the directory holds a ResNet-{depth}: pass --layer_num={depth}, or leave "
+                "--layer_num out to use the depth found)")
+    return ""
+
+
+def save_model(model_dir: str, spec: Spec, params: dict[str, np.ndarray]) -> None:
+    """Write a full v1 model directory; shapes are checked against the spec first."""
+    for name, shape in spec.param_files():
+        if name not in params:
+            raise ModelError(f"{model_dir}: no value for parameter {name}")
+        if tuple(np.shape(params[name])) != tuple(shape):
+            raise ModelError(f"{model_dir}: parameter {name} has shape "
+                             f"{tuple(np.shape(params[name]))}, expected {tuple(shape)}")
+    os.makedirs(model_dir, exist_ok=True)
+    for name, _ in spec.param_files():
+        write_param(os.path.join(model_dir, name), params[name])
+
+
+def random_params(spec: Spec, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded random weights that keep activations in a sane range through any depth.
+
+    Used for the demo model and the tests: the values mean nothing, only the format is real.
+    """
+    rng = np.random.default_rng(seed)
+    out = {}
+    for node in spec:
+        for suffix, shape in node.params():
+            value = node.operation.random(suffix, shape, rng)
+            out[f"_{node.name}.{suffix}"] = np.asarray(value, dtype=np.float32)
+    return out

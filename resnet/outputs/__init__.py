@@ -1,0 +1,32 @@
+"""Where features go and how a run survives: output formats (one file each, registered in
+FORMATS, all honouring the Sink contract in base.py), the journal that makes a run resumable,
+merging shards, and reading features back (`load_features`).
+
+Imports `resnet.common` and `resnet.modelio` (safe pickles); never Paddle.
+"""
+from resnet.registry import Registry  # noqa: E402
+
+#: output format name -> Sink class (outputs/base.py states the contract each must keep)
+FORMATS = Registry("output format", __name__)
+
+
+def load_features(path: str):
+    """Read back what an extract run wrote: an output folder, or one of its files.
+
+    Returns Features (`images` in run order, one (N, *shape) array per layer).
+    """
+    import os
+
+    from resnet.errors import ResnetError
+
+    if not os.path.exists(path):
+        raise ResnetError(f"{path}: not found")
+    folder, name = (path, None) if os.path.isdir(path) else os.path.split(path)
+    for fmt, sink in FORMATS.items():
+        if name is not None and sink.owns(name):
+            return sink.read(path)
+        if name is None and any(sink.owns(n) and not n.startswith(".")
+                                for n in os.listdir(folder or ".")):
+            return sink.read(folder)
+    raise ResnetError(f"{path}: no features found (expected the files of one of the formats "
+                      f"{', '.join(FORMATS.names())})")

@@ -1,0 +1,134 @@
+"""The Sink contract every output format honours, and what all formats share.
+
+A format is one file in this folder: a Sink subclass registered in FORMATS. The contract
+(checked for every registered format by tests/test_output_contract.py):
+
+- `write(items, outputs)` appends a batch in list order; `flush()` makes everything written
+  so far durable; `state()` then returns what the journal needs to cut the files back to
+  exactly that point; a sink opened with `rows` and that `saved` state truncates its files
+  there and appends after it (this is --resume, after any crash or kill -9).
+- `files` / `owns(name)`: the names a run of this format writes into its output folder.
+- `read(folder)` returns the Features a run wrote; `merge(sources, folder)` joins complete
+  shard folders into `folder`, in order.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from resnet.errors import ResnetError
+from resnet.outputs import FORMATS
+
+MANIFEST = "manifest.json"  # written by the journal; holds the layer shapes
+
+
+class Sink:
+    """Base: `write` batches, `flush` them durably, report `state()` for the journal, `close`.
+
+    `rows` and `saved` (an earlier run's `state()`, from the journal) make the sink cut its
+    files back to that durable point and append after it, which is what --resume relies on.
+    """
+
+    files: tuple = ()
+
+    @classmethod
+    def owns(cls, name: str) -> bool:
+        """Whether `name` in an output folder is one of this format's files."""
+        return name in cls.files
+
+    @classmethod
+    def read(cls, path: str) -> "Features":
+        raise NotImplementedError
+
+    @classmethod
+    def merge(cls, sources: list[str], folder: str) -> None:
+        """Join the outputs of complete shard folders `sources` into `folder`, in order."""
+        raise NotImplementedError
+
+    def __init__(self, output_dir: str, layers: dict[str, tuple], meta: dict, rows: int = 0,
+                 saved: dict | None = None):
+        self.output_dir = output_dir
+        self.layers = layers
+        self.meta = meta
+        self.count = rows
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.output_dir, name)
+
+    def write(self, items, outputs: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        pass
+
+    def state(self) -> dict:
+        """Byte sizes / positions to truncate back to if the run is resumed from here."""
+        return {}
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_sink(fmt: str, output_dir: str, layers: dict[str, tuple], meta: dict, rows: int = 0,
+              saved: dict | None = None) -> Sink:
+    return FORMATS[fmt](output_dir, layers, meta, rows, saved)
+
+
+def existing_outputs(fmt: str, output_dir: str) -> list[str]:
+    """Names in output_dir that a run of this format writes."""
+    if not os.path.isdir(output_dir):
+        return []
+    return [n for n in os.listdir(output_dir) if FORMATS[fmt].owns(n)]
+
+
+def check_writable(output_dir: str) -> None:
+    """Refuse an output folder that cannot be created or written, without creating it: a run
+    that fails a later check must leave nothing behind."""
+    folder = os.path.abspath(output_dir)
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    why = None
+    if not os.path.isdir(folder):
+        why = f"{folder} is not a directory"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        why = f"{folder}: permission denied"
+    if why:
+        raise ResnetError(f"{output_dir}: cannot write output directory ({why})")
+
+
+@dataclass
+class Features:
+    """Features read back: `images` in run order and one (N, *shape) array per layer."""
+
+    images: list
+    layers: dict = field(default_factory=dict)
+
+    def __getitem__(self, name):
+        return self.layers[name]
+
+
+def read_shapes(folder: str) -> dict[str, tuple]:
+    """The layer shapes a run recorded in its manifest ({} when there is none)."""
+    try:
+        with open(os.path.join(folder, MANIFEST), encoding="utf-8") as f:
+            return {k: tuple(v) for k, v in json.load(f)["layers"].items()}
+    except FileNotFoundError:
+        return {}
+
+
+def key_bytes(items) -> int:
+    """The longest image key in UTF-8 bytes (the width of HDF5's fixed-length `images`)."""
+    return max((len(utf8(it.key)) for it in items), default=1)
+
+
+def utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")

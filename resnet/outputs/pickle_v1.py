@@ -1,0 +1,121 @@
+"""v1's pickle output: `batch_N` files of {basename: {layer: flat float32 array}}."""
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+
+import numpy as np
+
+from resnet.common.files import atomic_file
+from resnet.modelio import safepickle
+from resnet.outputs import FORMATS
+from resnet.outputs.base import Features, Sink, read_shapes
+
+PICKLE_BATCH = 10000  # images per v1 batch_N file
+
+
+@FORMATS.register("pickle")
+class PickleSink(Sink):
+    """v1's `batch_N` files of {basename: {layer: flat float32 array}}, PICKLE_BATCH per file.
+
+    Each file is streamed entry by entry to a temporary name and renamed when complete, so a
+    finished batch file is always whole and memory holds one image at a time. As in v1, the
+    keys are basenames: two images with the same basename collide and the later one wins.
+    """
+
+    @classmethod
+    def owns(cls, name):
+        return name.startswith(("batch_", ".batch_"))
+
+    def __init__(self, output_dir, layers, meta, rows=0, saved=None):
+        super().__init__(output_dir, layers, meta, rows)
+        saved = saved or {}
+        self.batch = saved.get("batch", 0)
+        self.in_batch = saved.get("in_batch", 0)
+        self.file = None
+        if self.in_batch:  # reopen the partial batch, cut back to the durable point
+            done = self.path(f"batch_{self.batch}")
+            if not os.path.exists(self.tmp) and os.path.exists(done):
+                os.replace(done, self.tmp)  # finished after the last durable point
+            self.file = open(self.tmp, "r+b")
+            self.file.truncate(saved["tmp_bytes"])
+            self.file.seek(0, os.SEEK_END)
+
+    @property
+    def tmp(self) -> str:
+        return self.path(f".batch_{self.batch}.tmp")
+
+    def _open(self):
+        self.file = open(self.tmp, "wb")
+        self.file.write(b"\x80\x02}")  # PROTO 2, EMPTY_DICT
+
+    def _finish(self):
+        self.file.write(b".")
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.replace(self.tmp, self.path(f"batch_{self.batch}"))
+        self.file = None
+        self.batch += 1
+        self.in_batch = 0
+
+    def write(self, items, outputs):
+        for i, item in enumerate(items):
+            if self.file is None:
+                self._open()
+            key = os.path.basename(item.key)
+            value = {name: np.ascontiguousarray(outputs[name][i]).reshape(-1)
+                     for name in self.layers}
+            for obj in (key, value):
+                self.file.write(pickle.dumps(obj, protocol=2)[2:-1])  # no PROTO, no STOP
+            self.file.write(b"s")  # SETITEM
+            self.in_batch += 1
+            self.count += 1
+            if self.in_batch == PICKLE_BATCH:
+                self._finish()
+
+    def flush(self):
+        if self.file is not None:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+
+    def state(self):
+        return {"batch": self.batch, "in_batch": self.in_batch,
+                "tmp_bytes": self.file.tell() if self.file is not None else 0}
+
+    def close(self):
+        if self.file is not None:
+            self._finish()
+
+
+    @classmethod
+    def read(cls, path: str) -> Features:
+        """A run's batch files in order (a folder), or one batch file."""
+        folder, files = (path, batch_files(path)) if os.path.isdir(path) else \
+            (os.path.dirname(path) or ".", [path])
+        shapes = read_shapes(folder)
+        images, rows = [], {}
+        for p in files:
+            for key, layers in safepickle.load(p).items():
+                images.append(key)
+                for name, value in layers.items():
+                    rows.setdefault(name, []).append(value)
+        return Features(images, {k: np.stack(v).reshape(-1, *shapes.get(k, (-1,)))
+                                 for k, v in rows.items()})
+
+    @classmethod
+    def merge(cls, sources, folder):
+        """The shards' batch files, renumbered in order (a shard's last batch may be short)."""
+        n = 0
+        for src in sources:
+            for path in batch_files(src):
+                with open(path, "rb") as f, atomic_file(os.path.join(folder, f"batch_{n}")) as g:
+                    shutil.copyfileobj(f, g, 1 << 22)
+                n += 1
+
+
+def batch_files(folder: str) -> list[str]:
+    """The finished batch_N files of a folder, in N order."""
+    names = [n for n in os.listdir(folder) if n.startswith("batch_") and n[6:].isdigit()]
+    return [os.path.join(folder, n) for n in sorted(names, key=lambda n: int(n[6:]))]

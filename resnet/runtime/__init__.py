@@ -1,0 +1,6 @@
+"""What runs the network: importing Paddle and choosing the device (paddle_env), the dygraph
+executor built from the spec (network), the static export (static), the compiled and cached
+Paddle Inference engine (engine) and deployment exports (export).
+
+The only room that imports Paddle; it reads `resnet.models`, `resnet.modelio`, `resnet.common`.
+"""

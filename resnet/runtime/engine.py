@@ -1,0 +1,315 @@
+"""Engines that run the network: Paddle Inference (fast, default) or the dygraph reference.
+
+The inference engine compiles the spec's network for the requested output layers once and
+caches it on disk, keyed by the model's parameter checksum, the depth and variant, the layers
+and the Paddle version, so later runs start in about a second.
+
+CPU: Paddle Inference's OpenVINO subgraph engine (shipped in the paddlepaddle 3.x wheel) runs
+the whole graph, measured faster here than Paddle's own oneDNN kernels (docs/engine_notes.md,
+the README's speed table); oneDNN with the IR passes is the fallback (RESNET_CPU_BACKEND=onednn
+forces it). Both are fp32 by default and checked against the dygraph reference: OpenVINO's CPU
+plugin would pick bf16 on CPUs with AVX512-BF16/AMX unless told, so the precision hint is
+always set explicitly, and oneDNN's fpmath mode is pinned to strict. bf16 is an opt-in.
+GPU (paddlepaddle-gpu): cuDNN, optionally TensorRT (--trt) and fp16.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from resnet.common import cpu
+from resnet.modelio import params as params_io
+from resnet.runtime import static
+from resnet.common.files import atomic_write
+from resnet.config import ENGINES, PRECISIONS
+from resnet.errors import ResnetError
+from resnet.runtime.paddle_env import GPU_HELP, paddle
+from resnet.models.graph import Spec
+
+log = logging.getLogger("resnet")
+CPU_BACKENDS = ("openvino", "onednn")
+BACKEND_ENV = "RESNET_CPU_BACKEND"
+CACHE_ENV = "RESNET_CACHE_DIR"
+CHECKED = "checked.json"  # in a cache entry: the checks it passed, per backend and precision
+FORMAT = 2  # bump when the compiled layout changes, to invalidate old caches
+#: max|engine - dygraph| / max|dygraph| allowed per layer by --check (fp32: the contract;
+#: bf16 / fp16: a sanity bound, the measured errors are in the README)
+TOLERANCE = {"fp32": 1e-4, "bf16": 0.1, "fp16": 0.05}
+#: TensorRT workspace; the GPU memory pool Paddle starts with (MB)
+TRT_WORKSPACE = 1 << 30
+GPU_POOL_MB = 256
+
+
+def cache_root() -> str:
+    return os.environ.get(CACHE_ENV) or os.path.join(
+        os.path.expanduser("~"), ".cache", "resnet", "engines")
+
+
+def cache_key(model_sha256: str, spec: Spec, layers: list[str]) -> str:
+    nodes = [(n.name, n.op, n.inputs, sorted(n.attrs.items()), n.shape) for n in spec]
+    blob = json.dumps([FORMAT, model_sha256, spec.layer_num, spec.variant, repr(nodes), layers,
+                       paddle.__version__])
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def compiled_model(model_dir: str, spec: Spec, layers: list[str], model_sha256: str) -> str:
+    """The cached PREFIX of the compiled model, compiling it first on a miss.
+
+    The export goes to a temporary folder renamed into place, so concurrent runs (shards)
+    never see a half-written model and a crash never leaves one behind.
+    """
+    root = cache_root()
+    folder = os.path.join(root, cache_key(model_sha256, spec, layers))
+    prefix = os.path.join(folder, "model")
+    if os.path.exists(prefix + ".pdiparams"):
+        log.info("compiled model found in cache %s", folder)
+        return prefix
+    log.info("compiling ResNet-%d for %s (once; cached in %s)", spec.layer_num, ",".join(layers),
+             root)
+    try:
+        os.makedirs(root, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".compiling-", dir=root)
+    except OSError as e:
+        raise ResnetError(f"{root}: cannot write the engine cache ({e.strerror or e}); set "
+                          f"{CACHE_ENV} to a writable folder or use --engine=dygraph") from None
+    try:
+        static.export(model_dir, spec.layer_num, layers, os.path.join(tmp, "model"),
+                      spec.variant)
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another run finished the same model first: use theirs
+            if not os.path.exists(prefix + ".pdiparams"):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return prefix
+
+
+def cpu_backend() -> str:
+    """OpenVINO when this Paddle has it, else oneDNN; RESNET_CPU_BACKEND overrides."""
+    wanted = os.environ.get(BACKEND_ENV, "").strip().lower()
+    if wanted and wanted not in CPU_BACKENDS:
+        raise ResnetError(f"{BACKEND_ENV}={wanted!r}: choose one of {', '.join(CPU_BACKENDS)}")
+    has_openvino = hasattr(paddle.inference.Config, "enable_openvino_engine")
+    if wanted == "openvino" and not has_openvino:
+        raise ResnetError(f"{BACKEND_ENV}=openvino but Paddle {paddle.__version__} has no "
+                          "OpenVINO engine; use onednn")
+    return wanted or ("openvino" if has_openvino else "onednn")
+
+
+def configure(config, *, device: str, backend: str, threads: int, trt: bool, precision: str,
+              max_batch: int, input_shape, cache_dir: str, input_name: str = "image"):
+    """Apply the run's choices to a paddle.inference.Config (any object with its methods).
+
+    Kept apart from the predictor so the GPU and TensorRT choices can be tested on a CPU-only
+    Paddle, which refuses those calls outright.
+    """
+    from paddle.inference import PrecisionType
+
+    config.disable_glog_info()
+    config.switch_ir_optim(True)
+    if device == "gpu":
+        half = precision == "fp16"
+        mode = PrecisionType.Half if half else PrecisionType.Float32
+        config.enable_use_gpu(GPU_POOL_MB, 0, mode)
+        config.enable_memory_optim()
+        if trt:
+            config.enable_tensorrt_engine(
+                workspace_size=TRT_WORKSPACE, max_batch_size=max_batch, min_subgraph_size=3,
+                precision_mode=mode, use_static=True, use_calib_mode=False)
+            shape = list(input_shape)
+            config.set_trt_dynamic_shape_info({input_name: [1, *shape]},
+                                              {input_name: [max_batch, *shape]},
+                                              {input_name: [max_batch, *shape]})
+            config.set_optim_cache_dir(cache_dir)  # serialized TensorRT engines live here
+        return config
+    config.disable_gpu()
+    config.set_cpu_math_library_num_threads(threads)
+    if backend == "openvino":
+        # the precision hint is always explicit: left unset, OpenVINO runs bf16 on CPUs with
+        # AVX512-BF16 or AMX (this machine has the former), i.e. not the fp32 we promise
+        config.enable_openvino_engine(PrecisionType.Bfloat16 if precision == "bf16"
+                                      else PrecisionType.Float32)
+        config.set_optim_cache_dir(cache_dir)  # OpenVINO's compiled blob: fast second start
+    else:
+        config.enable_mkldnn()
+        config.enable_memory_optim()
+        if precision == "bf16":
+            config.enable_mkldnn_bfloat16()
+    return config
+
+
+class InferenceEngine:
+    """A Paddle Inference predictor for fixed output layers; `run` matches Network.run."""
+
+    def __init__(self, prefix: str, layers: list[str], device: str = "cpu", threads: int = 0,
+                 trt: bool = False, precision: str = "fp32", max_batch: int = 16,
+                 backend: str | None = None, input_shape=(3, 224, 224)):
+        self.layers = list(layers)
+        self.device, self.precision = device, precision
+        self.backend = "gpu" if device == "gpu" else (backend or cpu_backend())
+        if self.backend == "onednn":
+            os.environ.setdefault("ONEDNN_DEFAULT_FPMATH_MODE", "STRICT")  # never implicit bf16
+        self.options = dict(device=device, threads=threads or cpu.usable_cores(), trt=trt,
+                            precision=precision, max_batch=max(1, max_batch),
+                            input_shape=input_shape, cache_dir=os.path.dirname(prefix))
+        try:
+            self.predictor = self._predictor(prefix)
+        except Exception as e:
+            if self.backend != "openvino":
+                raise ResnetError(f"Paddle Inference could not load the compiled model "
+                                  f"{prefix} ({type(e).__name__}: {_first_line(e)})") from None
+            log.warning("OpenVINO could not run this model (%s); using oneDNN instead",
+                        _first_line(e))
+            self.backend = "onednn"
+            self.predictor = self._predictor(prefix)
+        self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
+        self.outputs = [self.predictor.get_output_handle(n)
+                        for n in self.predictor.get_output_names()]
+
+    def _predictor(self, prefix: str):
+        from paddle import inference
+
+        config = inference.Config(prefix + ".pdmodel", prefix + ".pdiparams")
+        configure(config, backend=self.backend, **self.options)
+        return inference.create_predictor(config)
+
+    def describe(self) -> str:
+        if self.device == "gpu":
+            return (f"Paddle Inference on GPU ({'TensorRT' if self.options['trt'] else 'cuDNN'}, "
+                    f"{self.precision})")
+        return (f"Paddle Inference with {'OpenVINO' if self.backend == 'openvino' else 'oneDNN'}"
+                f" on CPU ({self.options['threads']} threads, {self.precision})")
+
+    def run(self, batch: np.ndarray, outputs=None) -> dict[str, np.ndarray]:
+        if outputs is not None and list(outputs) != self.layers:
+            raise ValueError(f"engine compiled for {self.layers}, asked for {list(outputs)}")
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        self.input.reshape(batch.shape)
+        self.input.copy_from_cpu(batch)
+        self.predictor.run()
+        return {name: h.copy_to_cpu() for name, h in zip(self.layers, self.outputs)}
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
+
+
+def check_options(engine: str, device: str, trt: bool, precision: str) -> None:
+    """Refuse combinations that cannot work, before anything is compiled."""
+    if engine not in ENGINES:
+        raise ResnetError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    if precision not in PRECISIONS:
+        raise ResnetError(f"unknown precision {precision!r}: choose one of "
+                          f"{', '.join(PRECISIONS)}")
+    if trt and device != "gpu":
+        cuda = paddle.device.is_compiled_with_cuda()
+        raise ResnetError("--trt needs the GPU: " + ("pass --use_gpu=1" if cuda else
+                          f"this Paddle ({paddle.__version__}) has no CUDA support; {GPU_HELP}"))
+    if trt and engine != "inference":
+        raise ResnetError("--trt works with --engine=inference only")
+    if trt and paddle.inference.get_trt_compile_version()[0] == 0:
+        raise ResnetError(f"--trt: this Paddle ({paddle.__version__}) was built without "
+                          "TensorRT; install a paddlepaddle-gpu build with TensorRT, or drop --trt")
+    if precision == "fp16" and device != "gpu":
+        raise ResnetError("--precision=fp16 needs the GPU; on CPU use fp32 or bf16")
+    if precision == "bf16" and device != "cpu":
+        raise ResnetError("--precision=bf16 is for the CPU (oneDNN/OpenVINO); on GPU use fp16")
+    if precision != "fp32" and engine != "inference":
+        raise ResnetError(f"--precision={precision} needs --engine=inference")
+    if precision == "bf16" and cpu.bf16_support() is None:
+        # without native bf16 the backends silently run fp32: never claim what does not run
+        known = cpu.cpu_flags() is not None
+        raise ResnetError(f"--precision=bf16: {cpu.cpu_name()} "
+                          + ("lacks bf16 support (no " + " or ".join(cpu.BF16_FLAGS)
+                             + " CPU flag)" if known else "cannot be checked for bf16 support")
+                          + "; use --precision=fp32")
+
+
+def rel_err(got: np.ndarray, want: np.ndarray) -> float:
+    """max|got - want| / max|want|: the engine contract's measure (1e-4 in fp32)."""
+    scale = float(np.abs(want).max()) or 1.0
+    return float(np.abs(np.asarray(got, np.float64) - want).max()) / scale
+
+
+def verify(net, spec: Spec, values: dict, layers: list[str], precision: str = "fp32",
+           images: int = 2) -> dict[str, float]:
+    """The engine's relative error per layer against the dygraph reference on a fixed batch.
+
+    Raises ResnetError above TOLERANCE[precision]; otherwise returns the errors.
+    """
+    from resnet.runtime.network import Network
+
+    x = np.random.default_rng(0).uniform(-128, 128, (images, *spec["input"].shape))
+    x = x.astype(np.float32)
+    want = Network(spec).load_params(values).run(x, layers)
+    got = net.run(x, layers)
+    errors = {k: rel_err(got[k], want[k]) for k in layers}
+    worst = max(errors, key=errors.get)
+    if errors[worst] > TOLERANCE[precision]:
+        raise ResnetError(f"engine check: {net.describe()} differs from the dygraph reference "
+                          f"by {errors[worst]:.2e} (relative) at {worst}, over the {precision} "
+                          f"bound {TOLERANCE[precision]:g}; run with {BACKEND_ENV}=onednn or "
+                          "--engine=dygraph, and please report it")
+    log.info("check: engine matches the dygraph reference (max relative error %.1e at %s, "
+             "%s bound %g)", errors[worst], worst, precision, TOLERANCE[precision])
+    return errors
+
+
+def _checked(folder: str) -> dict:
+    """The cache entry's record of passed checks: {"backend/precision": max relative error}."""
+    try:
+        with open(os.path.join(folder, CHECKED)) as f:
+            record = json.load(f)
+        return record if isinstance(record, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _record_check(folder: str, key: str, error: float) -> None:
+    record = _checked(folder)
+    record[key] = error
+    try:
+        atomic_write(os.path.join(folder, CHECKED),
+                     json.dumps(record, indent=1, sort_keys=True).encode())
+    except OSError as e:  # a read-only shared cache: the check just runs again next time
+        log.debug("could not record the engine check in %s: %s", folder, e)
+
+
+def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: str,
+           model_sha256: str, device: str = "cpu", threads: int = 0, trt: bool = False,
+           precision: str = "fp32", max_batch: int = 16, check: bool = False):
+    """An object with `run(batch, layers) -> {layer: array}` for the chosen engine.
+
+    `max_batch`: the most images one run() gets (TensorRT's shape range). The compiled
+    engine is compared with the dygraph reference on its first use with each backend and
+    precision (recorded in its cache entry), and on every run with `check`.
+    """
+    check_options(engine, device, trt, precision)
+    if engine == "dygraph":
+        from resnet.runtime.network import Network
+
+        return Network(spec).load_params(values)
+    if device == "gpu" and precision == "fp32":
+        os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")  # cuDNN/cuBLAS/TensorRT: no TF32
+    prefix = compiled_model(model_dir, spec, layers, model_sha256)
+    net = InferenceEngine(prefix, layers, device, threads, trt, precision, max_batch,
+                          input_shape=spec["input"].shape)
+    log.info("engine: %s", net.describe())
+    folder, key = os.path.dirname(prefix), f"{net.backend}{'+trt' if trt else ''}/{precision}"
+    done = _checked(folder).get(key)
+    if check or done is None:  # first use of this compiled model this way, or --check
+        if values is None:
+            values = params_io.load_model(model_dir, spec)
+        _record_check(folder, key, max(verify(net, spec, values, layers, precision).values()))
+    else:
+        log.info("engine checked against the dygraph reference on first use (max relative "
+                 "error %.1e; --check repeats it)", done)
+    return net

@@ -1,0 +1,94 @@
+"""The Paddle executor: runs the spec's nodes in order and returns exactly the requested layers.
+
+It computes only the ancestors of what was asked for, stops after the last of them, and drops
+each intermediate once its last consumer has run, so memory stays at the live frontier.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from resnet.modelio import params as params_io
+from resnet.runtime.paddle_env import paddle
+from resnet.models.graph import Spec
+
+
+class Network(paddle.nn.Layer):
+    """A v1 ResNet built from a Spec, holding one Paddle sublayer per conv, bn and fc node."""
+
+    def __init__(self, spec: Spec):
+        super().__init__()
+        self.spec = spec
+        self.layers = paddle.nn.LayerDict()
+        for node in spec:
+            layer = node.operation.make_layer(node, paddle)
+            if layer is not None:
+                self.layers[node.name] = layer
+        self.eval()
+
+    def load_params(self, values: dict[str, np.ndarray]) -> "Network":
+        """Copy v1 parameter arrays (keyed by file name) into the sublayers."""
+        for node in self.spec:
+            if node.name not in self.layers:
+                continue
+            node.operation.load(node, self.layers[node.name],
+                                lambda suffix, n=node.name: values[f"_{n}.{suffix}"])
+        return self
+
+    @paddle.jit.not_to_static  # plain Python over the spec, also when compiled (engine.py)
+    def plan(self, outputs) -> list:
+        """The nodes needed for `outputs`, in order, each with the names it can free after it."""
+        needed = set()
+        stack = list(outputs)
+        while stack:
+            name = stack.pop()
+            if name not in needed:
+                needed.add(name)
+                stack.extend(self.spec[name].inputs)
+        order = [n for n in self.spec if n.name in needed]
+        last_use = {}
+        for i, node in enumerate(order):
+            for src in node.inputs:
+                last_use[src] = i
+        keep = set(outputs)
+        frees = [[] for _ in order]
+        for src, i in last_use.items():
+            if src not in keep:
+                frees[i].append(src)
+        return list(zip(order, frees))
+
+    def forward(self, x, outputs=("output",)):
+        """Paddle tensors of the requested layers, keyed by name, for a (N, 3, 224, 224) batch."""
+        outputs = self.spec.check_layers(list(outputs))
+        values = {}
+        for node, frees in self.plan(outputs):
+            args = [values[src] for src in node.inputs] if node.inputs else [x]
+            y = self._apply(node, args)
+            values[node.name] = y
+            for src in frees:
+                del values[src]
+        return {name: values[name] for name in outputs}
+
+    @paddle.jit.not_to_static
+    def _apply(self, node, args):
+        layer = self.layers[node.name] if node.name in self.layers else None
+        return node.operation.apply(node, layer, args, paddle)
+
+    def run(self, batch: np.ndarray, outputs=("output",)) -> dict[str, np.ndarray]:
+        """Numpy in, numpy out: float32 arrays shaped (N, *layer shape)."""
+        with paddle.no_grad():
+            result = self.forward(paddle.to_tensor(np.ascontiguousarray(batch, np.float32)),
+                                  outputs)
+            return {k: v.numpy() for k, v in result.items()}
+
+
+def load(model_dir: str, layer_num: int | None = None, variant: str | None = None) -> Network:
+    """A ready Network with the parameter files of `model_dir` loaded and validated.
+
+    Depth and variant: as given, else the directory's model.json, else what its parameter
+    files show (a v1 zoo directory).
+    """
+    from resnet.config import RunConfig
+    from resnet.modelio.modelinfo import resolve
+
+    spec, _ = resolve(RunConfig(model=model_dir, layer_num=layer_num, variant=variant))
+    return Network(spec).load_params(params_io.load_model(model_dir, spec))
