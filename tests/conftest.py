@@ -59,6 +59,19 @@ def model50(model_factory):
     return model_factory(50)
 
 
+@pytest.fixture(scope="module")
+def long_list(tmp_path_factory):
+    """20 generated photos of varied sizes with two bad entries among them."""
+    d = tmp_path_factory.mktemp("long")
+    names = []
+    for i in range(20):
+        names.append(os.path.basename(write_jpeg(d / f"img{i:02d}.jpg", 120 + 7 * i, 200 - 3 * i, i)))
+        if i in (5, 13):
+            names.append(f"missing{i}.jpg")
+    (d / "list.txt").write_text("\n".join(names) + "\n")
+    return d / "list.txt"
+
+
 def write_jpeg(path, h=180, w=240, seed=0):
     rng = np.random.default_rng(seed)
     base = cv2.resize(rng.integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8), (w, h))

@@ -5,12 +5,12 @@ import random
 import signal
 import subprocess
 import sys
-import time
 
 import h5py
 import numpy as np
 import pytest
 from conftest import ROOT, run_cli, write_jpeg
+from runs import cmd as _cmd, interrupt as _interrupt
 
 import resnet
 
@@ -49,58 +49,12 @@ def _assert_same_h5(a, b):
 
 
 @pytest.fixture(scope="module")
-def long_list(tmp_path_factory):
-    """20 generated photos of varied sizes with two bad entries among them."""
-    d = tmp_path_factory.mktemp("long")
-    names = []
-    for i in range(20):
-        names.append(os.path.basename(write_jpeg(d / f"img{i:02d}.jpg", 120 + 7 * i, 200 - 3 * i, i)))
-        if i in (5, 13):
-            names.append(f"missing{i}.jpg")
-    (d / "list.txt").write_text("\n".join(names) + "\n")
-    return d / "list.txt"
-
-
-def _cmd(model, data, out, *extra):
-    # the dygraph engine: slow enough (~4 img/s) that a signal lands mid-run; the journal and
-    # sinks under test are the same for every engine
-    return [sys.executable, "-m", "resnet", "--job=extract", f"--model={model}", f"--data={data}",
-            f"--output_dir={out}", "--output_layer=res4_1_branch2a_conv,output", "--use_gpu=0",
-            "--batch_size=2", "--engine=dygraph", *extra]
-
-
-@pytest.fixture(scope="module")
 def full_run(model50, long_list, tmp_path_factory):
     out = tmp_path_factory.mktemp("full")
     r = subprocess.run(_cmd(model50, long_list, out), capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=ROOT))
     assert r.returncode == 3, r.stderr
     return out
-
-
-def _interrupt(cmd, sig, delay, tries=4):
-    """Start cmd, wait until its first durable batch plus `delay` seconds, send `sig`.
-
-    A fast machine may finish the run within `delay`; then it is run again (from scratch)
-    with half the delay, so the signal always lands mid-run whatever the machine's speed.
-    """
-    out = cmd[6].split("=", 1)[1]
-    for _ in range(tries):
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=dict(os.environ, PYTHONPATH=ROOT))
-        deadline = time.monotonic() + 120
-        while not os.path.exists(os.path.join(out, "progress.json")) and proc.poll() is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        time.sleep(delay)
-        proc.send_signal(sig)
-        _, err = proc.communicate(timeout=120)
-        if proc.returncode not in (0, 3) or "--resume" in cmd:
-            return proc.returncode, err
-        for name in os.listdir(out):  # finished before the signal: start again, sooner
-            os.remove(os.path.join(out, name))
-        delay /= 2
-    pytest.fail(f"the run finished before the signal {tries} times: {err}")
 
 
 @pytest.mark.slow
@@ -129,27 +83,6 @@ def test_interrupted_run_resumes_to_identical_output(model50, long_list, full_ru
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["rows"] == 20 and manifest["failed"] == 2
     assert manifest["resumed"] >= 1
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("fmt", ["text", "pickle"])
-def test_resume_after_kill_other_formats(model50, long_list, tmp_path, fmt):
-    full = tmp_path / "full"
-    r = subprocess.run(_cmd(model50, long_list, full, f"--format={fmt}"), capture_output=True,
-                       text=True, env=dict(os.environ, PYTHONPATH=ROOT))
-    assert r.returncode == 3, r.stderr
-    out = tmp_path / "out"
-    cmd = _cmd(model50, long_list, out, f"--format={fmt}")
-    _interrupt(cmd, signal.SIGKILL, 0.7)
-    done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=ROOT))
-    assert done.returncode == 3, done.stderr
-    a, b = resnet.load_features(str(out)), resnet.load_features(str(full))
-    assert a.images == b.images and len(a.images) == 20
-    for k in b.layers:
-        assert a[k].tobytes() == b[k].tobytes()
-    if fmt == "text":
-        assert (out / "features.txt").read_bytes() == (full / "features.txt").read_bytes()
 
 
 def test_overwrite_and_changed_settings(model50, long_list, full_run, tmp_path):

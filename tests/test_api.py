@@ -1,0 +1,49 @@
+"""The Python API: README's example runs as written, and the API matches the CLI."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import EXAMPLES, ROOT, run_cli
+
+import resnet
+
+
+def _readme_python_block(heading: str) -> str:
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    part = text[text.index(heading):]
+    return part[part.index("```python\n") + len("```python\n"):].split("```", 1)[0]
+
+
+def test_readme_api_example_runs(tmp_path):
+    shutil.copytree(EXAMPLES, tmp_path / "example")
+    r = subprocess.run([sys.executable, "-c", _readme_python_block("## Python API")],
+                       cwd=tmp_path, capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "4 [] ['output_api/features.h5']"
+    assert lines[1].endswith("img/s, exit code 0")
+    assert lines[2] == "cat.jpg (4, 2048, 1, 1)"
+    assert lines[3].startswith("example/cat.jpg ") and lines[3].endswith(" True")
+
+
+def test_api_equals_cli_and_refuses_unknown_options(model50, tmp_path):
+    lst = os.path.join(EXAMPLES, "test.list")
+    summary = resnet.extract(model50, lst, layers=["pool1"], output_dir=str(tmp_path / "api"),
+                             engine="dygraph", format="text", batch_size=3)
+    assert (summary.done, summary.failed, summary.exit_code) == (4, [], 0)
+    assert summary.outputs == [str(tmp_path / "api" / n) for n in ("features.txt", "images.txt")]
+    r = run_cli("--job=extract", f"--model={model50}", f"--data={lst}", "--output_layer=pool1",
+                f"--output_dir={tmp_path / 'cli'}", "--engine=dygraph", "--format=text",
+                "--use_gpu=0")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "api" / "features.txt").read_bytes() == \
+        (tmp_path / "cli" / "features.txt").read_bytes()
+    with pytest.raises(resnet.ResnetError, match="unknown option.*output_layers"):
+        resnet.extract(model50, lst, output_layers=["pool1"])
+    with pytest.raises(resnet.ResnetError, match="already holds output"):
+        resnet.extract(model50, lst, layers=["pool1"], output_dir=str(tmp_path / "api"),
+                       engine="dygraph", format="text")

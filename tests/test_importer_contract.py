@@ -1,0 +1,84 @@
+"""The contract every registered importer keeps, parametrized from the IMPORTERS registry.
+
+For each importer a checkpoint is written in its format from a seeded paddle.vision
+ResNet-18 (the paddle.vision weights under that system's names and layouts), converted by
+the CLI, and the converted model must reproduce the source network's own forward (paddle.vision
+computes exactly what torchvision / timm compute for these weights) within 1e-4; a truncated
+file is refused in one line with nothing written. A newly registered importer fails here
+until it gets a writer in WRITERS: registering is what puts it under test.
+"""
+import os
+
+import numpy as np
+import paddle
+import pytest
+from conftest import run_cli
+from reference import rel_err
+from test_convert import _batch, _paddle_vision, torchvision_state, write_pth
+
+import resnet
+from resnet.importers import IMPORTERS
+
+DEPTH = 18
+
+
+def _write_paddle(state, path):
+    paddle.save({k: paddle.to_tensor(v) for k, v in state.items()}, path)
+
+
+def _write_pth(state, path):
+    write_pth(path, torchvision_state(state))
+
+
+def _write_safetensors(state, path):
+    pytest.importorskip("safetensors", reason="safetensors not installed: pip install '.[convert]'")
+    from safetensors.numpy import save_file
+
+    save_file({k: np.ascontiguousarray(v) for k, v in torchvision_state(state).items()}, path)
+
+
+#: importer name -> (file name, writer(paddle.vision state, path))
+WRITERS = {
+    "paddle": ("resnet18.pdparams", _write_paddle),
+    "torchvision": ("resnet18.pth", _write_pth),
+    "safetensors": ("model.safetensors", _write_safetensors),
+}
+
+
+@pytest.fixture(scope="module")
+def source():
+    """The source network, its state and its own forward on two preprocessed photos."""
+    model = _paddle_vision(DEPTH)
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    batch = _batch()
+    with paddle.no_grad():
+        probs = paddle.nn.functional.softmax(model(paddle.to_tensor(batch)), axis=-1).numpy()
+    return state, batch, probs
+
+
+@pytest.mark.parametrize("name", IMPORTERS.names())
+def test_importer_contract(name, source, tmp_path):
+    assert name in WRITERS, f"importer {name!r} has no checkpoint writer in WRITERS"
+    state, batch, want = source
+    filename, write = WRITERS[name]
+    path = str(tmp_path / filename)
+    write(state, path)
+    out = tmp_path / "converted"
+    r = run_cli("--job=convert", f"--from={name}", f"--input={path}", f"--model={out}")
+    assert r.returncode == 0, r.stderr
+    net = resnet.load(str(out))
+    assert (net.spec.layer_num, net.spec.variant) == (DEPTH, "v1.5")  # read off the checkpoint
+    got = net.run(batch, ["output"])["output"]
+    assert rel_err(got, want) <= 1e-4
+
+    cut = tmp_path / f"cut_{filename}"
+    with open(path, "rb") as f:
+        data = f.read()
+    cut.write_bytes(data[:len(data) // 2])
+    bad_out = tmp_path / "bad"
+    r = run_cli("--job=convert", f"--from={name}", f"--input={cut}", f"--model={bad_out}")
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"resnet: error: {cut}: ") and "Traceback" not in r.stderr
+    assert not bad_out.exists()
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".bad")]  # no temp left

@@ -1,0 +1,81 @@
+"""The contract every registered output format keeps (resnet/outputs/base.py).
+
+Parametrized from the FORMATS registry, so a new format is tested by being registered: a
+real run writes it, reads back through load_features with the right values; a run killed
+with SIGKILL and resumed gives the same bytes' worth of features as an uninterrupted one;
+two shards merged equal the whole run.
+"""
+import os
+import signal
+import subprocess
+
+import numpy as np
+import pytest
+from conftest import ROOT, run_cli
+from reference import rel_err
+from runs import cmd, interrupt
+
+import resnet
+from resnet.inputs import imaging
+from resnet.modelio.mean import load_mean
+from resnet.outputs import FORMATS
+
+LAYERS = ["res4_1_branch2a_conv", "output"]  # runs.cmd's layers
+
+
+def _run(args):
+    return subprocess.run(args, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+
+
+def _same(a, b):
+    assert a.images == b.images
+    assert list(a.layers) == list(b.layers)
+    for k in b.layers:
+        assert a[k].dtype == b[k].dtype and a[k].tobytes() == b[k].tobytes(), k
+
+
+@pytest.fixture(scope="module")
+def expected(model50, long_list):
+    """The dygraph network's outputs for the good images of the list, computed here."""
+    folder = os.path.dirname(long_list)
+    names = [n for n in open(long_list).read().split() if not n.startswith("missing")]
+    batch = np.concatenate([imaging.preprocess(os.path.join(folder, n), load_mean(None))
+                            for n in names])
+    return names, resnet.load(model50).run(batch, LAYERS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", FORMATS.names())
+def test_output_format_contract(model50, long_list, expected, tmp_path, fmt):
+    names, want = expected
+    full = tmp_path / "full"
+    r = _run(cmd(model50, long_list, full, f"--format={fmt}"))
+    assert r.returncode == 3, r.stderr  # two missing entries, reported and skipped
+    feats = resnet.load_features(str(full))
+    assert [os.path.basename(p) for p in feats.images] == names
+    for k in LAYERS:
+        assert feats[k].shape == want[k].shape
+        assert rel_err(feats[k], want[k]) <= 1e-5, k
+    assert FORMATS[fmt].read(str(full)).images == feats.images
+
+    # kill -9 mid-run, then the same command with --resume: each image exactly once
+    out = tmp_path / "killed"
+    run = cmd(model50, long_list, out, f"--format={fmt}")
+    rc, _ = interrupt(run, signal.SIGKILL, 0.5)
+    assert rc == -signal.SIGKILL
+    done = _run(run + ["--resume"])
+    assert done.returncode == 3, done.stderr
+    assert "resuming" in done.stderr
+    _same(resnet.load_features(str(out)), feats)
+    assert (out / "failed.txt").read_text() == (full / "failed.txt").read_text()
+
+    # two shards, merged, equal the whole run
+    sharded = tmp_path / "sharded"
+    for i in (1, 2):
+        r = _run(cmd(model50, long_list, sharded, f"--format={fmt}", f"--shard={i}/2"))
+        assert r.returncode == 3, r.stderr
+    r = run_cli("--job=merge", f"--output_dir={sharded}")
+    assert r.returncode == 0, r.stderr
+    _same(resnet.load_features(str(sharded)), feats)
+    assert (sharded / "failed.txt").read_text() == (full / "failed.txt").read_text()
