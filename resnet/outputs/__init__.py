@@ -4,7 +4,7 @@ merging shards, and reading features back (`load_features`).
 
 Imports `resnet.common` and `resnet.modelio` (safe pickles); never Paddle.
 """
-from resnet.registry import Registry  # noqa: E402
+from resnet.registry import Registry
 
 #: output format name -> Sink class (outputs/base.py states the contract each must keep)
 FORMATS = Registry("output format", __name__)

@@ -1,6 +1,6 @@
 """What makes a run impossible to lose: the manifest, the progress journal and failed.txt.
 
-At batch boundaries (at most once a second, see jobs.COMMIT_EVERY) the sink is flushed,
+At batch boundaries (at most once a second, see jobs/extract.py COMMIT_EVERY) the sink is flushed,
 failed.txt is fsynced, and `progress.json` is replaced
 atomically with the list position, row count and the byte size of every growing file. A run
 killed at any moment therefore leaves a last durable state; `--resume` truncates the outputs
