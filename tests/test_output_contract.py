@@ -19,6 +19,7 @@ import resnet
 from resnet.inputs import imaging
 from resnet.modelio.mean import load_mean
 from resnet.outputs import FORMATS
+from resnet.outputs.base import existing_outputs
 
 LAYERS = ["res4_1_branch2a_conv", "output"]  # runs.cmd's layers
 
@@ -69,6 +70,11 @@ def test_output_format_contract(model50, long_list, expected, tmp_path, fmt):
     assert "resuming" in done.stderr
     _same(resnet.load_features(str(out)), feats)
     assert (out / "failed.txt").read_text() == (full / "failed.txt").read_text()
+    if FORMATS[fmt].byte_identical_resume:
+        names = sorted(existing_outputs(fmt, str(full)))
+        assert names and sorted(existing_outputs(fmt, str(out))) == names
+        for name in names:
+            assert (out / name).read_bytes() == (full / name).read_bytes(), name
 
     # two shards, merged, equal the whole run
     sharded = tmp_path / "sharded"

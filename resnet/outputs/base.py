@@ -33,6 +33,9 @@ class Sink:
     """
 
     files: tuple = ()
+    #: whether a killed-and-resumed run leaves files byte-identical to an uninterrupted one
+    #: (HDF5 does not: its chunk layout remembers the resize history; its values still match)
+    byte_identical_resume: bool = True
 
     @classmethod
     def owns(cls, name: str) -> bool:

@@ -23,6 +23,7 @@ class HDF5Sink(Sink):
     """
 
     files = (H5_NAME,)
+    byte_identical_resume = False
 
     def __init__(self, output_dir, layers, meta, rows=0, saved=None):
         import h5py
