@@ -12,7 +12,8 @@ import argparse
 import logging
 import sys
 
-from resnet.config import ENGINES, EXPORT_TARGETS, PRECISIONS, RunConfig
+from resnet.config import (COMPRESSIONS, DTYPES, ENGINES, EXPORT_TARGETS, POOLS, PRECISIONS,
+                           RunConfig)
 from resnet.errors import ResnetError
 from resnet.importers import IMPORTERS
 from resnet.jobs import JOBS
@@ -81,6 +82,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=16, help="images per forward (default 16)")
     p.add_argument("--format", choices=FORMATS.names(), default="hdf5",
                    help="extract output: hdf5 (features.h5), pickle (v1 batch_N), text (v1 C++)")
+    p.add_argument("--pool", choices=POOLS, default="none",
+                   help="extract: global average / max pooling of each (C, H, W) layer to (C,) "
+                        "inside the network (10-crop: each crop pooled, then averaged)")
+    p.add_argument("--dtype", choices=DTYPES, default="float32",
+                   help="extract: stored type of the features (float16 halves the size; "
+                        "values rounded from the float32 results)")
+    p.add_argument("--compression", choices=COMPRESSIONS, default="lzf",
+                   help="extract --format=hdf5: dataset compression (default lzf: fast; gzip: "
+                        "smaller, slower; README: Large dumps)")
+    p.add_argument("--no_space_check", action="store_true",
+                   help="extract: skip the check that the output folder has room for the "
+                        "expected output")
     p.add_argument("--output_file", help="predict: also write top-k rows to this CSV file")
     p.add_argument("--top_k", type=int, default=5, help="predict: classes shown (default 5)")
     p.add_argument("--strict", action="store_true", help="stop at the first bad image")

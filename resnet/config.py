@@ -17,6 +17,12 @@ ENGINES = ("inference", "dygraph")
 PRECISIONS = ("fp32", "bf16", "fp16")
 #: `--to` for --job=export
 EXPORT_TARGETS = ("paddle_inference", "onnx")
+#: `--pool`: (C, H, W) layers globally pooled to (C,) inside the network, or kept whole
+POOLS = ("none", "avg", "max")
+#: `--dtype`: how features are stored in the binary formats (computed in float32 always)
+DTYPES = ("float32", "float16")
+#: `--compression` of HDF5 datasets (h5py's own filters; chunked by rows either way)
+COMPRESSIONS = ("none", "lzf", "gzip")
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,10 @@ class RunConfig:
     use_gpu: bool | None = None
     batch_size: int = 16
     format: str = "hdf5"
+    pool: str = "none"
+    dtype: str = "float32"
+    compression: str = "lzf"
+    no_space_check: bool = False
     output_file: str | None = None
     top_k: int = 5
     strict: bool = False
@@ -63,9 +73,12 @@ class RunConfig:
         if self.engine not in ENGINES:
             raise ResnetError(f"unknown engine {self.engine!r}: choose one of "
                               f"{', '.join(ENGINES)}")
-        if self.precision not in PRECISIONS:
-            raise ResnetError(f"unknown precision {self.precision!r}: choose one of "
-                              f"{', '.join(PRECISIONS)}")
+        for name, value, allowed in (("precision", self.precision, PRECISIONS),
+                                     ("pool", self.pool, POOLS), ("dtype", self.dtype, DTYPES),
+                                     ("compression", self.compression, COMPRESSIONS)):
+            if value not in allowed:
+                raise ResnetError(f"unknown {name} {value!r}: choose one of "
+                                  f"{', '.join(allowed)}")
 
     @classmethod
     def from_args(cls, namespace) -> "RunConfig":

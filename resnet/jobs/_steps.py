@@ -54,7 +54,7 @@ def runner(config, plan: Plan, model: loaded.LoadedModel, items):
                             model.directory, model.sha256, plan.device, config.threads,
                             config.trt, config.precision,
                             max_batch=max(config.batch_size, CROPS if config.multi_crop else 1),
-                            check=config.check)
+                            check=config.check, pool=config.pool)
     except BaseException:
         decoders.close()
         raise

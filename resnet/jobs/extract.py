@@ -5,11 +5,14 @@ import logging
 import os
 import time
 
+import numpy as np
+
 from resnet.jobs import job
 from resnet.jobs.summary import Summary
 
 log = logging.getLogger("resnet")
-COMMIT_EVERY = 1.0  # seconds between durable points (flush, fsync, progress.json)
+#: seconds between durable points, overriding the format's own (1 s; Parquet 30 s)
+COMMIT_ENV = "RESNET_COMMIT_SECONDS"
 
 
 def shard_slice(n: int, shard) -> slice:
@@ -30,7 +33,7 @@ def run(config) -> Summary:
     from resnet.inputs.lists import folder_classes
     from resnet.jobs import _steps as steps
     from resnet.modelio import modelinfo
-    from resnet.outputs import journal
+    from resnet.outputs import FORMATS, journal, space
     from resnet.outputs.base import check_writable, existing_outputs, key_bytes, open_sink
 
     out_dir = shard_dir(config.output_dir, config.shard)
@@ -43,7 +46,7 @@ def run(config) -> Summary:
     spec, mean = model.spec, model.preprocessing
     everything = len(plan.items)
     items = plan.items[shard_slice(everything, config.shard)]
-    shapes = {name: spec[name].shape for name in plan.layers}
+    shapes = {name: spec.out_shape(name, config.pool) for name in plan.layers}
     manifest = {
         "layer_num": spec.layer_num, "layers": {k: list(v) for k, v in shapes.items()},
         "format": config.format, "model": os.path.abspath(config.model),
@@ -56,11 +59,18 @@ def run(config) -> Summary:
         "multi_crop": bool(config.multi_crop),
         "variant": spec.variant,
         "preprocessing": modelinfo.describe(mean, config.multi_crop),
+        "pool": config.pool, "dtype": config.dtype,
     }
+    if config.format == "hdf5":
+        manifest["compression"] = config.compression
     if config.labels_from_folders:
         manifest["classes"] = folder_classes(config.data)
     if config.resume:  # a run that cannot be resumed is refused before the engine compiles
         journal.check_resumable(out_dir, manifest, outputs)
+    sink_type = FORMATS[config.format]
+    done_before = journal.progress(out_dir)["position"] if config.resume else 0
+    space.check(out_dir, sink_type.bytes_per_row(shapes, config.dtype),
+                len(items) - done_before, config.no_space_check)
     with steps.runner(config, plan, model, items) as runner:  # closes the decoders
         book = journal.Journal(out_dir, manifest, existing_outputs(config.format, out_dir),
                                config.resume, config.overwrite)
@@ -68,17 +78,19 @@ def run(config) -> Summary:
         if book.resuming:
             log.info("resuming %s: %d of %d list items already done", out_dir, done, len(items))
         start = time.monotonic()
-        outcome, complete = None, False
+        outcome, complete, dtype = None, False, np.dtype(config.dtype)
         meta = {k: manifest[k] for k in ("layer_num", "model", "mean", "multi_crop", "format",
-                                         "classes") if k in manifest}
+                                         "classes", "pool", "dtype", "compression")
+                if k in manifest}
         meta["key_bytes"] = key_bytes(items)
         saved = book.state["sink"] if book.resuming else None
         with open_sink(config.format, out_dir, shapes, meta, book.state["rows"], saved) as sink:
+            commit_every = float(os.environ.get(COMMIT_ENV, sink.commit_every))
             last_commit = [time.monotonic()]
 
             def on_batch(batch_items, out, consumed):
-                sink.write(batch_items, out)
-                if time.monotonic() - last_commit[0] >= COMMIT_EVERY:  # fsyncs cost: not always
+                sink.write(batch_items, {k: v.astype(dtype, copy=False) for k, v in out.items()})
+                if time.monotonic() - last_commit[0] >= commit_every:  # fsyncs: not always
                     sink.flush()
                     book.commit(consumed, sink.count, sink.state())
                     last_commit[0] = time.monotonic()
@@ -96,5 +108,6 @@ def run(config) -> Summary:
     steps.report("extracted", outcome.done, book.state["failed"], seconds, out_dir,
                  os.path.join(out_dir, journal.FAILED))
     files = sorted(os.path.join(out_dir, n) for n in existing_outputs(config.format, out_dir))
+    space.report_written(files, book.state["rows"])
     return Summary("extract", outcome.done, [(it.key, why) for it, why in outcome.failed],
                    book.state["failed"], files, seconds)

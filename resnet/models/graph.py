@@ -92,6 +92,11 @@ class Spec:
     def names(self) -> list[str]:
         return [n.name for n in self.nodes]
 
+    def out_shape(self, name: str, pool: str = "none") -> tuple:
+        """A layer's output shape as written: (C,) for a (C, H, W) layer globally pooled."""
+        shape = self[name].shape
+        return shape[:1] if pool != "none" and len(shape) == 3 else shape
+
     def param_files(self) -> list[tuple[str, tuple]]:
         """Every v1 parameter file name (`_<layer>.<suffix>`) with its shape, in network order."""
         return [(f"_{n.name}.{suffix}", shape) for n in self.nodes for suffix, shape in n.params()]

@@ -21,12 +21,13 @@ def load_features(path: str):
 
     if not os.path.exists(path):
         raise ResnetError(f"{path}: not found")
-    folder, name = (path, None) if os.path.isdir(path) else os.path.split(path)
-    for fmt, sink in FORMATS.items():
-        if name is not None and sink.owns(name):
+    name = os.path.basename(os.path.normpath(path))
+    for fmt, sink in FORMATS.items():  # a format's own file or folder
+        if sink.owns(name):
             return sink.read(path)
-        if name is None and any(sink.owns(n) and not n.startswith(".")
-                                for n in os.listdir(folder or ".")):
-            return sink.read(folder)
+    if os.path.isdir(path):  # a run's output folder
+        for fmt, sink in FORMATS.items():
+            if any(sink.owns(n) and not n.startswith(".") for n in os.listdir(path)):
+                return sink.read(path)
     raise ResnetError(f"{path}: no features found (expected the files of one of the formats "
                       f"{', '.join(FORMATS.names())})")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,6 +40,14 @@ class Sink:
     def owns(cls, name: str) -> bool:
         """Whether `name` in an output folder is one of this format's files."""
         return name in cls.files
+
+    #: seconds between durable points (a format whose flush closes a file wants fewer)
+    commit_every: float = 1.0
+
+    @classmethod
+    def bytes_per_row(cls, shapes: dict, dtype: str) -> int:
+        """The expected bytes one image takes, uncompressed (the disk check's estimate)."""
+        return sum(int(np.prod(s)) for s in shapes.values()) * np.dtype(dtype).itemsize
 
     @classmethod
     def read(cls, path: str) -> "Features":
@@ -108,24 +115,72 @@ def check_writable(output_dir: str) -> None:
         raise ResnetError(f"{output_dir}: cannot write output directory ({why})")
 
 
-@dataclass
 class Features:
-    """Features read back: `images` in run order and one (N, *shape) array per layer."""
+    """What a run wrote, read back: rows in run order.
 
-    images: list
-    layers: dict = field(default_factory=dict)
+    `images` (paths as given; pickle: basenames), `labels` (-1 where the list gave none),
+    one (N, *shape) array per layer (`feats[name]`, `feats.keys()`), `len(feats)` rows.
+    HDF5 and Parquet arrays are lazy: `feats[name][i]` reads one row's chunk or row group,
+    never the file, and `images` / `labels` are read on first use. Pickle and text (the v1
+    formats) are read whole. Close it (or use `with`) to release an open file.
+    """
+
+    def __init__(self, images, layers: dict, labels=None, closer=None):
+        self._images, self._labels, self.layers, self._closer = images, labels, layers, closer
+
+    @staticmethod
+    def _value(v):
+        return v() if callable(v) else v
+
+    @property
+    def images(self) -> list:
+        self._images = self._value(self._images)
+        return self._images
+
+    @property
+    def labels(self) -> np.ndarray:
+        if self._labels is None:
+            return np.full(len(self), -1, np.int64)
+        self._labels = self._value(self._labels)
+        return self._labels
 
     def __getitem__(self, name):
         return self.layers[name]
 
+    def keys(self):
+        return self.layers.keys()
+
+    def __len__(self) -> int:
+        first = next(iter(self.layers.values()), None)
+        return len(first) if first is not None else len(self.images)
+
+    def close(self) -> None:
+        if self._closer is not None:
+            self._closer()
+            self._closer = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read_manifest(folder: str) -> dict:
+    try:
+        with open(os.path.join(folder, MANIFEST), encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return {}
+
 
 def read_shapes(folder: str) -> dict[str, tuple]:
     """The layer shapes a run recorded in its manifest ({} when there is none)."""
-    try:
-        with open(os.path.join(folder, MANIFEST), encoding="utf-8") as f:
-            return {k: tuple(v) for k, v in json.load(f)["layers"].items()}
-    except FileNotFoundError:
-        return {}
+    return {k: tuple(v) for k, v in read_manifest(folder).get("layers", {}).items()}
+
+
+def read_dtype(folder: str) -> np.dtype:
+    return np.dtype(read_manifest(folder).get("dtype", "float32"))
 
 
 def key_bytes(items) -> int:

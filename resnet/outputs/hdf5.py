@@ -12,6 +12,10 @@ from resnet.outputs import FORMATS
 from resnet.outputs.base import Features, Sink, utf8
 
 H5_NAME = "features.h5"
+#: --compression -> h5py dataset options (the shuffle filter groups the bytes of each float
+#: position together, which is what lets gzip find repeats in float data)
+FILTERS = {"none": {}, "lzf": {"compression": "lzf", "shuffle": True},
+           "gzip": {"compression": "gzip", "compression_opts": 4, "shuffle": True}}
 
 
 @FORMATS.register("hdf5")
@@ -42,12 +46,19 @@ class HDF5Sink(Sink):
             for name in (*layers, "images", "labels"):
                 self.file[name].resize(self.count, axis=0)
             return
-        self.file = h5py.File(path, "w")
+        # freed file space is never reused: a compressed chunk rewritten after a durable
+        # point moves, and reusing its old place could overwrite rows the last durable
+        # metadata still points to (then a kill -9 would corrupt them)
+        self.file = h5py.File(path, "w", fs_strategy="none")
+        dtype = np.dtype(meta.get("dtype", "float32"))
+        filters = FILTERS[meta.get("compression", "none")]
         for name, shape in layers.items():
-            row = int(np.prod(shape)) * 4
-            rows = max(1, min(256, (1 << 20) // row))  # about 1 MiB chunks
+            row = int(np.prod(shape)) * dtype.itemsize
+            # chunks of whole rows, about 1 MiB: one image is read (and decompressed) by
+            # reading one chunk, never the file
+            rows = max(1, min(256, (1 << 20) // row))
             self.file.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape),
-                                     dtype="f4", chunks=(rows, *shape))
+                                     dtype=dtype, chunks=(rows, *shape), **filters)
         # fixed-length UTF-8: variable-length strings live in HDF5's global heap, which a
         # killed run can leave corrupt ("bad heap index" on resume); chunks survive a kill
         self.file.create_dataset("images", shape=(0,), maxshape=(None,), chunks=(1024,),
@@ -84,11 +95,14 @@ class HDF5Sink(Sink):
         import h5py
 
         path = os.path.join(path, H5_NAME) if os.path.isdir(path) else path
-        with h5py.File(path, "r") as f:
-            images = [s.decode("utf-8", "surrogateescape") if isinstance(s, bytes) else s
-                      for s in f["images"][:]]
-            layers = {k: f[k][:] for k in f if k not in ("images", "labels")}
-        return Features(images, layers)
+        f = h5py.File(path, "r")
+        layers = {k: f[k] for k in f if k not in ("images", "labels")}  # h5py: lazy datasets
+
+        def images():
+            return [s.decode("utf-8", "surrogateescape") if isinstance(s, bytes) else s
+                    for s in f["images"][:]]
+
+        return Features(images, layers, lambda: f["labels"][:], f.close)
 
     @classmethod
     def merge(cls, sources, folder):
@@ -115,7 +129,9 @@ def _merge_hdf5(sources, target, block=256):
         for name, ds in first.items():
             dtype = h5py.string_dtype("utf-8", widest[name]) if name in widest else ds.dtype
             dst.create_dataset(name, shape=(total, *ds.shape[1:]), dtype=dtype,
-                               chunks=ds.chunks, maxshape=(None, *ds.shape[1:]))
+                               chunks=ds.chunks, maxshape=(None, *ds.shape[1:]),
+                               compression=ds.compression, compression_opts=ds.compression_opts,
+                               shuffle=ds.shuffle)
         for key, value in first.attrs.items():
             dst.attrs[key] = value
         dst.attrs["count"] = total

@@ -1,6 +1,6 @@
 """What makes a run impossible to lose: the manifest, the progress journal and failed.txt.
 
-At batch boundaries (at most once a second, see jobs/extract.py COMMIT_EVERY) the sink is flushed,
+At batch boundaries (at most once a second, or the format's `commit_every`) the sink is flushed,
 failed.txt is fsynced, and `progress.json` is replaced
 atomically with the list position, row count and the byte size of every growing file. A run
 killed at any moment therefore leaves a last durable state; `--resume` truncates the outputs
@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
 import sys
 
 from resnet.common.files import atomic_write
@@ -22,7 +23,9 @@ PROGRESS = "progress.json"
 FAILED = "failed.txt"
 #: Manifest fields that must match for --resume to continue an earlier run.
 SAME_RUN = ("model_sha256", "layer_num", "variant", "layers", "format", "multi_crop", "mean",
-            "preprocessing", "items", "list_sha256", "shard")
+            "preprocessing", "items", "list_sha256", "shard", "pool", "dtype")
+#: What a manifest written before a field existed meant by its absence.
+ABSENT = {"pool": "none", "dtype": "float32"}
 
 
 def _read_json(path: str):
@@ -37,6 +40,14 @@ def _read_json(path: str):
 
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def remove(path: str) -> None:
+    """Remove an earlier run's output, a file or a folder of part files (--overwrite)."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.remove(path)
 
 
 def check_free(output_dir: str, outputs, resume: bool, overwrite: bool) -> list[str]:
@@ -61,11 +72,16 @@ def check_resumable(output_dir: str, manifest: dict, outputs=()) -> dict:
             raise ResnetError(f"{output_dir}: has output but no {MANIFEST}, so it cannot be "
                               "resumed safely; pass --overwrite to start again")
         return {}
-    changed = [k for k in SAME_RUN if old.get(k) != manifest.get(k)]
+    changed = [k for k in SAME_RUN if old.get(k, ABSENT.get(k)) != manifest.get(k, ABSENT.get(k))]
     if changed:
         raise ResnetError(f"{output_dir}: cannot resume: the earlier run used different "
                           f"{', '.join(changed)}; pass --overwrite to start again")
     return old
+
+
+def progress(output_dir: str) -> dict:
+    """The last durable point of the run in output_dir (zeros when it has none)."""
+    return _read_json(os.path.join(output_dir, PROGRESS)) or {"position": 0, "rows": 0}
 
 
 class Journal:
@@ -81,7 +97,7 @@ class Journal:
             self._take_over()
         else:
             for name in existing:
-                os.remove(os.path.join(output_dir, name))
+                remove(os.path.join(output_dir, name))
         self.manifest.setdefault("started", _now())
         self._write_manifest()
         self.failures = FailureLog(self.path(FAILED), self.state["failed_bytes"])

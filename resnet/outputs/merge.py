@@ -59,7 +59,7 @@ def merge(output_dir: str, overwrite: bool = False) -> int:
     journal.check_free(output_dir, sink.files or existing_outputs(fmt, output_dir), False,
                        overwrite)
     for name in existing_outputs(fmt, output_dir):  # --overwrite: the earlier merge goes
-        os.remove(os.path.join(output_dir, name))
+        journal.remove(os.path.join(output_dir, name))
     rows = sum(m["rows"] for _, m in shards)
     sink.merge([f for f, _ in shards], output_dir)
     failed = [os.path.join(f, journal.FAILED) for f, _ in shards

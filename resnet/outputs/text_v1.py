@@ -8,7 +8,7 @@ import numpy as np
 
 from resnet.common.files import atomic_file
 from resnet.outputs import FORMATS
-from resnet.outputs.base import Features, Sink, read_shapes
+from resnet.outputs.base import Features, Sink, read_dtype, read_shapes
 
 TEXT_NAME = "features.txt"
 IMAGES_NAME = "images.txt"
@@ -22,6 +22,10 @@ class TextSink(Sink):
     """
 
     files = (TEXT_NAME, IMAGES_NAME)
+
+    @classmethod
+    def bytes_per_row(cls, shapes, dtype):
+        return sum(int(np.prod(s)) for s in shapes.values()) * 13  # "%.9g " averages ~13
 
     def __init__(self, output_dir, layers, meta, rows=0, saved=None):
         super().__init__(output_dir, layers, meta, rows)
@@ -61,7 +65,7 @@ class TextSink(Sink):
     @classmethod
     def read(cls, path: str) -> Features:
         folder = path if os.path.isdir(path) else os.path.dirname(path) or "."
-        shapes = read_shapes(folder)
+        shapes, dtype = read_shapes(folder), read_dtype(folder)
         with open(os.path.join(folder, IMAGES_NAME), encoding="utf-8") as f:
             images = f.read().splitlines()
         rows = {name: [] for name in shapes}
@@ -69,8 +73,9 @@ class TextSink(Sink):
             for line in f:
                 for name, part in zip(shapes, line.rstrip("\n").split(";")):
                     rows[name].append(np.array(part.split(), dtype=np.float32))
-        return Features(images, {k: np.stack(v).reshape(-1, *shapes[k]) if v else
-                                 np.zeros((0, *shapes[k]), np.float32) for k, v in rows.items()})
+        return Features(images, {k: (np.stack(v).reshape(-1, *shapes[k]) if v else
+                                     np.zeros((0, *shapes[k]), np.float32)).astype(dtype)
+                                 for k, v in rows.items()})
 
     @classmethod
     def merge(cls, sources, folder):

@@ -51,21 +51,25 @@ def cache_root() -> str:
         os.path.expanduser("~"), ".cache", "resnet", "engines")
 
 
-def cache_key(model_sha256: str, spec: Spec, layers: list[str]) -> str:
+def cache_key(model_sha256: str, spec: Spec, layers: list[str], pool: str = "none") -> str:
     nodes = [(n.name, n.op, n.inputs, sorted(n.attrs.items()), n.shape) for n in spec]
-    blob = json.dumps([FORMAT, model_sha256, spec.layer_num, spec.variant, repr(nodes), layers,
-                       paddle.__version__])
+    parts = [FORMAT, model_sha256, spec.layer_num, spec.variant, repr(nodes), layers,
+             paddle.__version__]
+    if pool != "none":  # unpooled entries keep the keys they always had
+        parts.append(f"pool={pool}")
+    blob = json.dumps(parts)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-def compiled_model(model_dir: str, spec: Spec, layers: list[str], model_sha256: str) -> str:
+def compiled_model(model_dir: str, spec: Spec, layers: list[str], model_sha256: str,
+                   pool: str = "none") -> str:
     """The cached PREFIX of the compiled model, compiling it first on a miss.
 
     The export goes to a temporary folder renamed into place, so concurrent runs (shards)
     never see a half-written model and a crash never leaves one behind.
     """
     root = cache_root()
-    folder = os.path.join(root, cache_key(model_sha256, spec, layers))
+    folder = os.path.join(root, cache_key(model_sha256, spec, layers, pool))
     prefix = os.path.join(folder, "model")
     if os.path.exists(prefix + ".pdiparams"):
         log.info("compiled model found in cache %s", folder)
@@ -80,7 +84,7 @@ def compiled_model(model_dir: str, spec: Spec, layers: list[str], model_sha256: 
                           f"{CACHE_ENV} to a writable folder or use --engine=dygraph") from None
     try:
         static.export(model_dir, spec.layer_num, layers, os.path.join(tmp, "model"),
-                      spec.variant)
+                      spec.variant, pool)
         try:
             os.rename(tmp, folder)
         except OSError:  # another run finished the same model first: use theirs
@@ -143,6 +147,21 @@ def configure(config, *, device: str, backend: str, threads: int, trt: bool, pre
         if precision == "bf16":
             config.enable_mkldnn_bfloat16()
     return config
+
+
+class Dygraph:
+    """The dygraph reference as an engine: `run(batch, layers)` with the run's pooling."""
+
+    def __init__(self, spec: Spec, values: dict, pool: str = "none"):
+        from resnet.runtime.network import Network
+
+        self.network, self.pool = Network(spec).load_params(values), pool
+
+    def describe(self) -> str:
+        return "Paddle dygraph (reference)"
+
+    def run(self, batch: np.ndarray, outputs=None) -> dict[str, np.ndarray]:
+        return self.network.run(batch, outputs, self.pool)
 
 
 class InferenceEngine:
@@ -240,7 +259,7 @@ def rel_err(got: np.ndarray, want: np.ndarray) -> float:
 
 
 def verify(net, spec: Spec, values: dict, layers: list[str], precision: str = "fp32",
-           images: int = 2) -> dict[str, float]:
+           images: int = 2, pool: str = "none") -> dict[str, float]:
     """The engine's relative error per layer against the dygraph reference on a fixed batch.
 
     Raises ResnetError above TOLERANCE[precision]; otherwise returns the errors.
@@ -249,7 +268,7 @@ def verify(net, spec: Spec, values: dict, layers: list[str], precision: str = "f
 
     x = np.random.default_rng(0).uniform(-128, 128, (images, *spec["input"].shape))
     x = x.astype(np.float32)
-    want = Network(spec).load_params(values).run(x, layers)
+    want = Network(spec).load_params(values).run(x, layers, pool)
     got = net.run(x, layers)
     errors = {k: rel_err(got[k], want[k]) for k in layers}
     worst = max(errors, key=errors.get)
@@ -285,8 +304,10 @@ def _record_check(folder: str, key: str, error: float) -> None:
 
 def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: str,
            model_sha256: str, device: str = "cpu", threads: int = 0, trt: bool = False,
-           precision: str = "fp32", max_batch: int = 16, check: bool = False):
-    """An object with `run(batch, layers) -> {layer: array}` for the chosen engine.
+           precision: str = "fp32", max_batch: int = 16, check: bool = False,
+           pool: str = "none"):
+    """An object with `run(batch, layers) -> {layer: array}` for the chosen engine; with
+    `pool` avg / max, (C, H, W) layers come back globally pooled to (C,).
 
     `max_batch`: the most images one run() gets (TensorRT's shape range). The compiled
     engine is compared with the dygraph reference on its first use with each backend and
@@ -294,12 +315,10 @@ def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: 
     """
     check_options(engine, device, trt, precision)
     if engine == "dygraph":
-        from resnet.runtime.network import Network
-
-        return Network(spec).load_params(values)
+        return Dygraph(spec, values, pool)
     if device == "gpu" and precision == "fp32":
         os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")  # cuDNN/cuBLAS/TensorRT: no TF32
-    prefix = compiled_model(model_dir, spec, layers, model_sha256)
+    prefix = compiled_model(model_dir, spec, layers, model_sha256, pool)
     net = InferenceEngine(prefix, layers, device, threads, trt, precision, max_batch,
                           input_shape=spec["input"].shape)
     log.info("engine: %s", net.describe())
@@ -308,7 +327,8 @@ def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: 
     if check or done is None:  # first use of this compiled model this way, or --check
         if values is None:
             values = params_io.load_model(model_dir, spec)
-        _record_check(folder, key, max(verify(net, spec, values, layers, precision).values()))
+        errors = verify(net, spec, values, layers, precision, pool=pool)
+        _record_check(folder, key, max(errors.values()))
     else:
         log.info("engine checked against the dygraph reference on first use (max relative "
                  "error %.1e; --check repeats it)", done)

@@ -56,8 +56,12 @@ class Network(paddle.nn.Layer):
                 frees[i].append(src)
         return list(zip(order, frees))
 
-    def forward(self, x, outputs=("output",)):
-        """Paddle tensors of the requested layers, keyed by name, for a (N, 3, 224, 224) batch."""
+    def forward(self, x, outputs=("output",), pool: str = "none"):
+        """Paddle tensors of the requested layers, keyed by name, for a (N, 3, 224, 224) batch.
+
+        `pool` avg / max turns each (C, H, W) layer into (C,) inside the graph (global average
+        or max over H and W), so a compiled engine hands back only C values per layer.
+        """
         outputs = self.spec.check_layers(list(outputs))
         values = {}
         for node, frees in self.plan(outputs):
@@ -66,18 +70,25 @@ class Network(paddle.nn.Layer):
             values[node.name] = y
             for src in frees:
                 del values[src]
-        return {name: values[name] for name in outputs}
+        return {name: self._pooled(name, values[name], pool) for name in outputs}
+
+    @paddle.jit.not_to_static
+    def _pooled(self, name, y, pool):
+        if pool == "none" or len(self.spec[name].shape) != 3:
+            return y
+        return paddle.mean(y, axis=[2, 3]) if pool == "avg" else paddle.amax(y, axis=[2, 3])
 
     @paddle.jit.not_to_static
     def _apply(self, node, args):
         layer = self.layers[node.name] if node.name in self.layers else None
         return node.operation.apply(node, layer, args, paddle)
 
-    def run(self, batch: np.ndarray, outputs=("output",)) -> dict[str, np.ndarray]:
-        """Numpy in, numpy out: float32 arrays shaped (N, *layer shape)."""
+    def run(self, batch: np.ndarray, outputs=("output",), pool: str = "none"
+            ) -> dict[str, np.ndarray]:
+        """Numpy in, numpy out: float32 arrays shaped (N, *layer shape) (pooled: (N, C))."""
         with paddle.no_grad():
             result = self.forward(paddle.to_tensor(np.ascontiguousarray(batch, np.float32)),
-                                  outputs)
+                                  outputs, pool)
             return {k: v.numpy() for k, v in result.items()}
 
 

@@ -3,7 +3,7 @@
 Paddle 3.3's legacy (non-PIR) program runs faster under Paddle Inference than the PIR one
 (docs/engine_notes.md: 52 vs 38 img/s at batch 16), and the format is chosen when Paddle
 starts, so the export runs in a child process started with FLAGS_enable_pir_api=0:
-`python -m resnet.runtime.static MODEL_DIR LAYER_NUM LAYERS PREFIX VARIANT`.
+`python -m resnet.runtime.static MODEL_DIR LAYER_NUM LAYERS PREFIX VARIANT POOL`.
 """
 from __future__ import annotations
 
@@ -15,20 +15,21 @@ from resnet.errors import ResnetError
 
 
 def export(model_dir: str, layer_num: int, layers: list[str], prefix: str,
-           variant: str = "v1") -> None:
-    """Write PREFIX.pdmodel and PREFIX.pdiparams computing `layers` (in that order)."""
+           variant: str = "v1", pool: str = "none") -> None:
+    """Write PREFIX.pdmodel and PREFIX.pdiparams computing `layers` (in that order), each
+    globally pooled when `pool` is avg or max."""
     env = dict(os.environ, FLAGS_enable_pir_api="0", GLOG_minloglevel="2")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     proc = subprocess.run([sys.executable, "-m", "resnet.runtime.static", model_dir, str(layer_num),
-                           ",".join(layers), prefix, variant], capture_output=True, text=True,
-                          env=env)
+                           ",".join(layers), prefix, variant, pool], capture_output=True,
+                          text=True, env=env)
     if proc.returncode != 0 or not os.path.exists(prefix + ".pdmodel"):
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise ResnetError(f"compiling the inference model failed: {tail}")
 
 
-def fixed(net, layers: list[str]):
+def fixed(net, layers: list[str], pool: str = "none"):
     """`net` (a Network) as a to_static Layer: input `image`, the layers as its outputs."""
     from resnet.runtime.paddle_env import paddle
 
@@ -38,7 +39,7 @@ def fixed(net, layers: list[str]):
             self.net = net
 
         def forward(self, image):
-            out = self.net(image, layers)
+            out = self.net(image, layers, pool)
             return [out[k] for k in layers]
 
     shape = [None, *net.spec["input"].shape]
@@ -46,18 +47,19 @@ def fixed(net, layers: list[str]):
         paddle.static.InputSpec(shape, "float32", "image")], full_graph=True)
 
 
-def save(net, layers: list[str], prefix: str) -> None:
+def save(net, layers: list[str], prefix: str, pool: str = "none") -> None:
     """Save in the program format this process runs (legacy in export()'s child, else PIR)."""
     from resnet.runtime.paddle_env import paddle
 
-    paddle.jit.save(fixed(net, layers), prefix)
+    paddle.jit.save(fixed(net, layers, pool), prefix)
 
 
-def _main(model_dir: str, layer_num: str, layers: str, prefix: str, variant: str) -> None:
+def _main(model_dir: str, layer_num: str, layers: str, prefix: str, variant: str,
+          pool: str = "none") -> None:
     from resnet.runtime import network
 
-    save(network.load(model_dir, int(layer_num), variant), layers.split(","), prefix)
+    save(network.load(model_dir, int(layer_num), variant), layers.split(","), prefix, pool)
 
 
 if __name__ == "__main__":
-    _main(*sys.argv[1:6])
+    _main(*sys.argv[1:7])

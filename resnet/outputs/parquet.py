@@ -1,0 +1,213 @@
+"""Parquet: OUTPUT_DIR/features.parquet/, a folder of part files that pandas, pyarrow, DuckDB
+and Spark read as one table.
+
+Columns: `path` (as given in the list), `label` (-1 where none) and one column per layer, a
+fixed-size list of the layer's flattened values (float32 or float16); the layer shapes, the
+pooling and the model are in the schema metadata (`resnet` key, JSON). Rows are buffered into
+row groups of about 32 MB (memory stays flat) and appended to the open part. A Parquet file is
+readable only once closed, so each durable point closes the open part (written to a hidden
+temporary name, fsynced, renamed): a kill loses at most the open part, which --resume redoes.
+Durable points come every `commit_every` seconds (30), so a part holds ~30 s of images.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+
+from resnet.common.files import atomic_file
+from resnet.errors import ResnetError
+from resnet.outputs import FORMATS
+from resnet.outputs.base import Features, Sink, read_dtype, read_shapes
+
+DIR_NAME = "features.parquet"
+ROW_GROUP_BYTES = 32 << 20
+
+
+def _pa():
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ResnetError("--format=parquet needs pyarrow: pip install 'resnet[parquet]' (or: "
+                          "pip install pyarrow)") from None
+    return pa, pq
+
+
+def part_name(i: int) -> str:
+    return f"part-{i:05d}.parquet"
+
+
+def part_files(folder: str) -> list[str]:
+    """The finished part files of a features.parquet folder, in order."""
+    names = sorted(n for n in os.listdir(folder) if n.startswith("part-") and
+                   n.endswith(".parquet"))
+    return [os.path.join(folder, n) for n in names]
+
+
+@FORMATS.register("parquet")
+class ParquetSink(Sink):
+    files = (DIR_NAME,)
+    commit_every = 30.0
+    byte_identical_resume = False  # the parts split where the durable points fell
+
+    def __init__(self, output_dir, layers, meta, rows=0, saved=None):
+        super().__init__(output_dir, layers, meta, rows)
+        self.pa, self.pq = _pa()
+        self.folder = self.path(DIR_NAME)
+        self.dtype = np.dtype(meta.get("dtype", "float32"))
+        self.parts = (saved or {}).get("parts", 0)
+        os.makedirs(self.folder, exist_ok=True)
+        for name in os.listdir(self.folder):  # past the durable point: redone by this run
+            numbered = name.startswith("part-") and name.endswith(".parquet")
+            if name.startswith(".") or (numbered and int(name[5:10]) >= self.parts):
+                os.remove(os.path.join(self.folder, name))
+        value = self.pa.float16() if self.dtype == np.float16 else self.pa.float32()
+        fields = [self.pa.field("path", self.pa.string()), self.pa.field("label", self.pa.int64())]
+        fields += [self.pa.field(name, self.pa.list_(value, int(np.prod(shape))))
+                   for name, shape in layers.items()]
+        doc = {"layers": {k: list(v) for k, v in layers.items()}, **meta}
+        self.schema = self.pa.schema(fields, metadata={"resnet": json.dumps(doc)})
+        row = sum(int(np.prod(s)) for s in layers.values()) * self.dtype.itemsize + 64
+        self.group_rows = max(1, ROW_GROUP_BYTES // row)
+        self.pending, self.pending_rows = [], 0
+        self.writer = self.tmp = None
+
+    def write(self, items, outputs):
+        pa = self.pa
+        columns = [pa.array([it.key for it in items], pa.string()),
+                   pa.array([-1 if it.label is None else it.label for it in items], pa.int64())]
+        for name in self.layers:
+            flat = np.ascontiguousarray(outputs[name], self.dtype).reshape(len(items), -1)
+            columns.append(pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)),
+                                                             flat.shape[1]))
+        self.pending.append(pa.Table.from_arrays(columns, schema=self.schema))
+        self.pending_rows += len(items)
+        self.count += len(items)
+        if self.pending_rows >= self.group_rows:
+            self._write_group()
+
+    def _write_group(self):
+        if not self.pending:
+            return
+        if self.writer is None:
+            self.tmp = os.path.join(self.folder, f".{part_name(self.parts)}.tmp")
+            self.writer = self.pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+        self.writer.write_table(self.pa.concat_tables(self.pending),
+                                row_group_size=self.pending_rows)
+        self.pending, self.pending_rows = [], 0
+
+    def flush(self):
+        """Close the open part: everything written so far is durable in finished parts."""
+        self._write_group()
+        if self.writer is not None:
+            self.writer.close()
+            with open(self.tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(self.tmp, os.path.join(self.folder, part_name(self.parts)))
+            self.writer, self.parts = None, self.parts + 1
+
+    def state(self):
+        return {"parts": self.parts}
+
+    def close(self):
+        self.flush()
+
+    @classmethod
+    def read(cls, path: str) -> Features:
+        folder = path if os.path.basename(os.path.normpath(path)) == DIR_NAME else \
+            os.path.join(path, DIR_NAME)
+        parts = part_files(folder)
+        run = os.path.dirname(os.path.abspath(folder))
+        shapes, dtype = read_shapes(run), read_dtype(run)
+        if parts and not shapes:  # a folder on its own: the schema carries the shapes
+            _, pq = _pa()
+            doc = json.loads(pq.read_schema(parts[0]).metadata[b"resnet"])
+            shapes = {k: tuple(v) for k, v in doc["layers"].items()}
+            dtype = np.dtype(doc.get("dtype", "float32"))
+        table = PartsTable(parts)
+        layers = {k: ParquetColumn(table, k, shape, dtype) for k, shape in shapes.items()}
+        return Features(lambda: table.column("path"), layers,
+                        lambda: np.asarray(table.column("label"), np.int64))
+
+    @classmethod
+    def merge(cls, sources, folder):
+        target = os.path.join(folder, DIR_NAME)
+        os.makedirs(target, exist_ok=True)
+        n = 0
+        for src in sources:
+            for path in part_files(os.path.join(src, DIR_NAME)):
+                with open(path, "rb") as f, atomic_file(os.path.join(target, part_name(n))) as g:
+                    shutil.copyfileobj(f, g, 1 << 22)
+                n += 1
+
+
+class PartsTable:
+    """The part files as one table, read a row group at a time (never the whole table)."""
+
+    def __init__(self, parts: list[str]):
+        _, self.pq = _pa()
+        self.parts = [self.pq.ParquetFile(p) for p in parts]
+        self.groups = []  # (part index, row group index, first row, rows)
+        start = 0
+        for i, f in enumerate(self.parts):
+            for g in range(f.metadata.num_row_groups):
+                n = f.metadata.row_group(g).num_rows
+                self.groups.append((i, g, start, n))
+                start += n
+        self.rows = start
+        self.starts = np.array([s for _, _, s, _ in self.groups], np.int64)
+
+    def column(self, name: str) -> list:
+        out = []
+        for f in self.parts:
+            out += f.read(columns=[name]).column(0).to_pylist()
+        return out
+
+    def read_rows(self, name: str, lo: int, hi: int):
+        """Rows lo..hi-1 of a column, reading only the row groups they lie in."""
+        chunks = []
+        first = int(np.searchsorted(self.starts, lo, side="right")) - 1
+        for i, g, start, n in self.groups[max(first, 0):]:
+            if start >= hi:
+                break
+            col = self.parts[i].read_row_group(g, columns=[name]).column(0)
+            chunks.append(col.slice(max(lo - start, 0), min(hi, start + n) - max(lo, start)))
+        return chunks
+
+
+class ParquetColumn:
+    """One layer of a Parquet run as a lazy (N, *shape) array: indexing reads only the row
+    groups it needs; np.asarray(column) reads the whole column."""
+
+    def __init__(self, table: PartsTable, name: str, shape: tuple, dtype):
+        self.table, self.name, self.dtype = table, name, np.dtype(dtype)
+        self.shape = (table.rows, *shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _rows(self, lo: int, hi: int) -> np.ndarray:
+        size = int(np.prod(self.shape[1:]))
+        flat = [np.asarray(c.combine_chunks().flatten().to_numpy(zero_copy_only=False),
+                           self.dtype) for c in self.table.read_rows(self.name, lo, hi)]
+        data = np.concatenate(flat) if flat else np.zeros(0, self.dtype)
+        return data.reshape(-1, *self.shape[1:]) if size else data
+
+    def __getitem__(self, index):
+        n = len(self)
+        if isinstance(index, (int, np.integer)):
+            i = int(index) + (n if index < 0 else 0)
+            if not 0 <= i < n:
+                raise IndexError(f"row {index} out of range for {n} rows")
+            return self._rows(i, i + 1)[0]
+        if isinstance(index, slice) and index.step in (None, 1):
+            lo, hi, _ = index.indices(n)
+            return self._rows(lo, max(lo, hi))
+        return np.asarray(self)[index]
+
+    def __array__(self, dtype=None, copy=None):
+        data = self._rows(0, len(self))
+        return data.astype(dtype) if dtype is not None else data
