@@ -88,9 +88,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=DTYPES, default="float32",
                    help="extract: stored type of the features (float16 halves the size; "
                         "values rounded from the float32 results)")
-    p.add_argument("--compression", choices=COMPRESSIONS, default="lzf",
-                   help="extract --format=hdf5: dataset compression (default lzf: fast; gzip: "
-                        "smaller, slower; README: Large dumps)")
+    p.add_argument("--compression", choices=COMPRESSIONS, default="none",
+                   help="extract --format=hdf5: dataset compression (default none; lzf: ~10%% "
+                        "smaller, gzip ~17%%, both slower: README, Large dumps)")
     p.add_argument("--no_space_check", action="store_true",
                    help="extract: skip the check that the output folder has room for the "
                         "expected output")

@@ -42,7 +42,7 @@ class RunConfig:
     format: str = "hdf5"
     pool: str = "none"
     dtype: str = "float32"
-    compression: str = "lzf"
+    compression: str = "none"
     no_space_check: bool = False
     output_file: str | None = None
     top_k: int = 5

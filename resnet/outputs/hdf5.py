@@ -12,6 +12,10 @@ from resnet.outputs import FORMATS
 from resnet.outputs.base import Features, Sink, utf8
 
 H5_NAME = "features.h5"
+#: seconds between durable points with compression: a compressed chunk rewritten at a durable
+#: point moves (and the old copy's space is never reused, see below), so flushing every second
+#: would leave several dead copies of each chunk in the file
+COMPRESSED_COMMIT_EVERY = 30.0
 #: --compression -> h5py dataset options (the shuffle filter groups the bytes of each float
 #: position together, which is what lets gzip find repeats in float data)
 FILTERS = {"none": {}, "lzf": {"compression": "lzf", "shuffle": True},
@@ -45,6 +49,8 @@ class HDF5Sink(Sink):
                                   "to start again") from None
             for name in (*layers, "images", "labels"):
                 self.file[name].resize(self.count, axis=0)
+            if any(self.file[name].compression for name in layers):
+                self.commit_every = COMPRESSED_COMMIT_EVERY
             return
         # freed file space is never reused: a compressed chunk rewritten after a durable
         # point moves, and reusing its old place could overwrite rows the last durable
@@ -52,6 +58,8 @@ class HDF5Sink(Sink):
         self.file = h5py.File(path, "w", fs_strategy="none")
         dtype = np.dtype(meta.get("dtype", "float32"))
         filters = FILTERS[meta.get("compression", "none")]
+        if filters:  # each durable point rewrites the partial chunk elsewhere: not every second
+            self.commit_every = COMPRESSED_COMMIT_EVERY
         for name, shape in layers.items():
             row = int(np.prod(shape)) * dtype.itemsize
             # chunks of whole rows, about 1 MiB: one image is read (and decompressed) by

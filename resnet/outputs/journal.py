@@ -1,7 +1,7 @@
 """What makes a run impossible to lose: the manifest, the progress journal and failed.txt.
 
-At batch boundaries (at most once a second, or the format's `commit_every`) the sink is flushed,
-failed.txt is fsynced, and `progress.json` is replaced
+At batch boundaries (at most once a second, or as often as the format's `commit_every` says)
+the sink is flushed, failed.txt is fsynced, and `progress.json` is replaced
 atomically with the list position, row count and the byte size of every growing file. A run
 killed at any moment therefore leaves a last durable state; `--resume` truncates the outputs
 back to it and carries on from the next image, so each image ends up written exactly once.

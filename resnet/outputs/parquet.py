@@ -4,7 +4,7 @@ and Spark read as one table.
 Columns: `path` (as given in the list), `label` (-1 where none) and one column per layer, a
 fixed-size list of the layer's flattened values (float32 or float16); the layer shapes, the
 pooling and the model are in the schema metadata (`resnet` key, JSON). Rows are buffered into
-row groups of about 32 MB (memory stays flat) and appended to the open part. A Parquet file is
+row groups of about 8 MB (memory stays flat) and appended to the open part. A Parquet file is
 readable only once closed, so each durable point closes the open part (written to a hidden
 temporary name, fsynced, renamed): a kill loses at most the open part, which --resume redoes.
 Durable points come every `commit_every` seconds (30), so a part holds ~30 s of images.
@@ -23,7 +23,7 @@ from resnet.outputs import FORMATS
 from resnet.outputs.base import Features, Sink, read_dtype, read_shapes
 
 DIR_NAME = "features.parquet"
-ROW_GROUP_BYTES = 32 << 20
+ROW_GROUP_BYTES = 8 << 20  # what reading one row costs: one row group of one column
 
 
 def _pa():

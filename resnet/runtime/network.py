@@ -76,7 +76,9 @@ class Network(paddle.nn.Layer):
     def _pooled(self, name, y, pool):
         if pool == "none" or len(self.spec[name].shape) != 3:
             return y
-        return paddle.mean(y, axis=[2, 3]) if pool == "avg" else paddle.amax(y, axis=[2, 3])
+        F = paddle.nn.functional  # adaptive pools: supported by every program format
+        pooled = F.adaptive_avg_pool2d(y, 1) if pool == "avg" else F.adaptive_max_pool2d(y, 1)
+        return paddle.flatten(pooled, 1)
 
     @paddle.jit.not_to_static
     def _apply(self, node, args):
