@@ -26,26 +26,30 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from throughput import make_images, make_model  # noqa: E402
 
 DEFAULT = "res5_3_branch2c_conv,res5_3_branch2c_bn"
-ROWS = [  # (label, flags)
-    ("default layers, hdf5, no compression", [f"--output_layer={DEFAULT}", "--compression=none"]),
-    ("default layers, hdf5, lzf (default)", [f"--output_layer={DEFAULT}"]),
+BN = "--output_layer=res5_3_branch2c_bn"
+ROWS = [  # (label, flags); hdf5 rows without --compression are uncompressed (the default)
+    ("default layers, hdf5", [f"--output_layer={DEFAULT}"]),
+    ("default layers, hdf5, lzf", [f"--output_layer={DEFAULT}", "--compression=lzf"]),
     ("default layers, hdf5, gzip", [f"--output_layer={DEFAULT}", "--compression=gzip"]),
-    ("default layers, hdf5, float16, lzf", [f"--output_layer={DEFAULT}", "--dtype=float16"]),
+    ("default layers, hdf5, float16", [f"--output_layer={DEFAULT}", "--dtype=float16"]),
     ("default layers, parquet, float16", [f"--output_layer={DEFAULT}", "--dtype=float16",
                                           "--format=parquet"]),
     ("default layers, pickle", [f"--output_layer={DEFAULT}", "--format=pickle"]),
     ("default layers, text", [f"--output_layer={DEFAULT}", "--format=text"]),
-    ("avgpool, hdf5, lzf", ["--output_layer=avgpool"]),
-    ("res5_3_branch2c_bn --pool=avg, hdf5, lzf", ["--output_layer=res5_3_branch2c_bn",
-                                                   "--pool=avg"]),
-    ("res5_3_branch2c_bn --pool=avg, hdf5, float16, lzf",
-     ["--output_layer=res5_3_branch2c_bn", "--pool=avg", "--dtype=float16"]),
-    ("res5_3_branch2c_bn --pool=avg, parquet, float32",
-     ["--output_layer=res5_3_branch2c_bn", "--pool=avg", "--format=parquet"]),
+    ("avgpool, hdf5", ["--output_layer=avgpool"]),
+    ("res5_3_branch2c_bn, hdf5", [BN]),
+    ("res5_3_branch2c_bn --pool=avg, hdf5", [BN, "--pool=avg"]),
+    ("res5_3_branch2c_bn, hdf5 (again)", [BN]),
+    ("res5_3_branch2c_bn --pool=avg, hdf5 (again)", [BN, "--pool=avg"]),
+    ("res5_3_branch2c_bn --pool=avg, hdf5, float16", [BN, "--pool=avg", "--dtype=float16"]),
+    ("res5_3_branch2c_bn --pool=avg, hdf5, float16, gzip",
+     [BN, "--pool=avg", "--dtype=float16", "--compression=gzip"]),
+    ("res5_3_branch2c_bn --pool=avg, parquet", [BN, "--pool=avg", "--format=parquet"]),
     ("res5_3_branch2c_bn --pool=avg, parquet, float16",
-     ["--output_layer=res5_3_branch2c_bn", "--pool=avg", "--dtype=float16", "--format=parquet"]),
+     [BN, "--pool=avg", "--dtype=float16", "--format=parquet"]),
     ("res5_3_branch2c_bn --pool=avg, pickle, float16",
-     ["--output_layer=res5_3_branch2c_bn", "--pool=avg", "--dtype=float16", "--format=pickle"]),
+     [BN, "--pool=avg", "--dtype=float16", "--format=pickle"]),
+    ("res5_3_branch2c_bn --pool=avg, text", [BN, "--pool=avg", "--format=text"]),
 ]
 
 
