@@ -81,7 +81,8 @@ def parser() -> argparse.ArgumentParser:
                    help="1/true: GPU (error if none), 0/false: CPU; default: GPU if available")
     p.add_argument("--batch_size", type=int, default=16, help="images per forward (default 16)")
     p.add_argument("--format", choices=FORMATS.names(), default="hdf5",
-                   help="extract output: hdf5 (features.h5), pickle (v1 batch_N), text (v1 C++)")
+                   help="extract output: hdf5 (features.h5), parquet (features.parquet/ part "
+                        "files), pickle (v1 batch_N), text (v1 C++)")
     p.add_argument("--pool", choices=POOLS, default="none",
                    help="extract: global average / max pooling of each (C, H, W) layer to (C,) "
                         "inside the network (10-crop: each crop pooled, then averaged)")
@@ -114,7 +115,7 @@ def parser() -> argparse.ArgumentParser:
                    help="extract: process only the I-th of N equal parts of the list (1-based), "
                         "into OUTPUT_DIR/shard-I-of-N; join them with --job=merge")
     p.add_argument("--workers", type=int, default=None,
-                   help="decoding worker processes (default: half the cores, at least 1; "
+                   help="decoding worker processes (default: half the cores, 1 to 4; "
                         "0: decode on the main thread)")
     p.add_argument("--runner", choices=RUNNERS.names(), default="local",
                    help="how the images flow through the network: local (this machine)")

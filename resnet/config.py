@@ -80,6 +80,23 @@ class RunConfig:
                 raise ResnetError(f"unknown {name} {value!r}: choose one of "
                                   f"{', '.join(allowed)}")
 
+        if self.shard is not None:
+            try:
+                i, n = (int(v) for v in self.shard)
+                ok = 1 <= i <= n
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ResnetError(f"shard {self.shard!r}: expected (I, N) with 1 <= I <= N")
+        from resnet.outputs import FORMATS
+        from resnet.runners import RUNNERS
+
+        for name, value, registry in (("format", self.format, FORMATS),
+                                      ("runner", self.runner, RUNNERS)):
+            if value not in registry:
+                raise ResnetError(f"unknown {name} {value!r}: choose one of "
+                                  f"{', '.join(registry.names())}")
+
     @classmethod
     def from_args(cls, namespace) -> "RunConfig":
         names = {f.name for f in dataclasses.fields(cls)}

@@ -130,7 +130,7 @@ def ten_crops(img: np.ndarray, mean: np.ndarray) -> np.ndarray:
 
 
 def recipe_crops(img: np.ndarray, recipe, multi_crop: bool = False) -> np.ndarray:
-    """(crops, 3, crop, crop) float32 by a model.json recipe (resnet.modelinfo.Recipe).
+    """(crops, 3, crop, crop) float32 by a model.json recipe (resnet.modelio.modelinfo.Recipe).
 
     The torchvision / paddle.vision evaluation transform: short side resized, centre crop at
     round((h - crop) / 2), channel order, x scale, minus mean, divided by std. With
@@ -159,7 +159,7 @@ def recipe_crops(img: np.ndarray, recipe, multi_crop: bool = False) -> np.ndarra
 def preprocess(path: str, mean, multi_crop: bool = False) -> np.ndarray:
     """Decode `path` and return its crops, shaped (crops, 3, 224, 224).
 
-    `mean` is v1's mean array, or a model.json Recipe (resnet.modelinfo) for converted models.
+    `mean` is v1's mean array, or a model.json Recipe (resnet.modelio.modelinfo) for converted models.
     """
     img = decode(path)
     if not isinstance(mean, np.ndarray):

@@ -55,10 +55,10 @@ def runner(config, plan: Plan, model: loaded.LoadedModel, items):
                             config.trt, config.precision,
                             max_batch=max(config.batch_size, CROPS if config.multi_crop else 1),
                             check=config.check, pool=config.pool)
+        return RUNNERS[config.runner](config, net, plan.layers, decoders)
     except BaseException:
         decoders.close()
         raise
-    return RUNNERS[config.runner](config, net, plan.layers, decoders)
 
 
 def report(what: str, done: int, failed: int, seconds: float, where: str | None,

@@ -15,6 +15,14 @@ log = logging.getLogger("resnet")
 COMMIT_ENV = "RESNET_COMMIT_SECONDS"
 
 
+def all_outputs(folder: str) -> list[str]:
+    """Every registered format's files in folder (--overwrite clears a folder of all of them)."""
+    from resnet.outputs import FORMATS
+    from resnet.outputs.base import existing_outputs
+
+    return sorted({n for fmt in FORMATS.names() for n in existing_outputs(fmt, folder)})
+
+
 def shard_slice(n: int, shard) -> slice:
     """The contiguous part of an n-item list that shard (i, count), 1-based, takes."""
     if shard is None:
@@ -39,7 +47,8 @@ def run(config) -> Summary:
     out_dir = shard_dir(config.output_dir, config.shard)
     plan = steps.plan(config)
     # the output folder is checked, never created, before the model and engine pass
-    outputs = existing_outputs(config.format, out_dir)
+    FORMATS[config.format].check_available()  # e.g. pyarrow, before anything is loaded
+    outputs = all_outputs(out_dir)  # any format's: a folder holds one run
     journal.check_free(out_dir, outputs, config.resume, config.overwrite)
     check_writable(out_dir)
     model = plan.model.load()
@@ -72,8 +81,8 @@ def run(config) -> Summary:
     space.check(out_dir, sink_type.bytes_per_row(shapes, config.dtype),
                 len(items) - done_before, config.no_space_check)
     with steps.runner(config, plan, model, items) as runner:  # closes the decoders
-        book = journal.Journal(out_dir, manifest, existing_outputs(config.format, out_dir),
-                               config.resume, config.overwrite)
+        book = journal.Journal(out_dir, manifest, all_outputs(out_dir), config.resume,
+                               config.overwrite)
         done = book.state["position"]
         if book.resuming:
             log.info("resuming %s: %d of %d list items already done", out_dir, done, len(items))
@@ -84,26 +93,28 @@ def run(config) -> Summary:
                 if k in manifest}
         meta["key_bytes"] = key_bytes(items)
         saved = book.state["sink"] if book.resuming else None
-        with open_sink(config.format, out_dir, shapes, meta, book.state["rows"], saved) as sink:
-            commit_every = float(os.environ.get(COMMIT_ENV, sink.commit_every))
-            last_commit = [time.monotonic()]
+        try:
+            with open_sink(config.format, out_dir, shapes, meta, book.state["rows"],
+                           saved) as sink:
+                commit_every = float(os.environ.get(COMMIT_ENV, sink.commit_every))
+                last_commit = [time.monotonic()]
 
-            def on_batch(batch_items, out, consumed):
-                sink.write(batch_items, {k: v.astype(dtype, copy=False) for k, v in out.items()})
-                if time.monotonic() - last_commit[0] >= commit_every:  # fsyncs: not always
-                    sink.flush()
-                    book.commit(consumed, sink.count, sink.state())
-                    last_commit[0] = time.monotonic()
+                def on_batch(batch_items, out, consumed):
+                    sink.write(batch_items,
+                               {k: v.astype(dtype, copy=False) for k, v in out.items()})
+                    if time.monotonic() - last_commit[0] >= commit_every:  # fsyncs: not always
+                        sink.flush()
+                        book.commit(consumed, sink.count, sink.state())
+                        last_commit[0] = time.monotonic()
 
-            try:
                 outcome = runner.run(items, on_batch,
                                      lambda item, reason: book.fail(item.key, reason), "extract",
                                      skip=done)
                 sink.flush()
                 book.commit(len(items), sink.count, sink.state())
-                complete = True
-            finally:
-                book.finish(complete)
+            complete = True  # only once the sink is closed: its last file is whole and named
+        finally:
+            book.finish(complete)
     seconds = time.monotonic() - start
     steps.report("extracted", outcome.done, book.state["failed"], seconds, out_dir,
                  os.path.join(out_dir, journal.FAILED))

@@ -2,8 +2,9 @@
 
 `resolve(config)` reads model.json and the file names only: depth, variant, spec and the
 preprocessing (the v1 mean array, or the directory's Recipe). `ResolvedModel.load()` then
-reads and validates every parameter file once, hashing the bytes as it goes, so the weights
-and their checksum come from one read.
+reads and validates every parameter file and computes their sha256, once per run, so a job
+and everything it calls share one LoadedModel (the files' bytes come from the page cache the
+second time).
 """
 from __future__ import annotations
 

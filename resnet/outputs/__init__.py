@@ -25,7 +25,12 @@ def load_features(path: str):
     for fmt, sink in FORMATS.items():  # a format's own file or folder
         if sink.owns(name):
             return sink.read(path)
-    if os.path.isdir(path):  # a run's output folder
+    if os.path.isdir(path):  # a run's output folder: the format its manifest names, else any
+        from resnet.outputs.base import read_manifest
+
+        fmt = read_manifest(path).get("format")
+        if fmt in FORMATS:
+            return FORMATS[fmt].read(path)
         for fmt, sink in FORMATS.items():
             if any(sink.owns(n) and not n.startswith(".") for n in os.listdir(path)):
                 return sink.read(path)

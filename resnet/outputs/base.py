@@ -45,6 +45,10 @@ class Sink:
     commit_every: float = 1.0
 
     @classmethod
+    def check_available(cls) -> None:
+        """Raise a ResnetError now if this format cannot be written here (a missing package)."""
+
+    @classmethod
     def bytes_per_row(cls, shapes: dict, dtype: str) -> int:
         """The expected bytes one image takes, uncompressed (the disk check's estimate)."""
         return sum(int(np.prod(s)) for s in shapes.values()) * np.dtype(dtype).itemsize

@@ -24,9 +24,10 @@ FILTERS = {"none": {}, "lzf": {"compression": "lzf", "shuffle": True},
 
 @FORMATS.register("hdf5")
 class HDF5Sink(Sink):
-    """One float32 dataset per layer, (N, *shape), plus `images` and `labels`, grown per batch.
+    """One dataset per layer, (N, *shape) in the run's dtype, plus `images` and `labels`,
+    grown per batch.
 
-    The file is flushed after every batch; on resume every dataset is cut back to the
+    The file is flushed at every durable point; on resume every dataset is cut back to the
     journal's row count, so rows of a batch that was cut short are written again.
     """
 

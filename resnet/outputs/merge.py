@@ -45,8 +45,11 @@ def find_shards(output_dir: str) -> list[tuple[str, dict]]:
         shards.append((folder, manifest))
     first = shards[0][1]
     for folder, manifest in shards[1:]:
-        for key in ("model_sha256", "layers", "format", "multi_crop", "mean", "layer_num"):
-            if manifest.get(key) != first.get(key):
+        for key in journal.SAME_RUN:  # the settings that make rows alike, not the slice
+            if key in ("items", "list_sha256", "shard"):
+                continue
+            default = journal.ABSENT.get(key)
+            if manifest.get(key, default) != first.get(key, default):
                 raise ResnetError(f"{folder}: made with a different {key} than shard 1")
     return shards
 
@@ -56,9 +59,9 @@ def merge(output_dir: str, overwrite: bool = False) -> int:
     shards = find_shards(output_dir)
     fmt = shards[0][1]["format"]
     sink = FORMATS[fmt]
-    journal.check_free(output_dir, sink.files or existing_outputs(fmt, output_dir), False,
-                       overwrite)
-    for name in existing_outputs(fmt, output_dir):  # --overwrite: the earlier merge goes
+    earlier = journal.check_free(output_dir, sink.files or existing_outputs(fmt, output_dir),
+                                 False, overwrite)
+    for name in set(earlier) | set(existing_outputs(fmt, output_dir)):  # --overwrite
         journal.remove(os.path.join(output_dir, name))
     rows = sum(m["rows"] for _, m in shards)
     sink.merge([f for f, _ in shards], output_dir)

@@ -51,6 +51,10 @@ def part_files(folder: str) -> list[str]:
 class ParquetSink(Sink):
     files = (DIR_NAME,)
     commit_every = 30.0
+
+    @classmethod
+    def check_available(cls):
+        _pa()
     byte_identical_resume = False  # the parts split where the durable points fell
 
     def __init__(self, output_dir, layers, meta, rows=0, saved=None):
@@ -59,6 +63,11 @@ class ParquetSink(Sink):
         self.folder = self.path(DIR_NAME)
         self.dtype = np.dtype(meta.get("dtype", "float32"))
         self.parts = (saved or {}).get("parts", 0)
+        missing = [part_name(i) for i in range(self.parts)
+                   if not os.path.exists(os.path.join(self.folder, part_name(i)))]
+        if missing:
+            raise ResnetError(f"{self.folder}: {', '.join(missing[:3])} missing, though "
+                              f"{self.parts} parts were recorded; pass --overwrite to start again")
         os.makedirs(self.folder, exist_ok=True)
         for name in os.listdir(self.folder):  # past the durable point: redone by this run
             numbered = name.startswith("part-") and name.endswith(".parquet")
@@ -77,7 +86,9 @@ class ParquetSink(Sink):
 
     def write(self, items, outputs):
         pa = self.pa
-        columns = [pa.array([it.key for it in items], pa.string()),
+        # a path with undecodable bytes (surrogate-escaped) is kept readable as \xNN
+        columns = [pa.array([it.key.encode("utf-8", "surrogateescape").decode(
+                       "utf-8", "backslashreplace") for it in items], pa.string()),
                    pa.array([-1 if it.label is None else it.label for it in items], pa.int64())]
         for name in self.layers:
             flat = np.ascontiguousarray(outputs[name], self.dtype).reshape(len(items), -1)
@@ -149,12 +160,13 @@ class PartsTable:
 
     def __init__(self, parts: list[str]):
         _, self.pq = _pa()
-        self.parts = [self.pq.ParquetFile(p) for p in parts]
+        self.parts = parts  # opened per read: a long run has thousands of parts
         self.groups = []  # (part index, row group index, first row, rows)
         start = 0
-        for i, f in enumerate(self.parts):
-            for g in range(f.metadata.num_row_groups):
-                n = f.metadata.row_group(g).num_rows
+        for i, path in enumerate(parts):
+            meta = self.pq.read_metadata(path)
+            for g in range(meta.num_row_groups):
+                n = meta.row_group(g).num_rows
                 self.groups.append((i, g, start, n))
                 start += n
         self.rows = start
@@ -162,8 +174,8 @@ class PartsTable:
 
     def column(self, name: str) -> list:
         out = []
-        for f in self.parts:
-            out += f.read(columns=[name]).column(0).to_pylist()
+        for path in self.parts:
+            out += self.pq.read_table(path, columns=[name]).column(0).to_pylist()
         return out
 
     def read_rows(self, name: str, lo: int, hi: int):
@@ -173,7 +185,8 @@ class PartsTable:
         for i, g, start, n in self.groups[max(first, 0):]:
             if start >= hi:
                 break
-            col = self.parts[i].read_row_group(g, columns=[name]).column(0)
+            with self.pq.ParquetFile(self.parts[i]) as f:
+                col = f.read_row_group(g, columns=[name]).column(0)
             chunks.append(col.slice(max(lo - start, 0), min(hi, start + n) - max(lo, start)))
         return chunks
 

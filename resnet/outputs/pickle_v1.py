@@ -1,4 +1,4 @@
-"""v1's pickle output: `batch_N` files of {basename: {layer: flat float32 array}}."""
+"""v1's pickle output: `batch_N` files of {basename: {layer: flat array}}."""
 from __future__ import annotations
 
 import os
@@ -17,7 +17,7 @@ PICKLE_BATCH = 10000  # images per v1 batch_N file
 
 @FORMATS.register("pickle")
 class PickleSink(Sink):
-    """v1's `batch_N` files of {basename: {layer: flat float32 array}}, PICKLE_BATCH per file.
+    """v1's `batch_N` files of {basename: {layer: flat array}}, PICKLE_BATCH per file.
 
     Each file is streamed entry by entry to a temporary name and renamed when complete, so a
     finished batch file is always whole and memory holds one image at a time. As in v1, the

@@ -19,17 +19,12 @@ from resnet.inputs.imaging import CROPS
 from resnet.runners import RUNNERS
 
 log = logging.getLogger("resnet")
-EXIT_SKIPPED = 3  # some images were skipped; everything else was written
 
 
 @dataclass
 class Outcome:
     done: int = 0
     failed: list = field(default_factory=list)  # (item, reason)
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_SKIPPED if self.failed else 0
 
 
 @RUNNERS.register("local")

@@ -314,6 +314,8 @@ def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: 
     precision (recorded in its cache entry), and on every run with `check`.
     """
     check_options(engine, device, trt, precision)
+    if not any(len(spec[name].shape) == 3 for name in layers):
+        pool = "none"  # nothing to pool: the same compiled model as without --pool
     if engine == "dygraph":
         return Dygraph(spec, values, pool)
     if device == "gpu" and precision == "fp32":
