@@ -39,15 +39,15 @@ def _run(job: str, **options):
     import logging
 
     from resnet.config import RunConfig
-    from resnet.jobs import JOBS
+    from resnet.jobs import JOBS, missing
 
     if not logging.getLogger().handlers and not logging.getLogger("resnet").handlers:
         logging.basicConfig(level=logging.INFO, format="resnet: %(message)s")
     config = RunConfig.from_options(job, **options)
     run = JOBS[job]
-    for flag in run.needs:
-        if not getattr(config, flag):
-            raise ResnetError(f"resnet.{job}() needs {flag}=...")
+    flag = missing(run, config)
+    if flag:
+        raise ResnetError(f"resnet.{job}() needs {flag}=...")
     return config, run
 
 

@@ -16,7 +16,7 @@ from resnet.config import (COMPRESSIONS, DTYPES, ENGINES, EXPORT_TARGETS, POOLS,
                            RunConfig)
 from resnet.errors import ResnetError
 from resnet.importers import IMPORTERS
-from resnet.jobs import JOBS
+from resnet.jobs import JOBS, missing
 from resnet.modelio.mean import DEFAULT_BGR
 from resnet.models import variants
 from resnet.outputs import FORMATS
@@ -149,9 +149,9 @@ def main(argv=None) -> int:
     if args.batch_size < 1:
         flags.error("--batch_size must be at least 1")
     run = JOBS[args.job]
-    for flag in run.needs:  # flag errors: found before Paddle is even imported
-        if not getattr(args, flag):
-            flags.error(f"--job={args.job} needs --{flag}")
+    flag = missing(run, args)  # a flag error: found before Paddle is even imported
+    if flag:
+        flags.error(f"--job={args.job} needs --{flag}")
     try:
         result = run(RunConfig.from_args(args))
         return getattr(result, "exit_code", result)

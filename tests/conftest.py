@@ -9,6 +9,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, ".ci"))
 
 from resnet.modelio import params  # noqa: E402
 from resnet.models import build  # noqa: E402
@@ -70,6 +71,13 @@ def long_list(tmp_path_factory):
             names.append(f"missing{i}.jpg")
     (d / "list.txt").write_text("\n".join(names) + "\n")
     return d / "list.txt"
+
+
+def readme_blocks(heading: str, lang: str = "python") -> list[str]:
+    """README's ```lang blocks under `heading` (the reader CI uses for the test command)."""
+    from readme_block import blocks
+
+    return blocks(os.path.join(ROOT, "README.md"), heading, lang)
 
 
 def write_jpeg(path, h=180, w=240, seed=0):

@@ -5,21 +5,14 @@ import subprocess
 import sys
 
 import pytest
-from conftest import EXAMPLES, ROOT, run_cli
+from conftest import EXAMPLES, ROOT, readme_blocks, run_cli
 
 import resnet
 
 
-def _readme_python_block(heading: str) -> str:
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-        text = f.read()
-    part = text[text.index(heading):]
-    return part[part.index("```python\n") + len("```python\n"):].split("```", 1)[0]
-
-
 def test_readme_api_example_runs(tmp_path):
     shutil.copytree(EXAMPLES, tmp_path / "example")
-    r = subprocess.run([sys.executable, "-c", _readme_python_block("## Python API")],
+    r = subprocess.run([sys.executable, "-c", readme_blocks("## Python API")[0]],
                        cwd=tmp_path, capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=ROOT))
     assert r.returncode == 0, r.stderr

@@ -8,7 +8,7 @@ import sys
 import h5py
 import numpy as np
 import pytest
-from conftest import EXAMPLES, ROOT, run_cli
+from conftest import EXAMPLES, ROOT, readme_blocks, run_cli
 from reference import rel_err
 
 import resnet
@@ -226,14 +226,6 @@ def test_disk_check_refuses_before_anything_runs(model50, monkeypatch, tmp_path)
     assert summary.done == 1
 
 
-def _readme_blocks(heading: str) -> list[str]:
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-        text = f.read()
-    section = text[text.index(heading):]
-    section = section[:section.index("\n## ", 3)]
-    return [b.split("```", 1)[0] for b in section.split("```python\n")[1:]]
-
-
 def test_readme_large_dumps_examples_run(model50, photo_list, tmp_path):
     """README's pandas example, and its FAISS one where faiss is installed."""
     pytest.importorskip("pandas", reason="pandas not installed (the test extra has it)")
@@ -242,7 +234,7 @@ def test_readme_large_dumps_examples_run(model50, photo_list, tmp_path):
                  "--output_layer=res5_3_branch2c_bn", "--pool=avg", "--dtype=float16",
                  "--format=parquet")
     assert r.returncode == 0, r.stderr
-    pandas_block, faiss_block = _readme_blocks("## Large dumps")
+    pandas_block, faiss_block = readme_blocks("## Large dumps")
     code = pandas_block
     try:
         import faiss  # noqa: F401

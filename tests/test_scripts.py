@@ -9,7 +9,7 @@ import tarfile
 import h5py
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, readme_blocks
 
 from resnet.modelio import params
 from resnet.modelio.mean import write_v1_mean
@@ -52,7 +52,7 @@ def test_first_run_extract_sh_uses_loud_demo_model(tmp_path):
     r = _run([str(project / "extract.sh"), "--use_gpu=0"], cwd=work)  # again: replaced
     assert r.returncode == 0, r.stderr
     # README's HDF5 snippet reads the file the Quick start made
-    snippet = _readme_block("**`hdf5`** (default)", "python")
+    snippet = readme_blocks("**`hdf5`** (default)")[0]
     assert "output_demo/features.h5" in snippet
     r = _run([sys.executable, "-c", snippet], cwd=work)
     assert r.returncode == 0, r.stderr
@@ -85,14 +85,6 @@ def test_wrappers_never_overwrite_a_folder_the_user_names(tmp_path):
         "pass --resume")  # ... but the user's folder is refused, as without the wrapper
     assert {n: (results / n).read_bytes() for n in os.listdir(results)} == before
     assert not (tmp_path / "output_demo").exists()
-
-
-def _readme_block(heading: str, lang: str) -> str:
-    """The first ```lang block after `heading` in README.md."""
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-        text = f.read()
-    part = text[text.index(heading):]
-    return part[part.index(f"```{lang}\n") + len(lang) + 4:].split("```", 1)[0]
 
 
 def _archives(tmp_path):

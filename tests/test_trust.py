@@ -211,8 +211,7 @@ def test_predict_never_touches_an_extract_runs_files(model50, tmp_path):
 
 
 def test_readme_test_block_installs_what_the_tests_need_and_ci_runs_it():
-    sys.path.insert(0, os.path.join(ROOT, ".ci"))
-    from readme_block import block
+    from readme_block import block  # on sys.path through conftest
 
     commands = block(os.path.join(ROOT, "README.md"), "## Running the tests").splitlines()
     install = next(c for c in commands if c.startswith("pip install -e "))

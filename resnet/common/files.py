@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 
 BLOCK = 1 << 22
 
@@ -57,6 +58,22 @@ def atomic_write(path: str, data: bytes, fsync: bool = True) -> None:
     """Replace `path` with `data`."""
     with atomic_file(path, "wb", fsync=fsync) as f:
         f.write(data)
+
+
+def concat(sources, target: str) -> None:
+    """The files' bytes one after another (one source: a copy), written atomically."""
+    with atomic_file(target) as dst:
+        for src in sources:
+            with open(src, "rb") as f:
+                shutil.copyfileobj(f, dst, BLOCK)
+
+
+def existing_ancestor(path: str) -> str:
+    """`path`, or its nearest ancestor that exists (where a new folder would be created)."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
 
 
 def _update_from_file(h, path: str) -> None:

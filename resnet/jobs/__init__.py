@@ -12,6 +12,11 @@ from resnet.registry import Registry
 JOBS = Registry("job", __name__)
 
 
+def missing(run, settings) -> str | None:
+    """The first setting `run` needs that `settings` (flags or a RunConfig) leaves empty."""
+    return next((flag for flag in run.needs if not getattr(settings, flag)), None)
+
+
 def job(name: str, needs: tuple = ()):
     """Register `run(config)` as --job=name; `needs` names the flags it cannot run without."""
     def add(fn):

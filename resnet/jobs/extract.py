@@ -47,7 +47,8 @@ def run(config) -> Summary:
     out_dir = shard_dir(config.output_dir, config.shard)
     plan = steps.plan(config)
     # the output folder is checked, never created, before the model and engine pass
-    FORMATS[config.format].check_available()  # e.g. pyarrow, before anything is loaded
+    sink_type = FORMATS[config.format]
+    sink_type.check_available()  # e.g. pyarrow, before anything is loaded
     outputs = all_outputs(out_dir)  # any format's: a folder holds one run
     journal.check_free(out_dir, outputs, config.resume, config.overwrite)
     check_writable(out_dir)
@@ -76,7 +77,6 @@ def run(config) -> Summary:
         manifest["classes"] = folder_classes(config.data)
     if config.resume:  # a run that cannot be resumed is refused before the engine compiles
         journal.check_resumable(out_dir, manifest, outputs)
-    sink_type = FORMATS[config.format]
     done_before = journal.progress(out_dir)["position"] if config.resume else 0
     space.check(out_dir, sink_type.bytes_per_row(shapes, config.dtype),
                 len(items) - done_before, config.no_space_check)

@@ -18,6 +18,7 @@ import os
 
 import numpy as np
 
+from resnet.common.files import existing_ancestor
 from resnet.errors import ResnetError
 from resnet.outputs import FORMATS
 
@@ -107,9 +108,7 @@ def existing_outputs(fmt: str, output_dir: str) -> list[str]:
 def check_writable(output_dir: str) -> None:
     """Refuse an output folder that cannot be created or written, without creating it: a run
     that fails a later check must leave nothing behind."""
-    folder = os.path.abspath(output_dir)
-    while not os.path.exists(folder):
-        folder = os.path.dirname(folder)
+    folder = existing_ancestor(output_dir)
     why = None
     if not os.path.isdir(folder):
         why = f"{folder} is not a directory"

@@ -6,11 +6,10 @@ import logging
 import os
 import re
 
-from resnet.common.files import atomic_write
+from resnet.common.files import atomic_write, concat
 from resnet.errors import ResnetError
 from resnet.outputs import FORMATS, journal
 from resnet.outputs.base import existing_outputs
-from resnet.outputs.text_v1 import concat
 
 log = logging.getLogger("resnet")
 _SHARD = re.compile(r"^shard-(\d+)-of-(\d+)$")

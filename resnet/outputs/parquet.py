@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import numpy as np
 
-from resnet.common.files import atomic_file
+from resnet.common.files import concat
 from resnet.errors import ResnetError
 from resnet.outputs import FORMATS
 from resnet.outputs.base import Features, Sink, read_dtype, read_shapes
@@ -147,12 +146,9 @@ class ParquetSink(Sink):
     def merge(cls, sources, folder):
         target = os.path.join(folder, DIR_NAME)
         os.makedirs(target, exist_ok=True)
-        n = 0
-        for src in sources:
-            for path in part_files(os.path.join(src, DIR_NAME)):
-                with open(path, "rb") as f, atomic_file(os.path.join(target, part_name(n))) as g:
-                    shutil.copyfileobj(f, g, 1 << 22)
-                n += 1
+        paths = [path for src in sources for path in part_files(os.path.join(src, DIR_NAME))]
+        for n, path in enumerate(paths):
+            concat([path], os.path.join(target, part_name(n)))
 
 
 class PartsTable:

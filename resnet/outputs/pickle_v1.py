@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import os
 import pickle
-import shutil
 
 import numpy as np
 
-from resnet.common.files import atomic_file
+from resnet.common.files import concat
 from resnet.modelio import safepickle
 from resnet.outputs import FORMATS
 from resnet.outputs.base import Features, Sink, read_shapes
@@ -107,12 +106,9 @@ class PickleSink(Sink):
     @classmethod
     def merge(cls, sources, folder):
         """The shards' batch files, renumbered in order (a shard's last batch may be short)."""
-        n = 0
-        for src in sources:
-            for path in batch_files(src):
-                with open(path, "rb") as f, atomic_file(os.path.join(folder, f"batch_{n}")) as g:
-                    shutil.copyfileobj(f, g, 1 << 22)
-                n += 1
+        paths = [path for src in sources for path in batch_files(src)]
+        for n, path in enumerate(paths):
+            concat([path], os.path.join(folder, f"batch_{n}"))
 
 
 def batch_files(folder: str) -> list[str]:

@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 
+from resnet.common.files import existing_ancestor
 from resnet.errors import ResnetError
 
 log = logging.getLogger("resnet")
@@ -21,10 +22,7 @@ def human(n: float) -> str:
 
 def free_bytes(folder: str) -> int:
     """Free space where `folder` is (or would be created)."""
-    path = os.path.abspath(folder)
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
-    return shutil.disk_usage(path).free
+    return shutil.disk_usage(existing_ancestor(folder)).free
 
 
 def check(output_dir: str, per_image: int, images: int, skip: bool = False) -> int:

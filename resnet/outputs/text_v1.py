@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import os
-import shutil
 
 import numpy as np
 
-from resnet.common.files import atomic_file
+from resnet.common.files import concat
 from resnet.outputs import FORMATS
 from resnet.outputs.base import Features, Sink, read_dtype, read_shapes
 
@@ -81,11 +80,3 @@ class TextSink(Sink):
     def merge(cls, sources, folder):
         for name in cls.files:
             concat([os.path.join(f, name) for f in sources], os.path.join(folder, name))
-
-
-def concat(sources: list[str], target: str) -> None:
-    """The files' bytes one after another, as one file written atomically."""
-    with atomic_file(target) as dst:
-        for src in sources:
-            with open(src, "rb") as f:
-                shutil.copyfileobj(f, dst, 1 << 22)
