@@ -13,7 +13,7 @@ import logging
 import sys
 
 from resnet.config import (COMPRESSIONS, DTYPES, ENGINES, EXPORT_TARGETS, POOLS, PRECISIONS,
-                           RunConfig)
+                           RunConfig, parse_actors)
 from resnet.errors import ResnetError
 from resnet.importers import IMPORTERS
 from resnet.jobs import JOBS, missing
@@ -40,6 +40,13 @@ def _shard(text: str):
     if not 1 <= i <= n:
         raise argparse.ArgumentTypeError(f"shard {text}: I must be between 1 and N")
     return i, n
+
+
+def _actors(text: str):
+    try:
+        return parse_actors(text)
+    except ResnetError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -118,7 +125,19 @@ def parser() -> argparse.ArgumentParser:
                    help="decoding worker processes (default: half the cores, 1 to 4; "
                         "0: decode on the main thread)")
     p.add_argument("--runner", choices=RUNNERS.names(), default="local",
-                   help="how the images flow through the network: local (this machine)")
+                   help="extract: local (this machine, default) or ray (Ray Data: decoding "
+                        "tasks and engine actors on a Ray cluster; README: Scale out)")
+    p.add_argument("--ray_address", default=None,
+                   help="--runner=ray: auto or HOST:PORT joins a running cluster (default: "
+                        "start a local Ray sized to this machine)")
+    p.add_argument("--actors", type=_actors, default=None, metavar="N|MIN-MAX",
+                   help="--runner=ray: engine actors (default: one per GPU with --use_gpu, "
+                        "else as many as the CPUs allow, one CPU left for decoding)")
+    p.add_argument("--cpus_per_actor", type=float, default=None,
+                   help="--runner=ray: CPUs Ray reserves per engine actor (default 1)")
+    p.add_argument("--gpus_per_actor", type=float, default=None,
+                   help="--runner=ray: GPUs per engine actor (default 1 with --use_gpu, "
+                        "else 0)")
     p.add_argument("--engine", choices=ENGINES, default="inference",
                    help="inference: compiled Paddle Inference model, cached (default); "
                         "dygraph: the plain Paddle reference path")

@@ -55,6 +55,10 @@ class RunConfig:
     shard: tuple | None = None
     workers: int | None = None
     runner: str = "local"
+    ray_address: str | None = None
+    actors: tuple | None = None  # (min, max) engine actors of --runner=ray
+    cpus_per_actor: float | None = None
+    gpus_per_actor: float | None = None
     engine: str = "inference"
     threads: int = 0
     trt: bool = False
@@ -88,6 +92,15 @@ class RunConfig:
                 ok = False
             if not ok:
                 raise ResnetError(f"shard {self.shard!r}: expected (I, N) with 1 <= I <= N")
+        if isinstance(self.actors, (int, str)):  # the API takes 3, "3" or "1-4" as the flag
+            object.__setattr__(self, "actors", parse_actors(str(self.actors)))
+        if self.actors is not None and not (1 <= self.actors[0] <= self.actors[1]):
+            raise ResnetError(f"actors {self.actors!r}: expected N or MIN-MAX with "
+                              "1 <= MIN <= MAX")
+        for name in ("cpus_per_actor", "gpus_per_actor"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ResnetError(f"{name} must be 0 or more, got {value!r}")
         from resnet.outputs import FORMATS
         from resnet.runners import RUNNERS
 
@@ -118,3 +131,15 @@ class RunConfig:
     def layers_or(self, default) -> list[str]:
         """The requested layer names, else `default` (a list)."""
         return self.output_layer.split(",") if self.output_layer else list(default)
+
+
+def parse_actors(text: str) -> tuple[int, int]:
+    """`--actors`: "N" (a fixed pool) or "MIN-MAX" (Ray grows the pool within the range)."""
+    try:
+        low, _, high = text.strip().partition("-")
+        pair = (int(low), int(high or low))
+    except ValueError:
+        raise ResnetError(f"actors {text!r}: expected N or MIN-MAX, such as 4 or 2-8") from None
+    if not 1 <= pair[0] <= pair[1]:
+        raise ResnetError(f"actors {text!r}: expected N or MIN-MAX with 1 <= MIN <= MAX")
+    return pair

@@ -23,17 +23,23 @@ class Progress:
             self.bar = tqdm(total=total, desc=desc, unit="img", file=stream, dynamic_ncols=True,
                             initial=initial)
 
-    def update(self, n: int) -> None:
+    def update(self, n: int, failed: int | None = None) -> None:
+        """n more images done; `failed`, when given, is the run's count of skipped images."""
         self.done += n
         if self.bar is not None:
+            if failed:
+                self.bar.set_postfix(failed=failed, refresh=False)
             self.bar.update(n)
             return
         now = time.monotonic()
         if now - self.last >= self.every or self.done >= self.total:
             self.last = now
             rate = (self.done - self.initial) / max(now - self.start, 1e-9)
-            log.info("%s: %d/%d images (%.1f%%), %.1f img/s", self.desc, self.done, self.total,
-                     100.0 * self.done / max(self.total, 1), rate)
+            eta = (self.total - self.done) / rate if rate > 0 else 0.0
+            log.info("%s: %d/%d images (%.1f%%), %.1f img/s, ETA %s%s", self.desc, self.done,
+                     self.total, 100.0 * self.done / max(self.total, 1), rate,
+                     time.strftime("%H:%M:%S", time.gmtime(eta)),
+                     f", {failed} skipped" if failed else "")
 
     def close(self) -> None:
         if self.bar is not None:

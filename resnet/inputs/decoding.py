@@ -44,7 +44,7 @@ def _decoder_kind() -> str:
     return kind
 
 
-def _work(path, mean, multi_crop):
+def crops_or_error(path, mean, multi_crop):
     """Crops of one image, or the ImageError saying why not (any decoder failure is one)."""
     try:
         return preprocess(path, mean, multi_crop)
@@ -67,7 +67,7 @@ def _worker(conn, ring, slot_size, mean, multi_crop):
         if task is None:
             return
         seq, path, slot = task
-        out = _work(path, mean, multi_crop)
+        out = crops_or_error(path, mean, multi_crop)
         if isinstance(out, ImageError):
             conn.send((seq, "error", str(out)))
         elif out.size <= slot_size:
@@ -208,14 +208,14 @@ def _ordered_threads(items, mean, multi_crop, workers, prefetch):
         pending = deque()
         it = iter(items)
         for item in it:
-            pending.append((item, pool.submit(_work, item.path, mean, multi_crop)))
+            pending.append((item, pool.submit(crops_or_error, item.path, mean, multi_crop)))
             if len(pending) >= prefetch:
                 break
         while pending:
             item, fut = pending.popleft()
             nxt = next(it, None)
             if nxt is not None:
-                pending.append((nxt, pool.submit(_work, nxt.path, mean, multi_crop)))
+                pending.append((nxt, pool.submit(crops_or_error, nxt.path, mean, multi_crop)))
             yield item, fut.result(), _noop
 
 
@@ -243,7 +243,7 @@ class Decoders:
         """(item, crops | ImageError, release) in list order."""
         mean, multi = self.preprocessing, self.multi_crop
         if self.kind == "inline":  # for debugging, and nothing to do for an empty list
-            return ((item, _work(item.path, mean, multi), _noop) for item in items)
+            return ((item, crops_or_error(item.path, mean, multi), _noop) for item in items)
         if self.kind == "thread":
             return _ordered_threads(items, mean, multi, self.workers, self.prefetch)
         return self.pool.ordered(items)

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from resnet.errors import ImageError, file_error
+from resnet.inputs.remote import is_uri, read_bytes
 from resnet.models.graph import INPUT_SIZE
 
 SHORT_SIDE = 256
@@ -30,10 +31,12 @@ def decode(path: str) -> np.ndarray:
     """An 8-bit BGR HWC image, or ImageError saying why this file is not one.
 
     Grey images are replicated to 3 channels, an alpha channel is dropped (as PIL's
-    convert('RGB') did in v1), and 16-bit images are scaled to 8 bits.
+    convert('RGB') did in v1), and 16-bit images are scaled to 8 bits. A URI (s3://...) is
+    read through resnet.inputs.remote.
     """
     try:
-        raw = np.fromfile(path, dtype=np.uint8)
+        raw = (np.frombuffer(read_bytes(path), dtype=np.uint8) if is_uri(path)
+               else np.fromfile(path, dtype=np.uint8))
     except OSError as e:
         raise ImageError(file_error(path, e, "not an image")) from None
     if raw.size == 0:

@@ -32,7 +32,9 @@ class Plan:
 def plan(config, layers=None) -> Plan:
     """Device, depth and variant, layers, inputs, preprocessing: everything that can be
     refused before a model file is read or an output touched."""
-    device = select_device(config.use_gpu)
+    # a runner with its own workers (Ray) picks the device on each node, not here
+    device = (("gpu" if config.use_gpu else "cpu") if RUNNERS[config.runner].parallel_writers
+              else select_device(config.use_gpu))
     model = loaded.resolve(config)  # model.json's depth, variant, recipe; flags win
     spec = model.spec
     log.info("running ResNet-%d%s on %s (paddle %s)", spec.layer_num,
@@ -50,15 +52,19 @@ def runner(config, plan: Plan, model: loaded.LoadedModel, items):
     decoders = Decoders(model.preprocessing, config.multi_crop, config.batch_size,
                         config.workers, len(items))
     try:
-        net = engine.create(config.engine, model.spec, model.values, plan.layers,
-                            model.directory, model.sha256, plan.device, config.threads,
-                            config.trt, config.precision,
-                            max_batch=max(config.batch_size, CROPS if config.multi_crop else 1),
-                            check=config.check, pool=config.pool)
+        net = build_engine(config, model, plan.layers, plan.device, config.threads)
         return RUNNERS[config.runner](config, net, plan.layers, decoders)
     except BaseException:
         decoders.close()
         raise
+
+
+def build_engine(config, model: loaded.LoadedModel, layers, device: str, threads: int):
+    """The run's engine (compiled and cached, or dygraph), as every runner builds it."""
+    return engine.create(config.engine, model.spec, model.values, layers, model.directory,
+                         model.sha256, device, threads, config.trt, config.precision,
+                         max_batch=max(config.batch_size, CROPS if config.multi_crop else 1),
+                         check=config.check, pool=config.pool)
 
 
 def report(what: str, done: int, failed: int, seconds: float, where: str | None,

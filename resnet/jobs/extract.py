@@ -39,10 +39,12 @@ def shard_dir(output_dir: str, shard) -> str:
 def run(config) -> Summary:
     from resnet.common.files import sha256_lines
     from resnet.inputs.lists import folder_classes
+    from resnet.inputs.remote import absolute
     from resnet.jobs import _steps as steps
     from resnet.modelio import modelinfo
     from resnet.outputs import FORMATS, journal, space
     from resnet.outputs.base import check_writable, existing_outputs, key_bytes, open_sink
+    from resnet.runners import RUNNERS
 
     out_dir = shard_dir(config.output_dir, config.shard)
     plan = steps.plan(config)
@@ -61,7 +63,7 @@ def run(config) -> Summary:
         "layer_num": spec.layer_num, "layers": {k: list(v) for k, v in shapes.items()},
         "format": config.format, "model": os.path.abspath(config.model),
         "model_sha256": model.sha256,
-        "data": os.path.abspath(config.data), "items": len(items),
+        "data": absolute(config.data), "items": len(items),
         "list_sha256": sha256_lines(it.key for it in items),
         "shard": f"{config.shard[0]}/{config.shard[1]} of {everything}" if config.shard
         else None,
@@ -69,10 +71,22 @@ def run(config) -> Summary:
         "multi_crop": bool(config.multi_crop),
         "variant": spec.variant,
         "preprocessing": modelinfo.describe(mean, config.multi_crop),
-        "pool": config.pool, "dtype": config.dtype,
+        "pool": config.pool, "dtype": config.dtype, "runner": config.runner,
     }
     if config.format == "hdf5":
         manifest["compression"] = config.compression
+    parallel = RUNNERS[config.runner].parallel_writers
+    if parallel:  # workers write fixed parts of the list (outputs/parts.py)
+        from resnet.inputs.imaging import CROPS
+        from resnet.models.graph import INPUT_SIZE
+        from resnet.outputs import parts
+
+        from resnet.outputs.base import read_manifest
+
+        earlier = read_manifest(out_dir).get("part_rows") if config.resume else None
+        manifest["part_rows"] = earlier or parts.plan(  # a resumed run keeps its parts
+            len(items), CROPS if config.multi_crop else 1,
+            getattr(mean, "crop", INPUT_SIZE), config.batch_size).rows
     if config.labels_from_folders:
         manifest["classes"] = folder_classes(config.data)
     if config.resume:  # a run that cannot be resumed is refused before the engine compiles
@@ -80,6 +94,12 @@ def run(config) -> Summary:
     done_before = journal.progress(out_dir)["position"] if config.resume else 0
     space.check(out_dir, sink_type.bytes_per_row(shapes, config.dtype),
                 len(items) - done_before, config.no_space_check)
+    meta = {k: manifest[k] for k in ("layer_num", "model", "mean", "multi_crop", "format",
+                                     "classes", "pool", "dtype", "compression")
+            if k in manifest}
+    meta["key_bytes"] = key_bytes(items)
+    if parallel:
+        return _in_parts(config, plan, model, items, out_dir, manifest, shapes, meta)
     with steps.runner(config, plan, model, items) as runner:  # closes the decoders
         book = journal.Journal(out_dir, manifest, all_outputs(out_dir), config.resume,
                                config.overwrite)
@@ -88,10 +108,6 @@ def run(config) -> Summary:
             log.info("resuming %s: %d of %d list items already done", out_dir, done, len(items))
         start = time.monotonic()
         outcome, complete, dtype = None, False, np.dtype(config.dtype)
-        meta = {k: manifest[k] for k in ("layer_num", "model", "mean", "multi_crop", "format",
-                                         "classes", "pool", "dtype", "compression")
-                if k in manifest}
-        meta["key_bytes"] = key_bytes(items)
         saved = book.state["sink"] if book.resuming else None
         try:
             with open_sink(config.format, out_dir, shapes, meta, book.state["rows"],
@@ -122,3 +138,57 @@ def run(config) -> Summary:
     space.report_written(files, book.state["rows"])
     return Summary("extract", outcome.done, [(it.key, why) for it, why in outcome.failed],
                    book.state["failed"], files, seconds)
+
+
+def _in_parts(config, plan, model, items, out_dir, manifest, shapes, meta) -> Summary:
+    """Extract with a runner whose workers write part files (outputs/parts.py), then join
+    them into the format's files in list order; --resume redoes the parts not marked done."""
+    from resnet.jobs import _steps as steps
+    from resnet.outputs import journal, parts
+    from resnet.outputs.base import existing_outputs, open_sink
+    from resnet.runners import RUNNERS
+    from resnet.runners.ray_data import PartJob, job_env
+    from resnet.runtime.engine import cache_root
+
+    part_plan = parts.PartPlan(len(items), manifest["part_rows"])
+    start = time.monotonic()
+    with RUNNERS[config.runner](config) as runner:
+        manifest["cluster"] = runner.cluster
+        book = journal.Journal(out_dir, manifest, all_outputs(out_dir), config.resume,
+                               config.overwrite)
+        complete = False
+        try:
+            store = parts.PartStore(out_dir, config.format, shapes, meta, part_plan)
+            finished = journal.progress(out_dir)["position"] == len(items) and book.resuming
+            written, failed = 0, []
+            if not finished:
+                store.prepare()
+                done = store.done()
+                todo = [k for k in range(part_plan.count) if k not in done]
+                before = sum(part_plan.bounds(k)[1] - part_plan.bounds(k)[0] for k in done)
+                if done:
+                    log.info("resuming %s: %d of %d parts (%d of %d list items) already done",
+                             out_dir, len(done), part_plan.count, before, len(items))
+                job = PartJob(config, model.preprocessing, list(plan.layers), shapes, meta,
+                              os.path.abspath(out_dir), part_plan, model.sha256,
+                              runner.pool.threads,
+                              dict(job_env(), RESNET_CACHE_DIR=os.path.abspath(cache_root())))
+                if todo:
+                    written, _ = runner.run_parts(items, todo, job, before)
+                failed = [(items[i].key, why) for i, why in store.failures()]
+                for key, reason in failed:
+                    book.fail(key, reason)
+                if not store.final:  # e.g. HDF5: one writer, parts streamed in list order
+                    with open_sink(config.format, out_dir, shapes, meta) as sink:
+                        store.assemble(sink, items)
+                book.commit(len(items), store.rows(), {})
+            complete = True
+        finally:
+            book.finish(complete)
+        if complete and not finished:
+            store.remove_stage()
+    seconds = time.monotonic() - start
+    steps.report("extracted", written, book.state["failed"], seconds, out_dir,
+                 os.path.join(out_dir, journal.FAILED))
+    files = sorted(os.path.join(out_dir, n) for n in existing_outputs(config.format, out_dir))
+    return Summary("extract", written, failed, book.state["failed"], files, seconds)

@@ -43,6 +43,11 @@ def run(config, collect: bool = False, out=None) -> Summary:
     from resnet.modelio.classes import class_name, imagenet_classes
     from resnet.outputs.failures import FailureLog
 
+    from resnet.runners import RUNNERS
+
+    if RUNNERS[config.runner].parallel_writers:
+        raise ResnetError(f"--runner={config.runner} runs --job=extract; predict runs on this "
+                          "machine (--runner=local)")
     plan = steps.plan(config, layers=["output"])
     if config.output_file and os.path.exists(config.output_file) and not config.overwrite:
         raise ResnetError(f"{config.output_file}: already exists; pass --overwrite to replace "

@@ -44,6 +44,9 @@ class Sink:
 
     #: seconds between durable points (a format whose flush closes a file wants fewer)
     commit_every: float = 1.0
+    #: where the Parquet part files that parallel workers write (outputs/parts.py) are this
+    #: format's output as they are; None: they are staged, then streamed into this format
+    part_dir: str | None = None
 
     @classmethod
     def check_available(cls) -> None:

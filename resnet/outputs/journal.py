@@ -17,15 +17,17 @@ import sys
 from resnet.common.files import atomic_write
 from resnet.errors import ResnetError
 from resnet.outputs.failures import FailureLog
+from resnet.outputs.parts import STAGE
 
 MANIFEST = "manifest.json"
 PROGRESS = "progress.json"
 FAILED = "failed.txt"
 #: Manifest fields that must match for --resume to continue an earlier run.
 SAME_RUN = ("model_sha256", "layer_num", "variant", "layers", "format", "multi_crop", "mean",
-            "preprocessing", "items", "list_sha256", "shard", "pool", "dtype", "compression")
+            "preprocessing", "items", "list_sha256", "shard", "pool", "dtype", "compression",
+            "runner", "part_rows")
 #: What a manifest written before a field existed (or by a format without it) meant by its absence.
-ABSENT = {"pool": "none", "dtype": "float32", "compression": "none"}
+ABSENT = {"pool": "none", "dtype": "float32", "compression": "none", "runner": "local"}
 
 
 def _read_json(path: str):
@@ -52,7 +54,7 @@ def remove(path: str) -> None:
 
 def check_free(output_dir: str, outputs, resume: bool, overwrite: bool) -> list[str]:
     """The run's files already in output_dir; an error if neither --resume nor --overwrite."""
-    existing = [n for n in (*outputs, MANIFEST, PROGRESS, FAILED)
+    existing = [n for n in (*outputs, MANIFEST, PROGRESS, FAILED, STAGE)
                 if os.path.exists(os.path.join(output_dir, n))]
     if existing and not (resume or overwrite):
         raise ResnetError(f"{output_dir}: already holds output ({', '.join(sorted(existing))}); "

@@ -39,17 +39,58 @@ def part_name(i: int) -> str:
     return f"part-{i:05d}.parquet"
 
 
+def part_number(name: str) -> int | None:
+    """k of a finished part's name part-k.parquet (k has 5 digits or more), else None."""
+    digits = name[5:-8]
+    ok = name.startswith("part-") and name.endswith(".parquet") and digits.isdigit()
+    return int(digits) if ok else None
+
+
 def part_files(folder: str) -> list[str]:
-    """The finished part files of a features.parquet folder, in order."""
-    names = sorted(n for n in os.listdir(folder) if n.startswith("part-") and
-                   n.endswith(".parquet"))
-    return [os.path.join(folder, n) for n in names]
+    """The finished part files of a features.parquet folder, in order (by number: a run of
+    100,000 parts or more has wider numbers)."""
+    numbered = sorted((part_number(n), n) for n in os.listdir(folder)
+                      if part_number(n) is not None)
+    return [os.path.join(folder, n) for _, n in numbered]
+
+
+def schema(layers: dict, meta: dict, dtype):
+    """The Arrow schema of a run's parts: path, label, one fixed-size list per layer; the
+    shapes and settings in the `resnet` metadata key."""
+    pa, _ = _pa()
+    value = pa.float16() if np.dtype(dtype) == np.float16 else pa.float32()
+    fields = [pa.field("path", pa.string()), pa.field("label", pa.int64())]
+    fields += [pa.field(name, pa.list_(value, int(np.prod(shape))))
+               for name, shape in layers.items()]
+    doc = {"layers": {k: list(v) for k, v in layers.items()}, **meta}
+    return pa.schema(fields, metadata={"resnet": json.dumps(doc)})
+
+
+def table(schema, items, outputs: dict, dtype):
+    """One batch of rows (items in list order, their outputs per layer) as an Arrow table."""
+    pa, _ = _pa()
+    # a path with undecodable bytes (surrogate-escaped) is kept readable as \xNN
+    columns = [pa.array([it.key.encode("utf-8", "surrogateescape").decode(
+                   "utf-8", "backslashreplace") for it in items], pa.string()),
+               pa.array([-1 if it.label is None else it.label for it in items], pa.int64())]
+    for name in schema.names[2:]:
+        flat = np.ascontiguousarray(outputs[name], dtype).reshape(len(items), -1)
+        columns.append(pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)),
+                                                         flat.shape[1]))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def group_rows(layers: dict, dtype) -> int:
+    """Rows per row group: about ROW_GROUP_BYTES each."""
+    row = sum(int(np.prod(s)) for s in layers.values()) * np.dtype(dtype).itemsize + 64
+    return max(1, ROW_GROUP_BYTES // row)
 
 
 @FORMATS.register("parquet")
 class ParquetSink(Sink):
     files = (DIR_NAME,)
     commit_every = 30.0
+    part_dir = DIR_NAME  # parallel workers' part files are this format's output as they are
 
     @classmethod
     def check_available(cls):
@@ -69,31 +110,16 @@ class ParquetSink(Sink):
                               f"{self.parts} parts were recorded; pass --overwrite to start again")
         os.makedirs(self.folder, exist_ok=True)
         for name in os.listdir(self.folder):  # past the durable point: redone by this run
-            numbered = name.startswith("part-") and name.endswith(".parquet")
-            if name.startswith(".") or (numbered and int(name[5:10]) >= self.parts):
+            number = part_number(name)
+            if name.startswith(".") or (number is not None and number >= self.parts):
                 os.remove(os.path.join(self.folder, name))
-        value = self.pa.float16() if self.dtype == np.float16 else self.pa.float32()
-        fields = [self.pa.field("path", self.pa.string()), self.pa.field("label", self.pa.int64())]
-        fields += [self.pa.field(name, self.pa.list_(value, int(np.prod(shape))))
-                   for name, shape in layers.items()]
-        doc = {"layers": {k: list(v) for k, v in layers.items()}, **meta}
-        self.schema = self.pa.schema(fields, metadata={"resnet": json.dumps(doc)})
-        row = sum(int(np.prod(s)) for s in layers.values()) * self.dtype.itemsize + 64
-        self.group_rows = max(1, ROW_GROUP_BYTES // row)
+        self.schema = schema(layers, meta, self.dtype)
+        self.group_rows = group_rows(layers, self.dtype)
         self.pending, self.pending_rows = [], 0
         self.writer = self.tmp = None
 
     def write(self, items, outputs):
-        pa = self.pa
-        # a path with undecodable bytes (surrogate-escaped) is kept readable as \xNN
-        columns = [pa.array([it.key.encode("utf-8", "surrogateescape").decode(
-                       "utf-8", "backslashreplace") for it in items], pa.string()),
-                   pa.array([-1 if it.label is None else it.label for it in items], pa.int64())]
-        for name in self.layers:
-            flat = np.ascontiguousarray(outputs[name], self.dtype).reshape(len(items), -1)
-            columns.append(pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)),
-                                                             flat.shape[1]))
-        self.pending.append(pa.Table.from_arrays(columns, schema=self.schema))
+        self.pending.append(table(self.schema, items, outputs, self.dtype))
         self.pending_rows += len(items)
         self.count += len(items)
         if self.pending_rows >= self.group_rows:
@@ -149,6 +175,16 @@ class ParquetSink(Sink):
         paths = [path for src in sources for path in part_files(os.path.join(src, DIR_NAME))]
         for n, path in enumerate(paths):
             concat([path], os.path.join(target, part_name(n)))
+
+
+def read_part(path: str, layers: dict, dtype) -> tuple[list, list, dict]:
+    """One part file whole: (paths, labels, {layer: (rows, *shape) array})."""
+    _, pq = _pa()
+    t = pq.read_table(path)
+    arrays = {name: np.asarray(t.column(name).combine_chunks().flatten().to_numpy(
+                  zero_copy_only=False), dtype).reshape(t.num_rows, *shape)
+              for name, shape in layers.items()}
+    return t.column("path").to_pylist(), t.column("label").to_pylist(), arrays
 
 
 class PartsTable:

@@ -29,6 +29,7 @@ class Outcome:
 
 @RUNNERS.register("local")
 class LocalRunner:
+    parallel_writers = False  # the job writes, in list order, as batches come back
     def __init__(self, config, net, layers, decoders):
         self.config, self.net, self.layers, self.decoders = config, net, list(layers), decoders
         self.crops = CROPS if config.multi_crop else 1
@@ -55,10 +56,7 @@ class LocalRunner:
         writer = Writer()
         try:
             for batch, x in self.decoders.batched(items[skip:], on_error):
-                out = self.forward(x)
-                if crops > 1:
-                    out = {k: v.reshape(len(batch), crops, *v.shape[1:]).mean(axis=1)
-                           for k, v in out.items()}
+                out = infer(self.net, self.layers, x, len(batch), crops, self.config.batch_size)
                 outcome.done += len(batch)
                 writer.submit(on_batch, batch, out, skip + outcome.done + len(outcome.failed))
                 progress.update(len(batch))
@@ -75,14 +73,24 @@ class LocalRunner:
     def __exit__(self, *exc):
         self.decoders.close()
 
-    def forward(self, x: np.ndarray) -> dict:
-        """net.run over at most max(batch_size, crops) crops at a time: a 10-crop batch of 16
-        images is 160 crops, which as one forward pass is slower and needs gigabytes."""
-        most = max(self.config.batch_size, self.crops)
-        if len(x) <= most:
-            return self.net.run(x, self.layers)
-        parts = [self.net.run(x[i:i + most], self.layers) for i in range(0, len(x), most)]
-        return {k: np.concatenate([p[k] for p in parts]) for k in self.layers}
+
+
+def infer(net, layers, x: np.ndarray, images: int, crops: int, batch_size: int) -> dict:
+    """The layers' outputs for `images` images whose crops are x, crops averaged per image.
+
+    net.run sees at most max(batch_size, crops) crops at a time: a 10-crop batch of 16 images
+    is 160 crops, which as one forward pass is slower and needs gigabytes. Every runner
+    computes its outputs here.
+    """
+    most = max(batch_size, crops)
+    if len(x) <= most:
+        out = net.run(x, layers)
+    else:
+        parts = [net.run(x[i:i + most], layers) for i in range(0, len(x), most)]
+        out = {k: np.concatenate([p[k] for p in parts]) for k in layers}
+    if crops > 1:
+        out = {k: v.reshape(images, crops, *v.shape[1:]).mean(axis=1) for k, v in out.items()}
+    return out
 
 
 class Writer:

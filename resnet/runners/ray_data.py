@@ -1,0 +1,307 @@
+"""The Ray Data runner: one extract spread over a Ray cluster, from a laptop to GPU nodes.
+
+The list is cut into parts (outputs/parts.py). Each part is decoded by a Ray CPU task, then
+run through the network by one of a pool of actors, each of which builds the engine once and
+writes its parts' files itself, so there is no single writer. Ray retries tasks and restarts
+actors lost with a node; a part is rewritten whole under its own name, so a retry never
+duplicates a row. The driver only watches: one progress line for the whole cluster, and
+--resume after the driver itself died redoes the parts without a done-marker.
+
+Ray imports lazily (the `ray` extra); nothing here runs unless --runner=ray.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from resnet.common.cpu import usable_cores
+from resnet.common.progress import Progress
+from resnet.errors import ImageError, ResnetError
+from resnet.inputs.lists import Item
+from resnet.outputs.parts import PART_BYTES
+from resnet.runners import RUNNERS
+
+log = logging.getLogger("resnet")
+HINT = "--runner=ray needs Ray Data: pip install -e '.[ray]' (or: pip install 'ray[data]>=2.60')"
+#: CPUs kept free of engine actors: decoding tasks need one, or Ray waits forever (an actor
+#: pool on every CPU starves the tasks that feed it)
+DECODE_CPUS = 1
+#: environment passed on to every task and actor (caches, decoder limits, S3 credentials)
+FORWARD_ENV = ("RESNET_", "AWS_")
+
+
+def _ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401 - the Data library is a separate extra of Ray
+    except ImportError:
+        raise ResnetError(HINT) from None
+    return ray
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The engine actors: how many, what each reserves, the engine threads each runs."""
+
+    min: int
+    max: int
+    cpus: float
+    gpus: float
+    threads: int
+
+
+def size_pool(config, nodes: list[dict]) -> Pool:
+    """The actor pool for config on a cluster whose alive nodes have `nodes` resources
+    ({"CPU": n, "GPU": n}); a ResnetError for any pool that could never run."""
+    cpus_total = sum(n.get("CPU", 0) for n in nodes)
+    gpus_total = sum(n.get("GPU", 0) for n in nodes)
+    cpus = 1.0 if config.cpus_per_actor is None else float(config.cpus_per_actor)
+    gpus = float(config.gpus_per_actor if config.gpus_per_actor is not None
+                 else (1 if config.use_gpu else 0))
+    if config.actors:
+        low, high = config.actors
+    elif gpus:
+        low = high = max(1, int(gpus_total // gpus))
+    else:
+        low = high = max(1, int((cpus_total - DECODE_CPUS) // cpus)) if cpus else 1
+    where = f"the cluster has {cpus_total:g} CPUs and {gpus_total:g} GPUs"
+    if gpus and high * gpus > gpus_total:
+        raise ResnetError(f"{high} actors x {gpus:g} GPUs need {high * gpus:g} GPUs; {where} "
+                          "(--actors, --gpus_per_actor)")
+    if high * cpus > cpus_total - DECODE_CPUS:
+        raise ResnetError(
+            f"{high} actors x {cpus:g} CPUs leave {cpus_total - high * cpus:g} of the "
+            f"cluster's {cpus_total:g} CPUs for decoding, which needs {DECODE_CPUS}: Ray would "
+            f"wait forever; use --actors={max(1, int((cpus_total - DECODE_CPUS) // cpus)) if cpus else 1}"
+            " or a smaller --cpus_per_actor")
+    if cpus > max((n.get("CPU", 0) for n in nodes), default=0):
+        raise ResnetError(f"--cpus_per_actor={cpus:g} is more than any node has; {where}")
+    if config.threads:
+        threads = config.threads
+    else:  # the node's cores shared among the actors it is likely to hold
+        with_cpus = [n["CPU"] for n in nodes if n.get("CPU", 0) >= cpus] or [1]
+        per_node = math.ceil(high / len(with_cpus))
+        threads = max(1, int(min(with_cpus) // per_node))
+    return Pool(low, high, cpus, gpus, threads)
+
+
+@dataclass(frozen=True)
+class PartJob:
+    """What every task and actor needs to know, sent once (pickled) to each."""
+
+    config: object  # RunConfig
+    preprocessing: object
+    layers: list
+    shapes: dict
+    meta: dict
+    output_dir: str
+    plan: object  # parts.PartPlan
+    sha256: str
+    threads: int
+    env: dict
+
+    def store(self):
+        from resnet.outputs.parts import PartStore
+
+        return PartStore(self.output_dir, self.config.format, self.shapes, self.meta, self.plan)
+
+
+def _enter(job: PartJob) -> None:
+    os.environ.update(job.env)
+
+
+def decode_part(row: dict, job: PartJob) -> dict:
+    """A Ray task: one part's images decoded; a bad image is recorded, never raised."""
+    from resnet.inputs.decoding import crops_or_error
+
+    _enter(job)
+    lo, paths = int(row["lo"]), json.loads(row["paths"])
+    pixels, good, failed = [], [], []
+    for j, path in enumerate(paths):
+        out = crops_or_error(path, job.preprocessing, job.config.multi_crop)
+        if isinstance(out, ImageError):
+            failed.append([lo + j, str(out)])
+        else:
+            pixels.append(out)
+            good.append(lo + j)
+    x = np.concatenate(pixels) if pixels else np.zeros((0,), np.float32)
+    return {"part": row["part"], "pixels": x.tobytes(), "keys": row["keys"],
+            "labels": row["labels"], "meta": json.dumps({"good": good, "failed": failed, "shape": list(x.shape)})}
+
+
+class PartWorker:
+    """A Ray actor: builds the engine once, then runs and writes whole parts."""
+
+    def __init__(self, job: PartJob):
+        from resnet.inputs.imaging import CROPS
+        from resnet.jobs import _steps
+        from resnet.modelio import loaded
+        from resnet.runtime.paddle_env import select_device
+
+        _enter(job)
+        logging.basicConfig(level=logging.WARNING)
+        self.job, self.store = job, job.store()
+        self.crops = CROPS if job.config.multi_crop else 1
+        model = loaded.resolve(job.config).load()
+        if model.sha256 != job.sha256:
+            raise ResnetError(f"{job.config.model}: differs on this node from the driver's "
+                              "copy (parameter checksums differ)")
+        device = select_device(job.config.use_gpu)
+        self.net = _steps.build_engine(job.config, model, job.layers, device, job.threads)
+
+    def __call__(self, row: dict) -> dict:
+        from resnet.runners.local import infer
+
+        job, k = self.job, int(row["part"])
+        meta = json.loads(row["meta"])
+        failed = meta["failed"]
+        result = {"part": k, "rows": 0, "failed": json.dumps([why for _, why in failed]),
+                  "stop": ""}
+        if failed and job.config.strict:
+            result["stop"] = failed[0][1]
+            return result
+        items = list(_items(job, meta["good"], row))
+        outputs = {}
+        if items:
+            x = np.frombuffer(row["pixels"], np.float32).reshape(meta["shape"])
+            dtype = np.dtype(job.config.dtype)
+            outputs = {name: v.astype(dtype, copy=False) for name, v in
+                       infer(self.net, job.layers, x, len(items), self.crops,
+                             job.config.batch_size).items()}
+        self.store.write(k, items, outputs, failed)
+        result["rows"] = len(items)
+        return result
+
+
+def _items(job: PartJob, good: list, row: dict):
+    keys = json.loads(row["keys"])
+    labels = json.loads(row["labels"])
+    lo = job.plan.bounds(int(row["part"]))[0]
+    for i in good:
+        label = labels[i - lo]
+        yield Item(keys[i - lo], "", None if label is None else int(label))
+
+
+@RUNNERS.register("ray")
+class RayRunner:
+    """Joins or starts a Ray cluster, sizes the actor pool and runs parts through it."""
+
+    parallel_writers = True  # workers write part files; the job assembles them
+
+    def __init__(self, config):
+        self.config = config
+        self.ray = _ray()
+        self.owned = False
+        if not config.debug:
+            for name in ("ray", "ray.data"):  # its per-operator notices: --debug shows them
+                logging.getLogger(name).setLevel(logging.ERROR)
+        start = time.monotonic()
+        self._connect()
+        try:
+            nodes = [n["Resources"] for n in self.ray.nodes() if n.get("Alive")]
+            self.pool = size_pool(config, nodes)
+        except BaseException:
+            self.close()
+            raise
+        self.cluster = {
+            "address": config.ray_address or "local",
+            "nodes": len(nodes),
+            "cpus": sum(n.get("CPU", 0) for n in nodes),
+            "gpus": sum(n.get("GPU", 0) for n in nodes),
+            "actors": (f"{self.pool.min}" if self.pool.min == self.pool.max
+                       else f"{self.pool.min}-{self.pool.max}"),
+            "cpus_per_actor": self.pool.cpus, "gpus_per_actor": self.pool.gpus,
+            "threads_per_actor": self.pool.threads,
+        }
+        log.info("Ray cluster %s: %d node(s), %g CPUs, %g GPUs; %s engine actor(s) of %g CPU "
+                 "/ %g GPU, %d engine thread(s) each (%.1f s to connect)",
+                 self.cluster["address"], len(nodes), self.cluster["cpus"],
+                 self.cluster["gpus"], self.cluster["actors"], self.pool.cpus, self.pool.gpus,
+                 self.pool.threads, time.monotonic() - start)
+
+    def _connect(self) -> None:
+        ray, config = self.ray, self.config
+        if ray.is_initialized():  # the caller's own session (the Python API): use it as is
+            return
+        options = dict(include_dashboard=False, log_to_driver=config.debug,
+                       logging_level=logging.INFO if config.debug else logging.WARNING)
+        try:
+            if config.ray_address:
+                ray.init(address=config.ray_address, **options)
+            else:
+                ray.init(num_cpus=usable_cores(), **options)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            where = config.ray_address or "a local Ray"
+            raise ResnetError(f"cannot start or join {where}: {_first_line(e)}") from None
+        self.owned = True
+
+    def run_parts(self, items, todo: list[int], job: PartJob, done_before: int) -> tuple:
+        """Run parts `todo` through the pool; returns (rows written, images skipped)."""
+        ray = self.ray
+        ctx = ray.data.DataContext.get_current()  # read when a dataset is made: set first
+        ctx.enable_progress_bars = self.config.debug
+        ctx.print_on_execution_start = self.config.debug
+        rows = []
+        for k in todo:
+            lo, hi = job.plan.bounds(k)
+            part = items[lo:hi]
+            rows.append({"part": k, "lo": lo, "paths": json.dumps([it.path for it in part]),
+                         "keys": json.dumps([it.key for it in part]),
+                         "labels": json.dumps([it.label for it in part])})
+        ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows)))
+        # `memory` also keeps the decode tasks out of the actors (equal resources would fuse
+        # them into the actor, and decoding would stop overlapping the forward passes)
+        ds = ds.map(decode_part, fn_kwargs={"job": job}, num_cpus=1,
+                    memory=8 * PART_BYTES)
+        ds = ds.map(PartWorker, fn_constructor_kwargs={"job": job},
+                    compute=ray.data.ActorPoolStrategy(min_size=self.pool.min,
+                                                       max_size=self.pool.max),
+                    num_cpus=self.pool.cpus, num_gpus=self.pool.gpus or None)
+        progress = Progress(len(items), "extract", initial=done_before)
+        written = skipped = 0
+        try:
+            for result in ds.iter_rows():
+                if result["stop"]:
+                    raise ResnetError(f"{result['stop']} (stopped: --strict)")
+                for why in json.loads(result["failed"]):
+                    log.warning("skipped %s", why)
+                    skipped += 1
+                written += int(result["rows"])
+                progress.update(int(result["rows"]) + len(json.loads(result["failed"])),
+                                failed=skipped)
+        except ResnetError:
+            raise
+        except Exception as e:  # a task or actor raised: its own message, in one line
+            cause = getattr(e, "cause", None) or e
+            if isinstance(cause, ResnetError):
+                raise ResnetError(str(cause)) from None
+            raise ResnetError(f"the Ray job failed: {_first_line(cause)}") from None
+        finally:
+            progress.close()
+        return written, skipped
+
+    def close(self) -> None:
+        if self.owned and self.ray.is_initialized():
+            self.ray.shutdown()
+        self.owned = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[-1] if text else ''}"
+
+
+def job_env() -> dict:
+    return {k: v for k, v in os.environ.items() if k.startswith(FORWARD_ENV)}

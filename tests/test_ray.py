@@ -1,0 +1,282 @@
+"""--runner=ray against the local runner: same rows, order, values and failed.txt, on a local
+Ray, a two-node cluster with a node killed mid-run, a killed driver resumed, and S3 input.
+
+Every Ray process runs in a private network namespace (tests/netns.py), so nothing listens
+beyond loopback; the module's last test checks that no process is left in it.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pytest
+from conftest import ROOT, write_jpeg
+from netns import Netns, children, cmdline
+
+import resnet
+
+pytest.importorskip("ray.data", reason="ray[data] is not installed (pip install -e '.[ray]')")
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
+
+IMAGES = 100
+ENV = {"PYTHONPATH": ROOT, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+@pytest.fixture(scope="module")
+def ns():
+    space = Netns()
+    yield space
+    space.close()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """100 JPEGs of varied sizes in a labelled list, with a corrupt file and a missing one."""
+    d = tmp_path_factory.mktemp("ray_photos")
+    lines = []
+    for i in range(IMAGES):
+        write_jpeg(d / f"im{i:03d}.jpg", 100 + i, 160 - i // 2, seed=i)
+        lines.append(f"im{i:03d}.jpg {i % 7}")
+        if i == 40:
+            (d / "corrupt.jpg").write_bytes(b"\xff\xd8not really a jpeg\xff\xd9")
+            lines.append("corrupt.jpg 3")
+        if i == 77:
+            lines.append("missing.jpg 1")
+    (d / "list.txt").write_text("\n".join(lines) + "\n")
+    return d
+
+
+@pytest.fixture(scope="module")
+def model(model_factory):
+    return model_factory(18)
+
+
+def extract_args(model, data, out, *extra):
+    return [sys.executable, "-m", "resnet", "--job=extract", f"--model={model}",
+            f"--data={data}", f"--output_dir={out}", "--use_gpu=0", *extra]
+
+
+def run_in(ns, argv, env=None, timeout=300):
+    return ns.run(argv, env=dict(os.environ, **ENV, **(env or {})), capture_output=True,
+                  text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def reference(model, photos, tmp_path_factory):
+    """The local runner's output for the same list (HDF5)."""
+    out = tmp_path_factory.mktemp("ray_ref") / "out"
+    proc = subprocess.run(extract_args(model, photos / "list.txt", out),
+                          env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 3, proc.stderr
+    return out
+
+
+def assert_same(out, ref):
+    with resnet.load_features(str(out)) as got, resnet.load_features(str(ref)) as want:
+        assert list(got.images) == list(want.images)
+        np.testing.assert_array_equal(got.labels, want.labels)
+        assert sorted(got.keys()) == sorted(want.keys())
+        for name in want.keys():
+            a, b = np.asarray(got[name]), np.asarray(want[name])
+            assert a.shape == b.shape
+            scale = np.abs(b).max()
+            assert np.abs(a - b).max() <= 1e-5 * scale, name
+    with open(os.path.join(ref, "failed.txt"), "rb") as f:
+        want_failed = f.read()
+    with open(os.path.join(out, "failed.txt"), "rb") as f:
+        assert f.read() == want_failed
+
+
+def wait_for_parts(out, at_least, proc, timeout=240):
+    """Done-markers of a running extract, once at least `at_least` exist."""
+    stage = os.path.join(out, "parts")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = [n for n in os.listdir(stage) if n.endswith(".done")] \
+            if os.path.isdir(stage) else []
+        if len(done) >= at_least:
+            return done
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before {at_least} parts were done: "
+                        f"{proc.stderr.read()}")
+        time.sleep(0.02)
+    pytest.fail(f"fewer than {at_least} parts done after {timeout} s")
+
+
+def test_local_ray_equals_local_runner(ns, model, photos, reference, tmp_path):
+    out = tmp_path / "ray"
+    proc = run_in(ns, extract_args(model, photos / "list.txt", out, "--runner=ray"),
+                  env={"RESNET_PART_ROWS": "16"})
+    assert proc.returncode == 3, proc.stderr
+    assert_same(out, reference)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["runner"] == "ray" and manifest["status"] == "complete"
+    assert manifest["part_rows"] == 16 and manifest["rows"] == IMAGES
+    cluster = manifest["cluster"]
+    assert (cluster["address"], cluster["nodes"], cluster["actors"]) == ("local", 1, "1")
+    assert not (out / "parts").exists()  # staged parts removed once joined into features.h5
+    assert "skipped" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_driver_killed_then_resumed(ns, model, photos, reference, tmp_path):
+    """kill -9 of the driver mid-run, then the same command with --resume: every image once,
+    outputs equal to the uninterrupted run (Parquet: the part files are the output)."""
+    out = tmp_path / "ray"
+    argv = extract_args(model, photos / "list.txt", out, "--runner=ray", "--format=parquet")
+    env = dict(os.environ, **ENV, RESNET_PART_ROWS="4")  # 26 parts
+    before = set(ns.processes())
+    driver = ns.popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    done = wait_for_parts(out, 3, driver)
+    driver.kill()
+    driver.wait()
+    assert len(done) < 26, "the run finished before the kill"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "running"  # killed: never marked complete or interrupted
+    # the local Ray the driver started dies with it; Ray's agents have been seen to outlive
+    # it: stop them by pid (they are this test's, in its namespace)
+    for pid in set(ns.wait_empty(20)) - before:
+        os.kill(pid, signal.SIGKILL)
+
+    again = run_in(ns, argv + ["--resume"], env={"RESNET_PART_ROWS": "4"})
+    assert again.returncode == 3, again.stderr
+    assert "already done" in again.stderr
+    assert_same(out, reference)
+    parts = sorted(os.listdir(out / "features.parquet"))
+    # part 10 (items 40-43) and part 19 hold the bad images; no part is all bad
+    assert parts == [f"part-{k:05d}.parquet" for k in range(26)]
+    assert json.loads((out / "manifest.json").read_text())["resumed"] == 1
+
+
+def test_too_many_actors_is_an_error_not_a_hang(ns, model, photos, tmp_path):
+    proc = run_in(ns, extract_args(model, photos / "list.txt", tmp_path / "o", "--runner=ray",
+                                   "--actors=2"), timeout=120)
+    assert proc.returncode == 1
+    err = proc.stderr.strip().splitlines()[-1]
+    assert "2 actors x 1 CPUs leave 0 of the cluster's 2 CPUs for decoding" in err, err
+    assert "--actors=1" in err
+
+
+@pytest.fixture(scope="module")
+def cluster(ns):
+    """A head (3 CPUs) and a worker node (2 CPUs), started with `ray start --block` in the
+    namespace; stopped by their own pids."""
+    temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths must fit
+    env = dict(os.environ, **ENV)
+    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+    logs = [open(os.path.join(temp, f"{n}.log"), "w+") for n in ("head", "worker")]
+    head = ns.popen([ray_cli, "start", "--head", "--block", "--num-cpus=3", "--port=6391",
+                     "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats"],
+                    env=env, stdout=logs[0], stderr=subprocess.STDOUT)
+    nodes = [head]
+    try:
+        wait_started(head, logs[0])
+        worker = ns.popen([ray_cli, "start", "--block", "--address=127.0.0.1:6391",
+                           "--num-cpus=2"], env=env, stdout=logs[1], stderr=subprocess.STDOUT)
+        nodes.append(worker)
+        wait_started(worker, logs[1])
+        yield {"address": "127.0.0.1:6391", "head": head, "worker": worker, "nodes": nodes}
+    finally:
+        for node in reversed(nodes):
+            if node.poll() is None:
+                node.send_signal(signal.SIGTERM)
+        for node in nodes:
+            try:
+                node.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                node.kill()
+        for log in logs:
+            log.close()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def wait_started(node, log, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log.seek(0)
+        text = log.read()
+        if "Ray runtime started" in text:
+            return
+        if node.poll() is not None:
+            break
+        time.sleep(0.2)
+    log.seek(0)
+    pytest.fail("ray start failed: " + log.read()[-3000:])
+
+
+def test_s3_input_on_a_cluster(ns, cluster, model, photos, tmp_path):
+    """--data=s3://bucket/prefix/ read by Ray tasks from an S3 server in the namespace."""
+    pytest.importorskip("moto.server", reason="moto[server] is not installed")
+    port = 5391
+    server = ns.popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    s3 = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+          "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    try:
+        names = [f"im{i:03d}.jpg" for i in range(0, IMAGES, 5)]  # 20 images
+        upload = ("import boto3, sys, time\n"
+                  "for _ in range(100):\n"
+                  "    try:\n"
+                  "        c = boto3.client('s3'); c.create_bucket(Bucket='pics'); break\n"
+                  "    except Exception: time.sleep(0.1)\n"
+                  "for n in sys.argv[2:]:\n"
+                  "    c.upload_file(sys.argv[1] + '/' + n, 'pics', 'set/' + n)\n")
+        up = run_in(ns, [sys.executable, "-c", upload, str(photos), *names], env=s3)
+        assert up.returncode == 0, up.stderr
+        local = tmp_path / "local_list.txt"
+        local.write_text("".join(f"{photos / n}\n" for n in names))
+        ref = tmp_path / "ref"
+        proc = subprocess.run(extract_args(model, local, ref), env=dict(os.environ, PYTHONPATH=ROOT),
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        out = tmp_path / "s3"
+        proc = run_in(ns, extract_args(model, "s3://pics/set/", out, "--runner=ray",
+                                       f"--ray_address={cluster['address']}", "--actors=1",
+                                       "--threads=1"), env=s3)
+        assert proc.returncode == 0, proc.stderr
+        with resnet.load_features(str(out)) as got, resnet.load_features(str(ref)) as want:
+            assert list(got.images) == [f"s3://pics/set/{n}" for n in names]
+            for name in want.keys():
+                np.testing.assert_allclose(np.asarray(got[name]), np.asarray(want[name]),
+                                           rtol=1e-5, atol=1e-5 * np.abs(want[name][:]).max())
+        cluster_info = json.loads((out / "manifest.json").read_text())["cluster"]
+        assert cluster_info["nodes"] == 2 and cluster_info["cpus"] == 5
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_worker_node_killed_mid_run(ns, cluster, model, photos, reference, tmp_path):
+    """The worker node's raylet killed mid-run: Ray retries its tasks and restarts its actor
+    on the head; the run completes with every image exactly once."""
+    out = tmp_path / "ray"
+    argv = extract_args(model, photos / "list.txt", out, "--runner=ray",
+                        f"--ray_address={cluster['address']}", "--actors=2", "--threads=1")
+    driver = ns.popen(argv, env=dict(os.environ, **ENV, RESNET_PART_ROWS="4"),
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    done = wait_for_parts(out, 3, driver)
+    raylets = [p for p in children(cluster["worker"].pid) if "raylet" in cmdline(p)]
+    assert raylets, [cmdline(p) for p in children(cluster["worker"].pid)]
+    os.kill(raylets[0], signal.SIGKILL)
+    assert len(done) < 26, "the run finished before the node was killed"
+    _, err = driver.communicate(timeout=300)
+    assert driver.returncode == 3, err
+    assert_same(out, reference)  # every row once, in list order, equal values
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["rows"] == IMAGES and manifest["failed"] == 2
+
+
+def test_no_ray_process_left_behind(ns, cluster):
+    """Stopping the nodes by their own pids ends every process the Ray tests started."""
+    for node in reversed(cluster["nodes"]):
+        if node.poll() is None:
+            node.send_signal(signal.SIGTERM)
+    for node in cluster["nodes"]:
+        node.wait(timeout=60)
+    left = ns.wait_empty(30)
+    assert not left, [cmdline(p) for p in left]
