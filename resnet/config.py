@@ -136,8 +136,8 @@ class RunConfig:
 def parse_actors(text: str) -> tuple[int, int]:
     """`--actors`: "N" (a fixed pool) or "MIN-MAX" (Ray grows the pool within the range)."""
     try:
-        low, _, high = text.strip().partition("-")
-        pair = (int(low), int(high or low))
+        low, dash, high = text.strip().partition("-")
+        pair = (int(low), int(high if dash else low))
     except ValueError:
         raise ResnetError(f"actors {text!r}: expected N or MIN-MAX, such as 4 or 2-8") from None
     if not 1 <= pair[0] <= pair[1]:

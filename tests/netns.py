@@ -51,6 +51,12 @@ class Netns:
                     pass
         return found
 
+    def orphans(self) -> list[int]:
+        """Processes of the namespace whose parent is gone (reparented outside it): what a
+        killed process left behind. Processes the test started itself are not orphans."""
+        members = set(self.processes()) | {os.getpid()}
+        return [p for p in self.processes() if parent(p) not in members]
+
     def wait_empty(self, timeout: float) -> list[int]:
         """Wait for the namespace to empty; the pids still there after `timeout` seconds."""
         deadline = time.monotonic() + timeout
@@ -79,15 +85,45 @@ def cmdline(pid: int) -> str:
         return "?"
 
 
+def parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def children(pid: int) -> list[int]:
     """Direct children of pid."""
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        found.append(int(name))
-            except (OSError, IndexError, ValueError):
-                pass
+    return [int(n) for n in os.listdir("/proc") if n.isdigit() and parent(int(n)) == pid]
+
+
+def tree(pid: int) -> list[int]:
+    """pid and its descendants, parents first."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop(0)
+        found.append(p)
+        todo += children(p)
     return found
+
+
+def stop_tree(proc, timeout: float = 30) -> None:
+    """Stop a started process (a `ray start --block` node) and everything under it, by pid:
+    SIGTERM to the leaves first (Ray's node process alone takes ~30 s to wind down)."""
+    if proc.poll() is not None:
+        return
+    for pid in reversed(tree(proc.pid)):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for pid in tree(proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        proc.wait()

@@ -144,23 +144,22 @@ def _in_parts(config, plan, model, items, out_dir, manifest, shapes, meta) -> Su
     """Extract with a runner whose workers write part files (outputs/parts.py), then join
     them into the format's files in list order; --resume redoes the parts not marked done."""
     from resnet.jobs import _steps as steps
-    from resnet.outputs import journal, parts
+    from resnet.outputs import journal, parts, space
     from resnet.outputs.base import existing_outputs, open_sink
     from resnet.runners import RUNNERS
     from resnet.runners.ray_data import PartJob, job_env
     from resnet.runtime.engine import cache_root
 
     part_plan = parts.PartPlan(len(items), manifest["part_rows"])
+    store = parts.PartStore(out_dir, config.format, shapes, meta, part_plan)
     start = time.monotonic()
-    with RUNNERS[config.runner](config) as runner:
+    written, failed, complete = 0, [], False
+    with RUNNERS[config.runner](config) as runner:  # the cluster, until the parts are done
         manifest["cluster"] = runner.cluster
         book = journal.Journal(out_dir, manifest, all_outputs(out_dir), config.resume,
                                config.overwrite)
-        complete = False
+        finished = book.resuming and journal.progress(out_dir)["position"] == len(items)
         try:
-            store = parts.PartStore(out_dir, config.format, shapes, meta, part_plan)
-            finished = journal.progress(out_dir)["position"] == len(items) and book.resuming
-            written, failed = 0, []
             if not finished:
                 store.prepare()
                 done = store.done()
@@ -175,20 +174,26 @@ def _in_parts(config, plan, model, items, out_dir, manifest, shapes, meta) -> Su
                               dict(job_env(), RESNET_CACHE_DIR=os.path.abspath(cache_root())))
                 if todo:
                     written, _ = runner.run_parts(items, todo, job, before)
-                failed = [(items[i].key, why) for i, why in store.failures()]
-                for key, reason in failed:
-                    book.fail(key, reason)
-                if not store.final:  # e.g. HDF5: one writer, parts streamed in list order
-                    with open_sink(config.format, out_dir, shapes, meta) as sink:
-                        store.assemble(sink, items)
-                book.commit(len(items), store.rows(), {})
-            complete = True
-        finally:
-            book.finish(complete)
-        if complete and not finished:
-            store.remove_stage()
+        except BaseException:
+            book.finish(False)
+            raise
+    try:
+        if not finished:
+            failed = [(items[i].key, why) for i, why in store.failures()]
+            for key, reason in failed:
+                book.fail(key, reason)
+            if not store.final:  # e.g. HDF5: one writer, the parts streamed in list order
+                with open_sink(config.format, out_dir, shapes, meta) as sink:
+                    store.assemble(sink, items)
+            book.commit(len(items), store.rows(), {})
+        complete = True
+    finally:
+        book.finish(complete)
+    if not finished:
+        store.remove_stage()
     seconds = time.monotonic() - start
     steps.report("extracted", written, book.state["failed"], seconds, out_dir,
                  os.path.join(out_dir, journal.FAILED))
     files = sorted(os.path.join(out_dir, n) for n in existing_outputs(config.format, out_dir))
+    space.report_written(files, book.state["rows"])
     return Summary("extract", written, failed, book.state["failed"], files, seconds)

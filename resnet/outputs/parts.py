@@ -67,6 +67,7 @@ class PartStore:
         part_dir = FORMATS[fmt].part_dir
         self.data_dir = os.path.join(output_dir, part_dir) if part_dir else self.stage
         self.final = part_dir is not None
+        self._markers = {}  # read once: a long run has many parts
 
     def part_path(self, k: int) -> str:
         return os.path.join(self.data_dir, parquet.part_name(k))
@@ -104,6 +105,8 @@ class PartStore:
         atomic_write(self.marker_path(k), json.dumps(marker).encode())
 
     def marker(self, k: int) -> dict:
+        if k in self._markers:
+            return self._markers[k]
         path = self.marker_path(k)
         try:
             with open(path, encoding="utf-8") as f:
@@ -114,6 +117,7 @@ class PartStore:
         if marker["rows"] and not os.path.exists(self.part_path(k)):
             raise ResnetError(f"{self.part_path(k)}: missing, though {path} records it; pass "
                               "--overwrite to start again")
+        self._markers[k] = marker
         return marker
 
     def failures(self) -> list[tuple[int, str]]:

@@ -139,6 +139,13 @@ class PartWorker:
     """A Ray actor: builds the engine once, then runs and writes whole parts."""
 
     def __init__(self, job: PartJob):
+        self.job, self.error = job, ""
+        try:
+            self._start(job)
+        except (ResnetError, OSError) as e:  # reported by the driver in one line, not retried
+            self.error = _message(e)
+
+    def _start(self, job: PartJob) -> None:
         from resnet.inputs.imaging import CROPS
         from resnet.jobs import _steps
         from resnet.modelio import loaded
@@ -146,7 +153,7 @@ class PartWorker:
 
         _enter(job)
         logging.basicConfig(level=logging.WARNING)
-        self.job, self.store = job, job.store()
+        self.store = job.store()
         self.crops = CROPS if job.config.multi_crop else 1
         model = loaded.resolve(job.config).load()
         if model.sha256 != job.sha256:
@@ -156,16 +163,26 @@ class PartWorker:
         self.net = _steps.build_engine(job.config, model, job.layers, device, job.threads)
 
     def __call__(self, row: dict) -> dict:
-        from resnet.runners.local import infer
-
         job, k = self.job, int(row["part"])
         meta = json.loads(row["meta"])
         failed = meta["failed"]
         result = {"part": k, "rows": 0, "failed": json.dumps([why for _, why in failed]),
-                  "stop": ""}
-        if failed and job.config.strict:
-            result["stop"] = failed[0][1]
+                  "error": self.error}
+        if self.error:
             return result
+        if failed and job.config.strict:
+            result["error"] = f"{failed[0][1]} (stopped: --strict)"
+            return result
+        try:
+            result["rows"] = self._run(k, meta, row)
+        except (ResnetError, OSError) as e:  # e.g. a full disk: stop the run, in one line
+            result["error"] = _message(e)
+        return result
+
+    def _run(self, k: int, meta: dict, row: dict) -> int:
+        from resnet.runners.local import infer
+
+        job, failed = self.job, meta["failed"]
         items = list(_items(job, meta["good"], row))
         outputs = {}
         if items:
@@ -175,8 +192,7 @@ class PartWorker:
                        infer(self.net, job.layers, x, len(items), self.crops,
                              job.config.batch_size).items()}
         self.store.write(k, items, outputs, failed)
-        result["rows"] = len(items)
-        return result
+        return len(items)
 
 
 def _items(job: PartJob, good: list, row: dict):
@@ -267,8 +283,8 @@ class RayRunner:
         written = skipped = 0
         try:
             for result in ds.iter_rows():
-                if result["stop"]:
-                    raise ResnetError(f"{result['stop']} (stopped: --strict)")
+                if result["error"]:
+                    raise ResnetError(result["error"])
                 for why in json.loads(result["failed"]):
                     log.warning("skipped %s", why)
                     skipped += 1
@@ -296,6 +312,12 @@ class RayRunner:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _message(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.filename:
+        return f"{e.filename}: {e.strerror or e}"
+    return str(e)
 
 
 def _first_line(e: BaseException) -> str:
