@@ -108,7 +108,7 @@ def tree(pid: int) -> list[int]:
     return found
 
 
-def stop_tree(proc, timeout: float = 30) -> None:
+def stop_tree(proc, timeout: float = 5) -> None:
     """Stop a started process (a `ray start --block` node) and everything under it, by pid:
     SIGTERM to the leaves first (Ray's node process alone takes ~30 s to wind down)."""
     if proc.poll() is not None:

@@ -252,11 +252,15 @@ def test_s3_input_on_a_cluster(ns, cluster, model, photos, tmp_path):
         proc = subprocess.run(extract_args(model, local, ref), env=dict(os.environ, PYTHONPATH=ROOT),
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
-        out = tmp_path / "s3"
-        proc = run_in(ns, extract_args(model, "s3://pics/set/", out, "--runner=ray",
-                                       f"--ray_address={cluster['address']}", "--actors=1",
-                                       "--threads=1"), env=s3)
+        out = tmp_path / "s3"  # through the Python API, as a notebook on the cluster would
+        api = ("import resnet, sys\n"
+               "s = resnet.extract(model=sys.argv[1], data='s3://pics/set/', output_dir=sys.argv[2],"
+               " runner='ray', ray_address=sys.argv[3], actors=1, threads=1, use_gpu=False)\n"
+               "print(s.done, s.failed_total, s.exit_code)\n")
+        proc = run_in(ns, [sys.executable, "-c", api, model, str(out), cluster["address"]],
+                      env=s3)
         assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split() == ["20", "0", "0"]
         with resnet.load_features(str(out)) as got, resnet.load_features(str(ref)) as want:
             assert list(got.images) == [f"s3://pics/set/{n}" for n in names]
             for name in want.keys():

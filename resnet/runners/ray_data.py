@@ -214,8 +214,9 @@ class RayRunner:
         self.config = config
         self.ray = _ray()
         self.owned = False
+        self.levels = {name: logging.getLogger(name).level for name in ("ray", "ray.data")}
         if not config.debug:
-            for name in ("ray", "ray.data"):  # its per-operator notices: --debug shows them
+            for name in self.levels:  # its per-operator notices: --debug shows them
                 logging.getLogger(name).setLevel(logging.ERROR)
         start = time.monotonic()
         self._connect()
@@ -306,6 +307,8 @@ class RayRunner:
         if self.owned and self.ray.is_initialized():
             self.ray.shutdown()
         self.owned = False
+        for name, level in self.levels.items():  # a Python caller's logging as it was
+            logging.getLogger(name).setLevel(level)
 
     def __enter__(self):
         return self
