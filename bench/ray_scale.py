@@ -33,7 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from throughput import make_images, make_model  # noqa: E402
+from throughput import make_workload  # noqa: E402
 
 FLAGS = ["--output_layer=res5_3_branch2c_bn", "--pool=avg", "--format=parquet", "--use_gpu=0"]
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -96,12 +96,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="resnet-ray-") as work:
         env = dict(os.environ, PYTHONPATH=ROOT, RESNET_CACHE_DIR=os.path.join(work, "cache"),
                    **RAY_ENV)
-        model = make_model(os.path.join(work, "model"))
-        os.makedirs(os.path.join(work, "img"))
-        paths = make_images(os.path.join(work, "img"), args.images)
-        data = os.path.join(work, "list.txt")
-        with open(data, "w") as f:
-            f.write("\n".join(paths) + "\n")
+        model, paths, data = make_workload(work, args.images)
         extract(prefix, model, paths[0], os.path.join(work, "warm"), env)  # compile once
         local, ray, ray_steady, local_steady, connect, rows = [], [], [], [], [], 0
         for _ in range(args.repeat):

@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from throughput import make_images, make_model  # noqa: E402
+from throughput import make_workload  # noqa: E402
 
 DEFAULT = "res5_3_branch2c_conv,res5_3_branch2c_bn"
 BN = "--output_layer=res5_3_branch2c_bn"
@@ -74,12 +74,7 @@ def main():
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="resnet-sizes-") as work:
         env = dict(os.environ, PYTHONPATH=ROOT, RESNET_CACHE_DIR=os.path.join(work, "cache"))
-        model = make_model(os.path.join(work, "model"))
-        os.makedirs(os.path.join(work, "img"))
-        paths = make_images(os.path.join(work, "img"), args.images)
-        data = os.path.join(work, "list.txt")
-        with open(data, "w") as f:
-            f.write("\n".join(paths) + "\n")
+        model, paths, data = make_workload(work, args.images)
         warm = {}
         print(f"{args.images} images, ResNet-50 (random weights), compiled engine, batch 16\n")
         print("| output | bytes per image | KB per image | img/s |\n|---|---|---|---|")

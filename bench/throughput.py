@@ -67,6 +67,17 @@ def make_images(folder: str, n: int) -> list[str]:
     return paths
 
 
+def make_workload(work: str, n: int) -> tuple[str, list[str], str]:
+    """(model dir, image paths, list file) of a benchmark in folder `work`."""
+    model = make_model(os.path.join(work, "model"))
+    os.makedirs(os.path.join(work, "img"))
+    paths = make_images(os.path.join(work, "img"), n)
+    data = os.path.join(work, "list.txt")
+    with open(data, "w") as f:
+        f.write("\n".join(paths) + "\n")
+    return model, paths, data
+
+
 def make_model(folder: str) -> str:
     from resnet.modelio import params
     from resnet.models import build

@@ -116,6 +116,17 @@ def _enter(job: PartJob) -> None:
     os.environ.update(job.env)
 
 
+def _node_cache() -> None:
+    """The driver's engine cache where this node can write it (a shared filesystem: compiled
+    once for the cluster), else this node's own default cache (compiled once per node)."""
+    from resnet.common.files import existing_ancestor
+    from resnet.runtime.engine import CACHE_ENV
+
+    cache = os.environ.get(CACHE_ENV)
+    if cache and not os.access(existing_ancestor(cache), os.W_OK | os.X_OK):
+        del os.environ[CACHE_ENV]
+
+
 def decode_part(row: dict, job: PartJob) -> dict:
     """A Ray task: one part's images decoded; a bad image is recorded, never raised."""
     from resnet.inputs.decoding import crops_or_error
@@ -152,6 +163,7 @@ class PartWorker:
         from resnet.runtime.paddle_env import select_device
 
         _enter(job)
+        _node_cache()
         logging.basicConfig(level=logging.WARNING)
         self.store = job.store()
         self.crops = CROPS if job.config.multi_crop else 1
