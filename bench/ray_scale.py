@@ -92,6 +92,8 @@ def main():
     ap.add_argument("--node_gpus", type=int, default=8)
     ap.add_argument("--node_cpus", type=int, default=96)
     args = ap.parse_args()
+    if args.images < 128:
+        ap.error("--images must be at least 128: the steady rate needs several parts of 32")
     prefix = netns_prefix()
     with tempfile.TemporaryDirectory(prefix="resnet-ray-") as work:
         env = dict(os.environ, PYTHONPATH=ROOT, RESNET_CACHE_DIR=os.path.join(work, "cache"),

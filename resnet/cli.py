@@ -71,7 +71,8 @@ def parser() -> argparse.ArgumentParser:
                    help="v1: the zoo's Caffe-style net; v1.5: paddle.vision/torchvision "
                         "(default: the model's model.json, else v1; convert: v1.5)")
     p.add_argument("--data", help="image list (path [label] per line), a directory (searched "
-                   "recursively, in sorted order) or an image")
+                   "recursively, in sorted order) or an image; any of them may be an s3:// "
+                   "URI (a prefix ending in /), and list lines may be s3:// URIs")
     p.add_argument("--labels_from_folders", action="store_true",
                    help="with --data=DIR: label each image by its first-level folder, the "
                         "folders numbered in sorted order (as torchvision's ImageFolder)")

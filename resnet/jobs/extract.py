@@ -171,7 +171,8 @@ def _in_parts(config, plan, model, items, out_dir, manifest, shapes, meta) -> Su
                 job = PartJob(config, model.preprocessing, list(plan.layers), shapes, meta,
                               os.path.abspath(out_dir), part_plan, model.sha256,
                               runner.pool.threads,
-                              dict(job_env(), RESNET_CACHE_DIR=os.path.abspath(cache_root())))
+                              dict(job_env(), RESNET_CACHE_DIR=os.path.abspath(cache_root())),
+                              runner.pool.gpus > 0)
                 if todo:
                     written, _ = runner.run_parts(items, todo, job, before)
         except BaseException:

@@ -105,6 +105,7 @@ class PartJob:
     sha256: str
     threads: int
     env: dict
+    use_gpu: bool  # what the actor pool reserved: a GPU actor runs on its GPU, others on CPU
 
     def store(self):
         from resnet.outputs.parts import PartStore
@@ -171,7 +172,7 @@ class PartWorker:
         if model.sha256 != job.sha256:
             raise ResnetError(f"{job.config.model}: differs on this node from the driver's "
                               "copy (parameter checksums differ)")
-        device = select_device(job.config.use_gpu)
+        device = select_device(job.use_gpu)
         self.net = _steps.build_engine(job.config, model, job.layers, device, job.threads)
 
     def __call__(self, row: dict) -> dict:
