@@ -76,7 +76,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--labels_from_folders", action="store_true",
                    help="with --data=DIR: label each image by its first-level folder, the "
                         "folders numbered in sorted order (as torchvision's ImageFolder)")
-    p.add_argument("--mean", help="v1 mean.meta or .npy (default: BGR "
+    p.add_argument("--mean", help="v1 mean.meta, .npy or Caffe .binaryproto (default: BGR "
                    f"{','.join(map(str, DEFAULT_BGR))})")
     p.add_argument("--multi_crop", nargs="?", const=True, default=False, type=_bool,
                    help="10 crops of the short-side-256 image, outputs averaged")

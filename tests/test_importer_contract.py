@@ -37,11 +37,25 @@ def _write_safetensors(state, path):
     save_file({k: np.ascontiguousarray(v) for k, v in torchvision_state(state).items()}, path)
 
 
-#: importer name -> (file name, writer(paddle.vision state, path))
+def _write_caffe(state, path):
+    """The same weights as a .caffemodel (Caffe's names, BatchNorm + Scale, fc (out, in))."""
+    from caffe_files import write_caffemodel
+
+    from resnet.importers.base import STYLES, to_v1
+    from resnet.models import build
+
+    spec = build(DEPTH, "v1.5")
+    write_caffemodel(path, spec, to_v1(state, spec, STYLES["paddle.vision"]))
+
+
+#: importer name -> (file name, writer(paddle.vision state, path), extra convert flags).
+#: Caffe's own topology is v1; the contract converts it as v1.5 so that paddle.vision's
+#: forward of the same weights is the reference (tests/test_caffe.py checks v1 itself).
 WRITERS = {
-    "paddle": ("resnet18.pdparams", _write_paddle),
-    "torchvision": ("resnet18.pth", _write_pth),
-    "safetensors": ("model.safetensors", _write_safetensors),
+    "paddle": ("resnet18.pdparams", _write_paddle, []),
+    "torchvision": ("resnet18.pth", _write_pth, []),
+    "safetensors": ("model.safetensors", _write_safetensors, []),
+    "caffe": ("resnet18.caffemodel", _write_caffe, ["--variant=v1.5"]),
 }
 
 
@@ -60,11 +74,11 @@ def source():
 def test_importer_contract(name, source, tmp_path):
     assert name in WRITERS, f"importer {name!r} has no checkpoint writer in WRITERS"
     state, batch, want = source
-    filename, write = WRITERS[name]
+    filename, write, flags = WRITERS[name]
     path = str(tmp_path / filename)
     write(state, path)
     out = tmp_path / "converted"
-    r = run_cli("--job=convert", f"--from={name}", f"--input={path}", f"--model={out}")
+    r = run_cli("--job=convert", f"--from={name}", f"--input={path}", f"--model={out}", *flags)
     assert r.returncode == 0, r.stderr
     net = resnet.load(str(out))
     assert (net.spec.layer_num, net.spec.variant) == (DEPTH, "v1.5")  # read off the checkpoint
@@ -76,7 +90,8 @@ def test_importer_contract(name, source, tmp_path):
         data = f.read()
     cut.write_bytes(data[:len(data) // 2])
     bad_out = tmp_path / "bad"
-    r = run_cli("--job=convert", f"--from={name}", f"--input={cut}", f"--model={bad_out}")
+    r = run_cli("--job=convert", f"--from={name}", f"--input={cut}", f"--model={bad_out}",
+                *flags)
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
     assert lines[-1].startswith(f"resnet: error: {cut}: ") and "Traceback" not in r.stderr

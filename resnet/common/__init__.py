@@ -1,5 +1,6 @@
 """Small mechanisms every room shares, each defined once: atomic file writes and sha256
-checksums (files), what the CPU offers (cpu), progress a person can see (progress).
+checksums (files), what the CPU offers (cpu), progress a person can see (progress), and
+Protocol Buffers' wire format read without a schema (protowire: Caffe files).
 
 Imports nothing else from the package but `resnet.errors`.
 """

@@ -29,13 +29,13 @@ log = logging.getLogger("resnet")
 class Style:
     """One ecosystem's key naming: module path per node, parameter names, fc layout."""
 
-    def __init__(self, name, stem, block, bn, fc_out_in, ignore=()):
+    def __init__(self, name, stem, block, bn, fc_out_in, ignore=(), fc="fc"):
         self.name, self._stem, self._block, self.bn = name, stem, block, bn
-        self.fc_out_in, self.ignore = fc_out_in, ignore
+        self.fc_out_in, self.ignore, self.fc = fc_out_in, ignore, fc
 
     def module(self, node: str, block_index: dict) -> str:
         if node == "output":
-            return "fc"
+            return self.fc
         if node.startswith("conv1_"):
             return self._stem[node[len("conv1_"):]]
         stage, j, branch, kind = parse_branch(node)
@@ -58,6 +58,17 @@ def _clas_block(stage, j, index, branch, kind):
     return f"blocks.{index}.{_CLAS_BRANCH[branch]}.{kind}"
 
 
+def _caffe_block(numbered):
+    """Caffe's block names: res2a, res2b, ... (ResNet-50); ResNet-101/152 number the long
+    stages 3 and 4 after their first block: res4a, res4b1, res4b2, ..."""
+    def block(stage, j, _, branch, kind):
+        letter = ("a" if j == 1 else f"b{j - 1}") if numbered and stage in (3, 4) \
+            else chr(ord("a") + j - 1)
+        return f"{'bn' if kind == 'bn' else 'res'}{stage}{letter}_branch{branch}"
+    return block
+
+
+_CAFFE_BN = {"w0": "gamma", "wbias": "beta", "w1": "mean", "w2": "var"}
 _PADDLE_BN = {"w0": "weight", "wbias": "bias", "w1": "_mean", "w2": "_variance"}
 _TORCH_BN = {"w0": "weight", "wbias": "bias", "w1": "running_mean", "w2": "running_var"}
 STYLES = {
@@ -67,6 +78,11 @@ STYLES = {
                            _PADDLE_BN, False),
     "PaddleClas": Style("PaddleClas", {"conv": "stem.0.conv", "bn": "stem.0.bn"}, _clas_block,
                         _PADDLE_BN, False),
+    # Caffe layer names; the importer has merged BatchNorm + Scale into the bn layer's name
+    "caffe": Style("caffe", {"conv": "conv1", "bn": "bn_conv1"}, _caffe_block(False),
+                   _CAFFE_BN, True, fc="fc1000"),
+    "caffe (b1, b2, ... blocks)": Style("caffe", {"conv": "conv1", "bn": "bn_conv1"},
+                                        _caffe_block(True), _CAFFE_BN, True, fc="fc1000"),
 }
 
 
@@ -209,14 +225,15 @@ def convert(fmt: str, path: str, out_dir: str, layer_num: int | None = None,
             variant: str | None = None, overwrite: bool = False) -> modelinfo.ModelInfo:
     """Convert one checkpoint; returns what was written to OUT_DIR/model.json."""
     importer = IMPORTERS[fmt]  # an unknown format: one line naming the registered ones
-    variant = variant or "v1.5"
+    variant = variant or getattr(importer, "variant", "v1.5")
     build(layer_num or 50, variant)  # an unsupported depth or variant fails before reading
     check_out_dir(out_dir, overwrite)
     state = read_checkpoint(fmt, path)
     spec, style = fit(state, importer.styles, layer_num, variant, path)
     values = to_v1(state, spec, style)
     info = modelinfo.ModelInfo(
-        spec.layer_num, spec.variant, modelinfo.IMAGENET_RGB, "imagenet",
+        spec.layer_num, spec.variant, getattr(importer, "recipe", modelinfo.IMAGENET_RGB),
+        "imagenet",
         {"format": fmt, "names": style.name, "file": os.path.basename(path),
          "sha256": sha256_file(path)})
     write_model(out_dir, spec, values, info, overwrite)

@@ -1,4 +1,5 @@
-"""The BGR mean subtracted from every crop: a v1 mean.meta, a .npy, or the default values."""
+"""The BGR mean subtracted from every crop: a v1 mean.meta, a .npy, a Caffe .binaryproto, or
+the default values."""
 from __future__ import annotations
 
 import os
@@ -25,6 +26,13 @@ def load_mean(path: str | None) -> np.ndarray:
             arr = np.load(path, allow_pickle=False)
         except (ValueError, OSError) as e:
             raise ResnetError(f"{path}: not a valid .npy mean file ({e})") from None
+    elif path.endswith(".binaryproto"):  # Caffe's mean image (ResNet_mean.binaryproto)
+        from resnet.modelio.caffeblob import read_binaryproto
+
+        try:
+            arr = read_binaryproto(path)
+        except ValueError as e:
+            raise ResnetError(f"{path}: not a Caffe mean blob ({e})") from None
     else:
         obj = safepickle.load(path)
         if not isinstance(obj, dict) or "data_mean" not in obj:

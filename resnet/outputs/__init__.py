@@ -1,5 +1,6 @@
 """Where features go and how a run survives: output formats (one file each, registered in
 FORMATS, all honouring the Sink contract in base.py), the journal that makes a run resumable,
+part files that many workers write at once (parts.py),
 merging shards, and reading features back (`load_features`).
 
 Imports `resnet.common` and `resnet.modelio` (safe pickles); never Paddle.

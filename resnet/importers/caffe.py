@@ -1,0 +1,119 @@
+"""The original Caffe ResNets (`ResNet-50-model.caffemodel`, ...): the weights the v1 zoo was
+converted from, so they convert to an exact v1 model directory.
+
+The NetParameter is read with the protobuf wire reader (no Caffe, no size cap). Each conv is
+Convolution -> BatchNorm -> Scale in Caffe: the BatchNorm's statistics are divided by its
+scale factor (blob 2), the Scale layer's gamma and beta join them, a conv bias (ResNet-50's
+conv1) is folded into the following BatchNorm's mean, and a BatchNorm eps other than v1's
+1e-5 is folded into the variance, all exactly. The fc weight is transposed by the mapping.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from resnet.common import protowire as pw
+from resnet.errors import ResnetError
+from resnet.importers import IMPORTERS
+from resnet.modelio.caffeblob import read_blob
+from resnet.models.graph import BN_EPSILON
+
+# caffe.proto field numbers
+_NET_LAYER, _NET_LEGACY_LAYERS = 100, 2  # NetParameter.layer / .layers (V1, no BatchNorm)
+_NAME, _TYPE, _BLOBS, _BN_PARAM = 1, 2, 7, 139  # LayerParameter
+_BN_EPS = 3  # BatchNormParameter.eps
+CAFFE_BN_EPS = 1e-5  # BatchNormParameter's default
+
+
+def layers(path: str) -> list[tuple[str, str, list, float]]:
+    """(name, type, blobs, BatchNorm eps) of every layer with parameters, in file order."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        net = pw.group(data)
+        if _NET_LAYER not in net and _NET_LEGACY_LAYERS in net:
+            raise ResnetError(f"{path}: a Caffe model in the legacy V1 layer format, which has "
+                              "no BatchNorm: not a ResNet")
+        found = []
+        for raw in net.get(_NET_LAYER, []):
+            layer = pw.group(raw)
+            blobs = [read_blob(b) for b in layer.get(_BLOBS, [])]
+            if not blobs:
+                continue
+            eps = CAFFE_BN_EPS
+            if _BN_PARAM in layer:
+                bits = pw.group(layer[_BN_PARAM][-1]).get(_BN_EPS)
+                if bits:
+                    eps = float(pw.floats(bits)[-1])
+            found.append((pw.text(layer.get(_NAME, [b""])[-1]),
+                          pw.text(layer.get(_TYPE, [b""])[-1]), blobs, eps))
+    except (pw.WireError, UnicodeDecodeError, ValueError) as e:
+        raise ResnetError(f"{path}: not a Caffe model ({e})") from None
+    if not found:
+        raise ResnetError(f"{path}: not a Caffe model (no layer with weights)")
+    return found
+
+
+def state(path: str) -> dict[str, np.ndarray]:
+    """The network's parameters by Caffe layer name, with Caffe's BN split already merged:
+    `<conv>.weight`, `<bn>.{gamma,beta,mean,var}`, `<fc>.{weight,bias}`."""
+    out: dict[str, np.ndarray] = {}
+    conv_bias = None  # (conv name, bias) waiting for the BatchNorm after it
+    last_bn = None
+    for name, kind, blobs, eps in layers(path):
+        if kind == "Convolution":
+            if conv_bias is not None:
+                raise ResnetError(f"{path}: convolution {conv_bias[0]} has a bias and no "
+                                  "BatchNorm after it to fold it into")
+            out[f"{name}.weight"] = blobs[0]
+            conv_bias = (name, blobs[1]) if len(blobs) > 1 else None
+        elif kind == "BatchNorm":
+            if len(blobs) != 3:
+                raise ResnetError(f"{path}: BatchNorm {name} has {len(blobs)} blobs, expected 3")
+            s = float(blobs[2].reshape(-1)[0])
+            factor = 0.0 if s == 0 else 1.0 / s
+            mean, var = blobs[0] * factor, blobs[1] * factor
+            if conv_bias is not None:  # BN(conv + b) is BN(conv) with its mean moved by b
+                mean = mean - conv_bias[1].reshape(mean.shape)
+                conv_bias = None
+            out[f"{name}.mean"] = mean.astype(np.float32)
+            out[f"{name}.var"] = (var + np.float32(eps - BN_EPSILON)).astype(np.float32)
+            last_bn = name
+        elif kind == "Scale":
+            if last_bn is None or f"{last_bn}.gamma" in out:
+                raise ResnetError(f"{path}: Scale layer {name} follows no BatchNorm")
+            out[f"{last_bn}.gamma"] = blobs[0]
+            out[f"{last_bn}.beta"] = (blobs[1] if len(blobs) > 1
+                                      else np.zeros_like(blobs[0]))
+        elif kind == "InnerProduct":
+            out[f"{name}.weight"] = blobs[0].reshape(blobs[0].shape[-2:])
+            if len(blobs) > 1:
+                out[f"{name}.bias"] = blobs[1].reshape(-1)
+        else:
+            raise ResnetError(f"{path}: layer {name} of type {kind!r} has weights; a ResNet "
+                              "has only Convolution, BatchNorm, Scale and InnerProduct")
+    if conv_bias is not None:
+        raise ResnetError(f"{path}: convolution {conv_bias[0]} has a bias and no BatchNorm "
+                          "after it to fold it into")
+    return out
+
+
+@IMPORTERS.register("caffe")
+class CaffeImporter:
+    styles = ("caffe", "caffe (b1, b2, ... blocks)")
+    suffixes = (".caffemodel",)
+    variant = "v1"  # the zoo's own topology
+    recipe = None  # v1's: BGR 0-255 minus the mean (--mean=ResNet_mean.binaryproto for Caffe's)
+
+    @staticmethod
+    def looks_like(head: bytes) -> bool:
+        # NetParameter: field 1 (name) first, or field 100 (layer) when unnamed
+        if head[:2] == b"\xa2\x06":
+            return True
+        return (len(head) > 2 and head[0] == 0x0A and 0 < head[1] <= len(head) - 2
+                and bytes(head[2:2 + head[1]]).isascii()
+                and bytes(head[2:2 + head[1]]).decode("ascii").isprintable()
+                and b"ResNet" in head)
+
+    @staticmethod
+    def read(path: str) -> dict:
+        return state(path)
