@@ -48,6 +48,24 @@ def _write_caffe(state, path):
     write_caffemodel(path, spec, to_v1(state, spec, STYLES["paddle.vision"]))
 
 
+def _write_onnx(state, path):
+    """The same weights as the ONNX zoo's initializers (Gluon v1 names under a prefix; a
+    basic-block v1 network is the v1.5 one)."""
+    onnx = pytest.importorskip("onnx", reason="onnx not installed: pip install '.[export]'")
+    from onnx import helper, numpy_helper
+
+    from resnet.importers.base import STYLES, mapping, to_v1
+    from resnet.models import build
+
+    spec = build(DEPTH, "v1.5")
+    values = to_v1(state, spec, STYLES["paddle.vision"])
+    inits = [numpy_helper.from_array(np.ascontiguousarray(values[name].T if flip
+                                                          else values[name]),
+                                     "resnetv17_" + key.replace(".", "_"))
+             for name, key, _, flip in mapping(spec, STYLES["gluon (basic blocks)"])]
+    onnx.save(helper.make_model(helper.make_graph([], "resnet", [], [], inits)), path)
+
+
 #: importer name -> (file name, writer(paddle.vision state, path), extra convert flags).
 #: Caffe's own topology is v1; the contract converts it as v1.5 so that paddle.vision's
 #: forward of the same weights is the reference (tests/test_caffe.py checks v1 itself).
@@ -56,6 +74,7 @@ WRITERS = {
     "torchvision": ("resnet18.pth", _write_pth, []),
     "safetensors": ("model.safetensors", _write_safetensors, []),
     "caffe": ("resnet18.caffemodel", _write_caffe, ["--variant=v1.5"]),
+    "onnx": ("resnet18-v1-7.onnx", _write_onnx, ["--variant=v1.5"]),
 }
 
 

@@ -68,6 +68,21 @@ def _caffe_block(numbered):
     return block
 
 
+def _gluon_block(basic):
+    """MXNet Gluon v1 names, prefix stripped (as in the ONNX zoo's v1 files): each stage
+    counts its convs and batch norms in creation order, a block's body first, then its
+    downsample (the first block of a stage whose shape changes: all but basic stage 2)."""
+    body = {"2a": 0, "2b": 1, "2c": 2}
+
+    def block(stage, j, _, branch, kind):
+        per = 2 if basic else 3
+        first = per + (0 if basic and stage == 2 else 1)
+        k = per if branch == "1" else body[branch] + (0 if j == 1 else first + per * (j - 2))
+        return f"stage{stage - 1}_{'batchnorm' if kind == 'bn' else 'conv'}{k}"
+    return block
+
+
+_GLUON_BN = {"w0": "gamma", "wbias": "beta", "w1": "running_mean", "w2": "running_var"}
 _CAFFE_BN = {"w0": "gamma", "wbias": "beta", "w1": "mean", "w2": "var"}
 _PADDLE_BN = {"w0": "weight", "wbias": "bias", "w1": "_mean", "w2": "_variance"}
 _TORCH_BN = {"w0": "weight", "wbias": "bias", "w1": "running_mean", "w2": "running_var"}
@@ -83,6 +98,12 @@ STYLES = {
                    _CAFFE_BN, True, fc="fc1000"),
     "caffe (b1, b2, ... blocks)": Style("caffe", {"conv": "conv1", "bn": "bn_conv1"},
                                         _caffe_block(True), _CAFFE_BN, True, fc="fc1000"),
+    # MXNet Gluon v1 (and the ONNX zoo's v1 files made from it), prefix stripped, with the
+    # importer's conv biases already folded into the batch norms
+    "gluon": Style("gluon", {"conv": "conv0", "bn": "batchnorm0"}, _gluon_block(False),
+                   _GLUON_BN, True, fc="dense0"),
+    "gluon (basic blocks)": Style("gluon", {"conv": "conv0", "bn": "batchnorm0"},
+                                  _gluon_block(True), _GLUON_BN, True, fc="dense0"),
 }
 
 

@@ -1,4 +1,5 @@
-"""The ResNet family (v1 and v1.5 bottleneck nets at 50/101/152, basic blocks at 18/34).
+"""The ResNet family (v1, v1-pad1 and v1.5 bottleneck nets at 50/101/152, basic blocks at
+18/34).
 
 Registered in MODELS under its variant names; everything else reads the Spec it builds.
 """
@@ -33,17 +34,25 @@ def resnet_v15(layer_num: int) -> Spec:
     return _build(layer_num, "v1.5")
 
 
-resnet_v1.depths = resnet_v15.depths = tuple(DEPTHS)
+@MODELS.register("v1-pad1")
+def resnet_v1_pad1(layer_num: int) -> Spec:
+    """Keras applications, MXNet Gluon v1 and the ONNX zoo's v1: v1's strides (on the first
+    1x1), but max pool pad 1, floor mode (the windows sit one pixel off v1's)."""
+    return _build(layer_num, "v1-pad1")
+
+
+resnet_v1.depths = resnet_v15.depths = resnet_v1_pad1.depths = tuple(DEPTHS)
 
 
 def _build(layer_num: int, variant: str) -> Spec:
-    """The ResNet with `layer_num` layers (18, 34, 50, 101, 152) in `variant` (v1, v1.5).
+    """The ResNet with `layer_num` layers (18, 34, 50, 101, 152) in `variant` (v1, v1-pad1,
+    v1.5).
 
     Layer names are v1's in every variant and depth; a basic block's two 3x3 convs are
     branch2a and branch2b, and a projection branch1 exists only where the shape changes.
     """
     blocks = DEPTHS[layer_num]
-    v1 = variant == "v1"
+    v1 = variant in ("v1", "v1-pad1")  # stride on the first 1x1
     basic = layer_num in BASIC_DEPTHS
 
     nodes: list[Node] = []
@@ -65,7 +74,7 @@ def _build(layer_num: int, variant: str) -> Spec:
     x = add("input", "data", [], (3, INPUT_SIZE, INPUT_SIZE))
     x = conv_bn("conv1", x, 64, 7, 2, 3, "relu")
     c, h, w = _shape(x)
-    pad, ceil = (0, True) if v1 else (1, False)
+    pad, ceil = (0, True) if variant == "v1" else (1, False)
     ph, pw = _conv_out(h, 3, 2, pad, ceil), _conv_out(w, 3, 2, pad, ceil)
     x = add("pool1", "pool", [x], (c, ph, pw), type="max", size=3, stride=2, pad=pad, ceil=ceil)
 

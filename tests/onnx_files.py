@@ -1,0 +1,95 @@
+"""ONNX model-zoo style ResNet v1 files (`resnet{N}-v1-7.onnx`), written with the onnx package
+from seeded random weights: MXNet Gluon's ResNetV1 graph (stride on the first 1x1, biases on
+the 1x1 body convs, max pool 3/2 pad 1) with Gluon's initializer names under an instance
+prefix, as the zoo's converter wrote them. onnxruntime runs it as the source's own forward.
+"""
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3),
+          152: (3, 8, 36, 3)}
+
+
+class _Graph:
+    def __init__(self, prefix, seed):
+        self.prefix, self.rng = prefix, np.random.default_rng(seed)
+        self.nodes, self.inits, self.count = [], [], {}
+
+    def name(self, scope, kind):
+        k = self.count.get((scope, kind), 0)
+        self.count[scope, kind] = k + 1
+        return f"{self.prefix}{scope}{kind}{k}"
+
+    def tensor(self, name, value):
+        self.inits.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
+        return name
+
+    def conv(self, x, scope, cin, cout, k, stride, bias):
+        n = self.name(scope, "conv")
+        w = self.rng.standard_normal((cout, cin, k, k)) * np.sqrt(2.0 / (cin * k * k))
+        inputs = [x, self.tensor(f"{n}_weight", w)]
+        if bias:
+            inputs.append(self.tensor(f"{n}_bias", self.rng.normal(0, 0.1, cout)))
+        self.nodes.append(helper.make_node("Conv", inputs, [f"{n}_fwd"], kernel_shape=[k, k],
+                                           strides=[stride, stride], pads=[k // 2] * 4))
+        return f"{n}_fwd"
+
+    def bn(self, x, scope, c, relu):
+        n = self.name(scope, "batchnorm")
+        rng = self.rng
+        ins = [x] + [self.tensor(f"{n}_{leaf}", v) for leaf, v in (
+            ("gamma", rng.uniform(0.3, 0.8, c)), ("beta", rng.normal(0, 0.1, c)),
+            ("running_mean", rng.normal(0, 0.1, c)), ("running_var", rng.uniform(0.5, 1.5, c)))]
+        self.nodes.append(helper.make_node("BatchNormalization", ins, [f"{n}_fwd"],
+                                           epsilon=1e-5))
+        if not relu:
+            return f"{n}_fwd"
+        self.nodes.append(helper.make_node("Relu", [f"{n}_fwd"], [f"{n}_relu"]))
+        return f"{n}_relu"
+
+
+def gluon_v1(depth, path, seed=0, prefix="resnetv17_"):
+    """Write `path`; returns the names of the graph outputs (logits, pool1, last stage)."""
+    basic = depth < 50
+    widths = (64, 64, 128, 256, 512) if basic else (64, 256, 512, 1024, 2048)
+    g = _Graph(prefix, seed)
+    x = g.bn(g.conv("data", "", 3, 64, 7, 2, False), "", 64, True)
+    g.nodes.append(helper.make_node("MaxPool", [x], ["pool1"], kernel_shape=[3, 3],
+                                    strides=[2, 2], pads=[1, 1, 1, 1]))
+    x, cin = "pool1", 64
+    for i, count in enumerate(BLOCKS[depth]):
+        scope, cout = f"stage{i + 1}_", widths[i + 1]
+        for j in range(count):
+            stride = 2 if (i > 0 and j == 0) else 1
+            if basic:
+                b = g.bn(g.conv(x, scope, cin, cout, 3, stride, False), scope, cout, True)
+                b = g.bn(g.conv(b, scope, cout, cout, 3, 1, False), scope, cout, False)
+            else:
+                mid = cout // 4
+                b = g.bn(g.conv(x, scope, cin, mid, 1, stride, True), scope, mid, True)
+                b = g.bn(g.conv(b, scope, mid, mid, 3, 1, False), scope, mid, True)
+                b = g.bn(g.conv(b, scope, mid, cout, 1, 1, True), scope, cout, False)
+            short = x
+            if j == 0 and cin != cout:  # Gluon: downsample after the body
+                short = g.bn(g.conv(x, scope, cin, cout, 1, stride, False), scope, cout, False)
+            add = f"{scope}add{j}"
+            g.nodes.append(helper.make_node("Add", [b, short], [add]))
+            g.nodes.append(helper.make_node("Relu", [add], [f"{scope}out{j}"]))
+            x, cin = f"{scope}out{j}", cout
+    last = x
+    g.nodes.append(helper.make_node("GlobalAveragePool", [x], ["gap"]))
+    g.nodes.append(helper.make_node("Flatten", ["gap"], ["flat"]))
+    w = g.tensor(f"{prefix}dense0_weight", g.rng.standard_normal((1000, cin)) * 0.05)
+    b = g.tensor(f"{prefix}dense0_bias", g.rng.normal(0, 0.1, 1000))
+    g.nodes.append(helper.make_node("Gemm", ["flat", w, b], ["logits"], transB=1))
+    outputs = ["logits", "pool1", last]
+    graph = helper.make_graph(
+        g.nodes, "resnet", [helper.make_tensor_value_info("data", TensorProto.FLOAT,
+                                                          [None, 3, 224, 224])],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs], g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 7)],
+                              producer_name="mxnet")
+    model.ir_version = 3
+    onnx.save(model, str(path))
+    return outputs
