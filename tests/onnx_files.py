@@ -1,7 +1,8 @@
-"""ONNX model-zoo style ResNet v1 files (`resnet{N}-v1-7.onnx`), written with the onnx package
-from seeded random weights: MXNet Gluon's ResNetV1 graph (stride on the first 1x1, biases on
-the 1x1 body convs, max pool 3/2 pad 1) with Gluon's initializer names under an instance
-prefix, as the zoo's converter wrote them. onnxruntime runs it as the source's own forward.
+"""ONNX model-zoo style ResNet files (`resnet{N}-v1-7.onnx`, `-v2-7.onnx`), written with the
+onnx package from seeded random weights: MXNet Gluon's ResNetV1 graph (stride on the first
+1x1, biases on the 1x1 body convs, max pool 3/2 pad 1) and ResNetV2 graph (pre-activation),
+with Gluon's initializer names under an instance prefix, as the zoo's converter wrote them.
+onnxruntime runs them as the source's own forward.
 """
 import numpy as np
 import onnx
@@ -83,7 +84,10 @@ def gluon_v1(depth, path, seed=0, prefix="resnetv17_"):
     w = g.tensor(f"{prefix}dense0_weight", g.rng.standard_normal((1000, cin)) * 0.05)
     b = g.tensor(f"{prefix}dense0_bias", g.rng.normal(0, 0.1, 1000))
     g.nodes.append(helper.make_node("Gemm", ["flat", w, b], ["logits"], transB=1))
-    outputs = ["logits", "pool1", last]
+    return _save(g, path, ["logits", "pool1", last])
+
+
+def _save(g, path, outputs):
     graph = helper.make_graph(
         g.nodes, "resnet", [helper.make_tensor_value_info("data", TensorProto.FLOAT,
                                                           [None, 3, 224, 224])],
@@ -93,3 +97,48 @@ def gluon_v1(depth, path, seed=0, prefix="resnetv17_"):
     model.ir_version = 3
     onnx.save(model, str(path))
     return outputs
+
+
+def gluon_v2(depth, path, seed=0, prefix="resnetv24_"):
+    """The ONNX zoo's `-v2-7` files: Gluon's ResNetV2 (a batch norm on the input, pre-activation
+    blocks, stride on the 3x3, a final batch norm + ReLU). Conv and batch norm names count in
+    the order Gluon creates them: a block's bn1, conv1, bn2, conv2(, bn3, conv3), then its
+    downsample conv."""
+    basic = depth < 50
+    widths = (64, 64, 128, 256, 512) if basic else (64, 256, 512, 1024, 2048)
+    g = _Graph(prefix, seed)
+    n = g.name("", "batchnorm")  # BatchNorm(scale=False, center=False): gamma 1, beta 0
+    ins = ["data"] + [g.tensor(f"{n}_{leaf}", v) for leaf, v in (
+        ("gamma", np.ones(3)), ("beta", np.zeros(3)), ("running_mean", g.rng.normal(0, 0.5, 3)),
+        ("running_var", g.rng.uniform(0.5, 2.0, 3)))]
+    g.nodes.append(helper.make_node("BatchNormalization", ins, [f"{n}_fwd"], epsilon=1e-5))
+    x = g.bn(g.conv(f"{n}_fwd", "", 3, 64, 7, 2, False), "", 64, True)
+    g.nodes.append(helper.make_node("MaxPool", [x], ["pool1"], kernel_shape=[3, 3],
+                                    strides=[2, 2], pads=[1, 1, 1, 1]))
+    x, cin = "pool1", 64
+    for i, count in enumerate(BLOCKS[depth]):
+        scope, cout = f"stage{i + 1}_", widths[i + 1]
+        for j in range(count):
+            stride = 2 if (i > 0 and j == 0) else 1
+            act = g.bn(x, scope, cin, True)
+            if basic:
+                b = g.conv(act, scope, cin, cout, 3, stride, False)
+                b = g.conv(g.bn(b, scope, cout, True), scope, cout, cout, 3, 1, False)
+            else:
+                mid = cout // 4
+                b = g.conv(act, scope, cin, mid, 1, 1, False)
+                b = g.conv(g.bn(b, scope, mid, True), scope, mid, mid, 3, stride, False)
+                b = g.conv(g.bn(b, scope, mid, True), scope, mid, cout, 1, 1, False)
+            short = x
+            if j == 0 and cin != cout:  # created after the body, reads the pre-activation
+                short = g.conv(act, scope, cin, cout, 1, stride, False)
+            g.nodes.append(helper.make_node("Add", [b, short], [f"{scope}out{j}"]))
+            x, cin = f"{scope}out{j}", cout
+    last = x
+    x = g.bn(x, "", cin, True)
+    g.nodes.append(helper.make_node("GlobalAveragePool", [x], ["gap"]))
+    g.nodes.append(helper.make_node("Flatten", ["gap"], ["flat"]))
+    w = g.tensor(f"{prefix}dense0_weight", g.rng.standard_normal((1000, cin)) * 0.05)
+    b = g.tensor(f"{prefix}dense0_bias", g.rng.normal(0, 0.1, 1000))
+    g.nodes.append(helper.make_node("Gemm", ["flat", w, b], ["logits"], transB=1))
+    return _save(g, path, ["logits", "pool1", last])

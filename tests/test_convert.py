@@ -501,7 +501,7 @@ def test_variants_and_basic_blocks_in_the_spec():
     assert r18["output"].attrs["in"] == 512 and len(build(34)) > len(r18)
     assert r18.default_features() == ["res5_2_branch2b_conv", "res5_2_branch2b_bn"]
     for bad, words in (((20,), r"50, 101, 152 \(the v1 zoo's depths\) or 18, 34"),
-                       ((50, "v2"), "v1, v1.5")):
+                       ((50, "v3"), "v1, v1.5, v1-pad1, v2")):
         with pytest.raises(ResnetError, match=words):
             build(*bad)
 

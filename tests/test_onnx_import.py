@@ -91,3 +91,24 @@ def test_another_onnx_graph_is_refused_with_its_names(tmp_path):
     r = run_cli("--job=convert", "--from=onnx", f"--input={junk}", f"--model={out}")
     assert r.returncode == 1 and "not an ONNX model" in r.stderr.strip().splitlines()[-1]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("depth, last", [(18, "res5_2_addto"), (50, "res5_3_addto")])
+def test_v2_7_pre_activation_matches_onnxruntime(tmp_path, depth, last):
+    """The -v2-7 files: the pre-activation `v2` network, read off the weights."""
+    from onnx_files import gluon_v2
+
+    path = tmp_path / f"resnet{depth}-v2-7.onnx"
+    outputs = gluon_v2(depth, path, seed=depth)
+    model = tmp_path / f"onnx{depth}v2"
+    r = run_cli("--job=convert", "--from=onnx", f"--input={path}", f"--model={model}")
+    assert r.returncode == 0, r.stderr
+    info = json.loads((model / "model.json").read_text())
+    assert (info["layer_num"], info["variant"], info["source"]["names"]) == \
+        (depth, "v2", "gluon v2")
+    recipe = modelinfo.read(str(model)).preprocessing
+    batch = np.concatenate([preprocess(p, recipe) for p in PHOTOS[:2]])
+    want = source_forward(path, batch, outputs)
+    got = resnet.load(str(model)).run(batch, ["pool1", last, "output"])
+    for ours, theirs in (("pool1", "pool1"), (last, outputs[2]), ("output", "output")):
+        assert rel_err(got[ours], want[theirs]) <= 1e-4, ours

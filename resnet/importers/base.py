@@ -26,16 +26,26 @@ log = logging.getLogger("resnet")
 
 # ------------------------------------------------------------------ key names, from the spec
 
+#: variants with the same parameters (only strides and pooling differ): a style naming one
+#: names them all, and the importer's default or the user's --variant picks
+POST_ACTIVATION = ("v1", "v1-pad1", "v1.5")
+
+
 class Style:
     """One ecosystem's key naming: module path per node, parameter names, fc layout."""
 
-    def __init__(self, name, stem, block, bn, fc_out_in, ignore=(), fc="fc"):
+    def __init__(self, name, stem, block, bn, fc_out_in, ignore=(), fc="fc", extra=None,
+                 variants=POST_ACTIVATION):
         self.name, self._stem, self._block, self.bn = name, stem, block, bn
         self.fc_out_in, self.ignore, self.fc = fc_out_in, ignore, fc
+        self.extra = extra or {}  # other layers by node name (v2's input_bn, final_bn)
+        self.variants = variants  # the networks these names can describe
 
     def module(self, node: str, block_index: dict) -> str:
         if node == "output":
             return self.fc
+        if node in self.extra:
+            return self.extra[node]
         if node.startswith("conv1_"):
             return self._stem[node[len("conv1_"):]]
         stage, j, branch, kind = parse_branch(node)
@@ -82,6 +92,21 @@ def _gluon_block(basic):
     return block
 
 
+def _gluon_v2_block(basic):
+    """MXNet Gluon v2 names, prefix stripped (the ONNX zoo's v2 files): per stage, each block
+    creates bn1, conv1, bn2, conv2[, bn3, conv3], then its downsample conv."""
+    def block(stage, j, _, branch, kind):
+        per = 2 if basic else 3
+        if kind == "bn":
+            return f"stage{stage - 1}_batchnorm{per * (j - 1) + _V2_BN[branch]}"
+        first = per + (0 if basic and stage == 2 else 1)
+        k = per if branch == "1" else _V2_CONV[branch] + (0 if j == 1 else first + per * (j - 2))
+        return f"stage{stage - 1}_conv{k}"
+    return block
+
+
+_V2_BN = {"preact": 0, "2a": 1, "2b": 2}
+_V2_CONV = {"2a": 0, "2b": 1, "2c": 2}
 _GLUON_BN = {"w0": "gamma", "wbias": "beta", "w1": "running_mean", "w2": "running_var"}
 _CAFFE_BN = {"w0": "gamma", "wbias": "beta", "w1": "mean", "w2": "var"}
 _PADDLE_BN = {"w0": "weight", "wbias": "bias", "w1": "_mean", "w2": "_variance"}
@@ -104,6 +129,15 @@ STYLES = {
                    _GLUON_BN, True, fc="dense0"),
     "gluon (basic blocks)": Style("gluon", {"conv": "conv0", "bn": "batchnorm0"},
                                   _gluon_block(True), _GLUON_BN, True, fc="dense0"),
+    # MXNet Gluon v2 (and the ONNX zoo's v2 files): the pre-activation network
+    "gluon v2": Style("gluon v2", {"conv": "conv0", "bn": "batchnorm1"}, _gluon_v2_block(False),
+                      _GLUON_BN, True, fc="dense0",
+                      extra={"input_bn": "batchnorm0", "final_bn": "batchnorm2"},
+                      variants=("v2",)),
+    "gluon v2 (basic blocks)": Style("gluon v2", {"conv": "conv0", "bn": "batchnorm1"},
+                                     _gluon_v2_block(True), _GLUON_BN, True, fc="dense0",
+                                     extra={"input_bn": "batchnorm0", "final_bn": "batchnorm2"},
+                                     variants=("v2",)),
 }
 
 
@@ -143,27 +177,36 @@ def to_v1(state: dict, spec: Spec, style: Style) -> dict[str, np.ndarray]:
     return out
 
 
-def fit(state: dict, styles, layer_num: int | None, variant: str, path: str):
+def fit(state: dict, styles, layer_num: int | None, variants, path: str):
     """(spec, style) that `state` fits exactly, or a ResnetError listing the first mismatches.
 
-    Without layer_num the depth is read off the checkpoint. Keys and shapes are the same in
-    v1 and v1.5, so the variant is the user's word (default v1.5, as these ecosystems use).
+    Without layer_num the depth is read off the checkpoint. `variants` are tried in order,
+    each with the styles that can name it (keys and shapes are the same in v1, v1-pad1 and
+    v1.5, so among those the variant is the importer's or the user's word).
     """
     tried = []
-    for depth in [layer_num] if layer_num is not None else depths(variant):
-        spec = build(depth, variant)
-        for style_name in styles:
-            problems = mismatches(state, spec, STYLES[style_name])
-            if not problems:
-                return spec, STYLES[style_name]
-            tried.append((len(problems), depth, style_name, problems))
+
+    def candidates(depth_list):
+        for variant in variants:
+            for depth in depth_list(variant):
+                for style_name in styles:
+                    if variant in STYLES[style_name].variants:
+                        yield build(depth, variant), style_name
+
+    for spec, style_name in candidates(lambda v: [layer_num] if layer_num else depths(v)):
+        problems = mismatches(state, spec, STYLES[style_name])
+        if not problems:
+            return spec, STYLES[style_name]
+        tried.append((len(problems), spec.layer_num, style_name, problems))
+    if not tried:
+        raise ResnetError(f"{path}: these checkpoints hold no {' or '.join(variants)} network")
     _, depth, style_name, problems = min(tried, key=lambda t: t[0])
     hint = ""
     if layer_num is not None:
-        for other in depths(variant):
-            if other != layer_num and any(not mismatches(state, build(other, variant), STYLES[s])
-                                          for s in styles):
-                hint = f" (it fits ResNet-{other}: pass --layer_num={other})"
+        for spec, s in candidates(depths):
+            if spec.layer_num != layer_num and not mismatches(state, spec, STYLES[s]):
+                hint = f" (it fits ResNet-{spec.layer_num}: pass --layer_num={spec.layer_num})"
+                break
     shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5
                                        else "")
     raise ResnetError(f"{path}: does not fit ResNet-{depth} ({style_name} names): "
@@ -246,11 +289,12 @@ def convert(fmt: str, path: str, out_dir: str, layer_num: int | None = None,
             variant: str | None = None, overwrite: bool = False) -> modelinfo.ModelInfo:
     """Convert one checkpoint; returns what was written to OUT_DIR/model.json."""
     importer = IMPORTERS[fmt]  # an unknown format: one line naming the registered ones
-    variant = variant or getattr(importer, "variant", "v1.5")
-    build(layer_num or 50, variant)  # an unsupported depth or variant fails before reading
+    variants = (variant,) if variant else getattr(importer, "variants", ("v1.5",))
+    for v in variants:  # an unsupported depth or variant fails before reading
+        build(layer_num or 50, v)
     check_out_dir(out_dir, overwrite)
     state = read_checkpoint(fmt, path)
-    spec, style = fit(state, importer.styles, layer_num, variant, path)
+    spec, style = fit(state, importer.styles, layer_num, variants, path)
     values = to_v1(state, spec, style)
     info = modelinfo.ModelInfo(
         spec.layer_num, spec.variant, getattr(importer, "recipe", modelinfo.IMAGENET_RGB),

@@ -101,7 +101,7 @@ def state(path: str) -> dict[str, np.ndarray]:
 class CaffeImporter:
     styles = ("caffe", "caffe (b1, b2, ... blocks)")
     suffixes = (".caffemodel",)
-    variant = "v1"  # the zoo's own topology
+    variants = ("v1",)  # the zoo's own topology
     recipe = None  # v1's: BGR 0-255 minus the mean (--mean=ResNet_mean.binaryproto for Caffe's)
 
     @staticmethod

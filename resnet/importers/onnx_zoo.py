@@ -1,12 +1,13 @@
-"""The ONNX model zoo's ResNet v1 files (`resnet{18,34,50,101,152}-v1-7.onnx`), converted
-from MXNet Gluon: v1 strides, max pool pad 1 (the `v1-pad1` variant), biases on the 1x1
-body convs, RGB /255 mean/std.
+"""The ONNX model zoo's ResNets (`resnet{18,34,50,101,152}-v1-7.onnx` and `-v2-7.onnx`),
+converted from MXNet Gluon: v1 is v1 strides, max pool pad 1 (the `v1-pad1` variant) with
+biases on the 1x1 body convs; v2 is the pre-activation network (`v2`); both RGB /255
+mean/std.
 
 Only the initializers are read (the `onnx` package, no graph is run). Their names are
 Gluon's under an instance prefix (`resnetv17_stage1_conv0_weight`), stripped here; each conv
 bias is folded into the batch norm that follows it (BN(conv + b) is BN(conv) with its running
-mean moved by b), so the weights are exactly a v1-pad1 network. Anything else (the v2 files,
-another graph) does not fit and is refused with its first mismatching names.
+mean moved by b), so the weights are exactly a v1-pad1 network. Anything else (another graph) fits neither
+and is refused with its first mismatching names.
 """
 from __future__ import annotations
 
@@ -45,9 +46,9 @@ def fold_conv_biases(state: dict, path: str) -> dict:
 
 @IMPORTERS.register("onnx")
 class OnnxZooImporter:
-    styles = ("gluon", "gluon (basic blocks)")
+    styles = ("gluon", "gluon (basic blocks)", "gluon v2", "gluon v2 (basic blocks)")
     suffixes = (".onnx",)
-    variant = "v1-pad1"
+    variants = ("v1-pad1", "v2")
 
     @staticmethod
     def looks_like(head: bytes) -> bool:

@@ -16,7 +16,7 @@ INPUT_SIZE = 224
 NUM_CLASSES = 1000
 BN_EPSILON = 1e-5
 _BLOCK = re.compile(r"^res(\d+)_(\d+)_")
-_BRANCH = re.compile(r"^res(\d+)_(\d+)_branch(1|2a|2b|2c)_(conv|bn)$")
+_BRANCH = re.compile(r"^res(\d+)_(\d+)_(branch1|branch2a|branch2b|branch2c|preact)_(conv|bn)$")
 
 
 class Branch(NamedTuple):
@@ -35,9 +35,11 @@ def block_of(name: str) -> tuple[int, int] | None:
 
 
 def parse_branch(name: str) -> Branch | None:
-    """The parts of a `resK_J_branchX_{conv,bn}` name, else None."""
+    """The parts of a `resK_J_branchX_{conv,bn}` name (or a pre-activation unit's
+    `resK_J_preact_bn`: branch 'preact'), else None."""
     m = _BRANCH.match(name)
-    return Branch(int(m.group(1)), int(m.group(2)), m.group(3), m.group(4)) if m else None
+    return (Branch(int(m.group(1)), int(m.group(2)), m.group(3).replace("branch", ""),
+                   m.group(4)) if m else None)
 
 
 @dataclass(frozen=True)

@@ -154,10 +154,11 @@ class AddTo(Op):
     fill = "#ead1dc"
 
     def kind(self, node):
-        return "addto + relu"
+        return "addto + relu" if node.attrs.get("act") == "relu" else "addto"
 
     def apply(self, node, layer, args, pd):
-        return pd.nn.functional.relu(args[0] + args[1])
+        y = args[0] + args[1]  # pre-activation nets (v2) add without a ReLU
+        return pd.nn.functional.relu(y) if node.attrs.get("act") == "relu" else y
 
 
 @_register("fc")

@@ -1,5 +1,5 @@
-"""The ResNet family (v1, v1-pad1 and v1.5 bottleneck nets at 50/101/152, basic blocks at
-18/34).
+"""The ResNet families: v1, v1-pad1 and v1.5 (post-activation) and v2 (pre-activation), with
+bottlenecks at 50/101/152 and basic blocks at 18/34.
 
 Registered in MODELS under its variant names; everything else reads the Spec it builds.
 """
@@ -41,7 +41,81 @@ def resnet_v1_pad1(layer_num: int) -> Spec:
     return _build(layer_num, "v1-pad1")
 
 
-resnet_v1.depths = resnet_v15.depths = resnet_v1_pad1.depths = tuple(DEPTHS)
+@MODELS.register("v2")
+def resnet_v2(layer_num: int) -> Spec:
+    """The pre-activation ResNet as MXNet (Gluon v2, its symbolic zoo) and the ONNX zoo's v2
+    define it: a batch norm on the input image, each block's batch norm + ReLU before its
+    convolutions (`resK_J_preact_bn`; a projection shortcut reads that pre-activated input),
+    stride on the 3x3, additions without a ReLU, a final batch norm + ReLU (`final_bn`)."""
+    return _build_v2(layer_num)
+
+
+resnet_v1.depths = resnet_v15.depths = resnet_v1_pad1.depths = resnet_v2.depths = tuple(DEPTHS)
+
+
+class _Nodes(list):
+    """Nodes being built, with their output shapes."""
+
+    def add(self, name, op, inputs, shape, **attrs):
+        self.append(Node(name, op, tuple(inputs), attrs, tuple(shape)))
+        return name
+
+    def shape(self, name):
+        return next(n.shape for n in reversed(self) if n.name == name)
+
+    def conv(self, name, src, filters, size, stride, pad):
+        channels, h, w = self.shape(src)
+        out = (filters, _conv_out(h, size, stride, pad), _conv_out(w, size, stride, pad))
+        return self.add(name, "conv", [src], out, filters=filters, channels=channels, size=size,
+                        stride=stride, pad=pad)
+
+    def bn(self, name, src, act):
+        return self.add(name, "bn", [src], self.shape(src), act=act)
+
+    def max_pool(self, src, pad, ceil):
+        c, h, w = self.shape(src)
+        return self.add("pool1", "pool", [src], (c, _conv_out(h, 3, 2, pad, ceil),
+                                                 _conv_out(w, 3, 2, pad, ceil)),
+                        type="max", size=3, stride=2, pad=pad, ceil=ceil)
+
+    def head(self, src):
+        c, h, w = self.shape(src)
+        x = self.add("avgpool", "pool", [src], (c, h - 6, w - 6), type="avg", size=7, stride=1,
+                     pad=0, ceil=False)
+        c, h, w = self.shape(x)
+        self.add("output", "fc", [x], (NUM_CLASSES,), act="softmax", out=NUM_CLASSES,
+                 **{"in": c * h * w})
+
+
+def _build_v2(layer_num: int) -> Spec:
+    blocks, basic = DEPTHS[layer_num], layer_num in BASIC_DEPTHS
+    nodes = _Nodes()
+    x = nodes.add("input", "data", [], (3, INPUT_SIZE, INPUT_SIZE))
+    x = nodes.bn("input_bn", x, None)
+    x = nodes.bn("conv1_bn", nodes.conv("conv1_conv", x, 64, 7, 2, 3), "relu")
+    x = nodes.max_pool(x, 1, False)
+    for stage, (count, (mid, out)) in enumerate(zip(blocks, STAGE_WIDTHS), start=2):
+        out = mid if basic else out
+        for j in range(1, count + 1):
+            p = f"res{stage}_{j}"
+            stride = 2 if (j == 1 and stage > 2) else 1
+            act = nodes.bn(f"{p}_preact_bn", x, "relu")
+            shortcut = x
+            if stride != 1 or nodes.shape(x)[0] != out:
+                shortcut = nodes.conv(f"{p}_branch1_conv", act, out, 1, stride, 0)
+            if basic:
+                b = nodes.bn(f"{p}_branch2a_bn",
+                             nodes.conv(f"{p}_branch2a_conv", act, mid, 3, stride, 1), "relu")
+                b = nodes.conv(f"{p}_branch2b_conv", b, out, 3, 1, 1)
+            else:
+                b = nodes.bn(f"{p}_branch2a_bn",
+                             nodes.conv(f"{p}_branch2a_conv", act, mid, 1, 1, 0), "relu")
+                b = nodes.bn(f"{p}_branch2b_bn",
+                             nodes.conv(f"{p}_branch2b_conv", b, mid, 3, stride, 1), "relu")
+                b = nodes.conv(f"{p}_branch2c_conv", b, out, 1, 1, 0)
+            x = nodes.add(f"{p}_addto", "addto", [shortcut, b], nodes.shape(b), act=None)
+    nodes.head(nodes.bn("final_bn", x, "relu"))
+    return Spec(layer_num, tuple(nodes), "v2")
 
 
 def _build(layer_num: int, variant: str) -> Spec:
@@ -54,36 +128,21 @@ def _build(layer_num: int, variant: str) -> Spec:
     blocks = DEPTHS[layer_num]
     v1 = variant in ("v1", "v1-pad1")  # stride on the first 1x1
     basic = layer_num in BASIC_DEPTHS
-
-    nodes: list[Node] = []
-
-    def add(name, op, inputs, shape, **attrs):
-        nodes.append(Node(name, op, tuple(inputs), attrs, tuple(shape)))
-        return name
+    nodes = _Nodes()
 
     def conv_bn(prefix, src, filters, size, stride, pad, act):
-        channels, h, w = _shape(src)
-        oh, ow = _conv_out(h, size, stride, pad), _conv_out(w, size, stride, pad)
-        conv = add(f"{prefix}_conv", "conv", [src], (filters, oh, ow), filters=filters,
-                   channels=channels, size=size, stride=stride, pad=pad)
-        return add(f"{prefix}_bn", "bn", [conv], (filters, oh, ow), act=act)
+        return nodes.bn(f"{prefix}_bn", nodes.conv(f"{prefix}_conv", src, filters, size,
+                                                   stride, pad), act)
 
-    def _shape(name):
-        return next(n.shape for n in reversed(nodes) if n.name == name)
-
-    x = add("input", "data", [], (3, INPUT_SIZE, INPUT_SIZE))
+    x = nodes.add("input", "data", [], (3, INPUT_SIZE, INPUT_SIZE))
     x = conv_bn("conv1", x, 64, 7, 2, 3, "relu")
-    c, h, w = _shape(x)
-    pad, ceil = (0, True) if variant == "v1" else (1, False)
-    ph, pw = _conv_out(h, 3, 2, pad, ceil), _conv_out(w, 3, 2, pad, ceil)
-    x = add("pool1", "pool", [x], (c, ph, pw), type="max", size=3, stride=2, pad=pad, ceil=ceil)
-
+    x = nodes.max_pool(x, *((0, True) if variant == "v1" else (1, False)))
     for stage, (count, (mid, out)) in enumerate(zip(blocks, STAGE_WIDTHS), start=2):
         out = mid if basic else out
         for j in range(1, count + 1):
             p = f"res{stage}_{j}"
             stride = 2 if (j == 1 and stage > 2) else 1
-            if stride != 1 or _shape(x)[0] != out:
+            if stride != 1 or nodes.shape(x)[0] != out:
                 shortcut = conv_bn(f"{p}_branch1", x, out, 1, stride, 0, None)
             else:
                 shortcut = x
@@ -94,11 +153,6 @@ def _build(layer_num: int, variant: str) -> Spec:
                 b = conv_bn(f"{p}_branch2a", x, mid, 1, stride if v1 else 1, 0, "relu")
                 b = conv_bn(f"{p}_branch2b", b, mid, 3, 1 if v1 else stride, 1, "relu")
                 b = conv_bn(f"{p}_branch2c", b, out, 1, 1, 0, None)
-            x = add(f"{p}_addto", "addto", [shortcut, b], _shape(b), act="relu")
-
-    c, h, w = _shape(x)
-    x = add("avgpool", "pool", [x], (c, h - 6, w - 6), type="avg", size=7, stride=1, pad=0,
-            ceil=False)
-    c, h, w = _shape(x)
-    add("output", "fc", [x], (NUM_CLASSES,), act="softmax", out=NUM_CLASSES, **{"in": c * h * w})
+            x = nodes.add(f"{p}_addto", "addto", [shortcut, b], nodes.shape(b), act="relu")
+    nodes.head(x)
     return Spec(layer_num, tuple(nodes), variant)
