@@ -66,6 +66,19 @@ def _write_onnx(state, path):
     onnx.save(helper.make_model(helper.make_graph([], "resnet", [], [], inits)), path)
 
 
+def _write_mxnet(state, path):
+    """The same weights as a Gluon model-zoo .params file (names without the prefix)."""
+    from mxnet_files import write_params
+
+    from resnet.importers.base import STYLES, mapping, to_v1
+    from resnet.models import build
+
+    spec = build(DEPTH, "v1.5")
+    values = to_v1(state, spec, STYLES["paddle.vision"])
+    write_params(path, {key.replace(".", "_"): values[name].T if flip else values[name]
+                        for name, key, _, flip in mapping(spec, STYLES["gluon (basic blocks)"])})
+
+
 #: importer name -> (file name, writer(paddle.vision state, path), extra convert flags).
 #: Caffe's own topology is v1; the contract converts it as v1.5 so that paddle.vision's
 #: forward of the same weights is the reference (tests/test_caffe.py checks v1 itself).
@@ -75,6 +88,7 @@ WRITERS = {
     "safetensors": ("model.safetensors", _write_safetensors, []),
     "caffe": ("resnet18.caffemodel", _write_caffe, ["--variant=v1.5"]),
     "onnx": ("resnet18-v1-7.onnx", _write_onnx, ["--variant=v1.5"]),
+    "mxnet": ("resnet18_v1.params", _write_mxnet, ["--variant=v1.5"]),
 }
 
 

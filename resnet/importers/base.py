@@ -35,11 +35,12 @@ class Style:
     """One ecosystem's key naming: module path per node, parameter names, fc layout."""
 
     def __init__(self, name, stem, block, bn, fc_out_in, ignore=(), fc="fc", extra=None,
-                 variants=POST_ACTIVATION):
+                 variants=POST_ACTIVATION, recipe=None):
         self.name, self._stem, self._block, self.bn = name, stem, block, bn
         self.fc_out_in, self.ignore, self.fc = fc_out_in, ignore, fc
         self.extra = extra or {}  # other layers by node name (v2's input_bn, final_bn)
         self.variants = variants  # the networks these names can describe
+        self.recipe = recipe  # the source's preprocessing, where it is not the importer's
 
     def module(self, node: str, block_index: dict) -> str:
         if node == "output":
@@ -105,6 +106,14 @@ def _gluon_v2_block(basic):
     return block
 
 
+def _symbolic_block(stage, j, _, branch, kind):
+    """MXNet's symbolic pre-activation units: stage{s}_unit{u}_{bn1,conv1,bn2,...,sc}."""
+    part = ("sc" if branch == "1" else
+            {"preact": "bn1", "2a": "bn2", "2b": "bn3"}[branch] if kind == "bn" else
+            {"2a": "conv1", "2b": "conv2", "2c": "conv3"}[branch])
+    return f"stage{stage - 1}_unit{j}_{part}"
+
+
 _V2_BN = {"preact": 0, "2a": 1, "2b": 2}
 _V2_CONV = {"2a": 0, "2b": 1, "2c": 2}
 _GLUON_BN = {"w0": "gamma", "wbias": "beta", "w1": "running_mean", "w2": "running_var"}
@@ -138,6 +147,12 @@ STYLES = {
                                      _gluon_v2_block(True), _GLUON_BN, True, fc="dense0",
                                      extra={"input_bn": "batchnorm0", "final_bn": "batchnorm2"},
                                      variants=("v2",)),
+    # MXNet's symbolic zoo (resnet-N-0000.params), arg:/aux: prefixes dropped by the importer
+    "mxnet symbolic": Style("mxnet symbolic", {"conv": "conv0", "bn": "bn0"}, _symbolic_block,
+                            _GLUON_BN, True, fc="fc1",
+                            extra={"input_bn": "bn_data", "final_bn": "bn1"}, variants=("v2",),
+                            recipe=modelinfo.Recipe("RGB", 1.0, (0.0, 0.0, 0.0),
+                                                    (1.0, 1.0, 1.0), 256)),
 }
 
 
@@ -297,7 +312,8 @@ def convert(fmt: str, path: str, out_dir: str, layer_num: int | None = None,
     spec, style = fit(state, importer.styles, layer_num, variants, path)
     values = to_v1(state, spec, style)
     info = modelinfo.ModelInfo(
-        spec.layer_num, spec.variant, getattr(importer, "recipe", modelinfo.IMAGENET_RGB),
+        spec.layer_num, spec.variant,
+        style.recipe or getattr(importer, "recipe", modelinfo.IMAGENET_RGB),
         "imagenet",
         {"format": fmt, "names": style.name, "file": os.path.basename(path),
          "sha256": sha256_file(path)})

@@ -1,0 +1,105 @@
+"""--from=mxnet: Gluon zoo and symbolic-zoo `.params` files reproduce their networks.
+
+The weights are those of the ONNX zoo-style graphs of tests/onnx_files.py (Gluon's ResNetV1 /
+V2, run by onnxruntime as the source's forward), written again as MXNet `.params` files under
+each naming scheme: Gluon's own (with and without the instance prefix) and the symbolic
+zoo's (arg:/aux:, BatchNorm eps 2e-5, bn_data with fix_gamma).
+"""
+import json
+import re
+
+import numpy as np
+import pytest
+from conftest import run_cli
+from mxnet_files import write_params
+from reference import rel_err
+
+import resnet
+from resnet.inputs.imaging import preprocess
+from resnet.modelio import modelinfo
+
+pytest.importorskip("onnxruntime", reason="onnxruntime not installed: pip install '.[export]'")
+onnx = pytest.importorskip("onnx", reason="onnx not installed: pip install '.[export]'")
+from onnx import numpy_helper  # noqa: E402
+from onnx_files import gluon_v1, gluon_v2  # noqa: E402
+from test_onnx_import import PHOTOS, source_forward  # noqa: E402
+
+
+def initializers(path):
+    return {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+
+
+def check(model, onnx_path, outputs, last):
+    recipe = modelinfo.read(str(model)).preprocessing
+    batch = np.concatenate([preprocess(p, recipe) for p in PHOTOS[:2]])
+    want = source_forward(onnx_path, batch, outputs)
+    got = resnet.load(str(model)).run(batch, ["pool1", last, "output"])
+    for ours, theirs in (("pool1", "pool1"), (last, outputs[2]), ("output", "output")):
+        assert rel_err(got[ours], want[theirs]) <= 1e-4, ours
+
+
+@pytest.mark.parametrize("build, depth, prefixed, variant", [
+    (gluon_v1, 50, False, "v1-pad1"), (gluon_v2, 18, True, "v2")])
+def test_gluon_zoo_params(tmp_path, build, depth, prefixed, variant):
+    onnx_path = tmp_path / "source.onnx"
+    outputs = build(depth, onnx_path, seed=depth)
+    names = {k if prefixed else re.sub(r"^resnetv\d+_", "", k): v
+             for k, v in initializers(onnx_path).items()}
+    params = tmp_path / f"resnet{depth}_{variant}.params"
+    write_params(params, names)
+    model = tmp_path / "converted"
+    r = run_cli("--job=convert", "--from=mxnet", f"--input={params}", f"--model={model}")
+    assert r.returncode == 0, r.stderr
+    info = json.loads((model / "model.json").read_text())
+    assert (info["layer_num"], info["variant"]) == (depth, variant)
+    check(model, onnx_path, outputs, "res5_3_addto" if depth == 50 else "res5_2_addto")
+
+
+def test_symbolic_zoo_params(tmp_path):
+    """resnet-50-0000.params: arg:/aux: names, eps 2e-5, bn_data's stored gamma ignored."""
+    from resnet.importers.base import STYLES, mapping
+    from resnet.models import build as build_spec
+
+    onnx_path = tmp_path / "source.onnx"
+    outputs = gluon_v2(50, onnx_path, seed=7)
+    gluon = {re.sub(r"^resnetv\d+_", "", k): v for k, v in initializers(onnx_path).items()}
+    spec = build_spec(50, "v2")
+    by_node = {name: key for name, key, _, _ in mapping(spec, STYLES["gluon v2"])}
+    sym_of = {name: key for name, key, _, _ in mapping(spec, STYLES["mxnet symbolic"])}
+    arrays = {}
+    for name, gkey in by_node.items():
+        value = gluon[gkey.replace(".", "_")]
+        skey = sym_of[name]
+        module, leaf = skey.rsplit(".", 1)
+        if leaf == "running_var":
+            value = value - np.float32(1e-5)  # stored for eps 2e-5: same var + eps
+        if module == "bn_data" and leaf == "gamma":
+            value = np.full_like(value, 7.0)  # fix_gamma: MXNet ignores it
+        kind = "aux" if leaf.startswith("running_") else "arg"
+        arrays[f"{kind}:{module}_{leaf.replace('running_', 'moving_')}"] = value
+    params = tmp_path / "resnet-50-0000.params"
+    write_params(params, arrays)
+    model = tmp_path / "converted"
+    r = run_cli("--job=convert", "--from=mxnet", f"--input={params}", f"--model={model}")
+    assert r.returncode == 0, r.stderr
+    info = json.loads((model / "model.json").read_text())
+    assert (info["variant"], info["source"]["names"]) == ("v2", "mxnet symbolic")
+    pre = info["preprocessing"]  # raw RGB 0-255: bn_data normalizes
+    assert (pre["channel_order"], pre["scale"], pre["mean"], pre["std"]) == \
+        ("RGB", 1.0, [0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
+    check(model, onnx_path, outputs, "res5_3_addto")
+
+
+def test_bad_params_files(tmp_path):
+    cut = tmp_path / "cut.params"
+    write_params(cut, {"stage1_conv0_weight": np.zeros((64, 64, 1, 1))})
+    cut.write_bytes(cut.read_bytes()[:60])
+    junk = tmp_path / "junk.params"
+    junk.write_bytes(b"not an mxnet file at all, really")
+    for path, words in ((cut, "truncated MXNet params file"), (junk, "not an MXNet params")):
+        out = tmp_path / "out"
+        r = run_cli("--job=convert", "--from=mxnet", f"--input={path}", f"--model={out}")
+        assert r.returncode == 1
+        last = r.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"resnet: error: {path}: ") and words in last, last
+        assert not out.exists() and "Traceback" not in r.stderr
