@@ -36,6 +36,18 @@ class _Graph:
                                            strides=[stride, stride], pads=[k // 2] * 4))
         return f"{n}_fwd"
 
+    def max_pool(self, x):
+        self.nodes.append(helper.make_node("MaxPool", [x], ["pool1"], kernel_shape=[3, 3],
+                                           strides=[2, 2], pads=[1, 1, 1, 1]))
+        return "pool1"
+
+    def classifier(self, x, cin):
+        self.nodes.append(helper.make_node("GlobalAveragePool", [x], ["gap"]))
+        self.nodes.append(helper.make_node("Flatten", ["gap"], ["flat"]))
+        w = self.tensor(f"{self.prefix}dense0_weight", self.rng.standard_normal((1000, cin)) * 0.05)
+        b = self.tensor(f"{self.prefix}dense0_bias", self.rng.normal(0, 0.1, 1000))
+        self.nodes.append(helper.make_node("Gemm", ["flat", w, b], ["logits"], transB=1))
+
     def bn(self, x, scope, c, relu):
         n = self.name(scope, "batchnorm")
         rng = self.rng
@@ -50,41 +62,38 @@ class _Graph:
         return f"{n}_relu"
 
 
+def _blocks(depth, widths):
+    """(scope, width, block index, stride) of every block, in order."""
+    for i, count in enumerate(BLOCKS[depth]):
+        for j in range(count):
+            yield f"stage{i + 1}_", widths[i + 1], j, 2 if (i > 0 and j == 0) else 1
+
+
 def gluon_v1(depth, path, seed=0, prefix="resnetv17_"):
     """Write `path`; returns the names of the graph outputs (logits, pool1, last stage)."""
     basic = depth < 50
     widths = (64, 64, 128, 256, 512) if basic else (64, 256, 512, 1024, 2048)
     g = _Graph(prefix, seed)
     x = g.bn(g.conv("data", "", 3, 64, 7, 2, False), "", 64, True)
-    g.nodes.append(helper.make_node("MaxPool", [x], ["pool1"], kernel_shape=[3, 3],
-                                    strides=[2, 2], pads=[1, 1, 1, 1]))
-    x, cin = "pool1", 64
-    for i, count in enumerate(BLOCKS[depth]):
-        scope, cout = f"stage{i + 1}_", widths[i + 1]
-        for j in range(count):
-            stride = 2 if (i > 0 and j == 0) else 1
-            if basic:
-                b = g.bn(g.conv(x, scope, cin, cout, 3, stride, False), scope, cout, True)
-                b = g.bn(g.conv(b, scope, cout, cout, 3, 1, False), scope, cout, False)
-            else:
-                mid = cout // 4
-                b = g.bn(g.conv(x, scope, cin, mid, 1, stride, True), scope, mid, True)
-                b = g.bn(g.conv(b, scope, mid, mid, 3, 1, False), scope, mid, True)
-                b = g.bn(g.conv(b, scope, mid, cout, 1, 1, True), scope, cout, False)
-            short = x
-            if j == 0 and cin != cout:  # Gluon: downsample after the body
-                short = g.bn(g.conv(x, scope, cin, cout, 1, stride, False), scope, cout, False)
-            add = f"{scope}add{j}"
-            g.nodes.append(helper.make_node("Add", [b, short], [add]))
-            g.nodes.append(helper.make_node("Relu", [add], [f"{scope}out{j}"]))
-            x, cin = f"{scope}out{j}", cout
-    last = x
-    g.nodes.append(helper.make_node("GlobalAveragePool", [x], ["gap"]))
-    g.nodes.append(helper.make_node("Flatten", ["gap"], ["flat"]))
-    w = g.tensor(f"{prefix}dense0_weight", g.rng.standard_normal((1000, cin)) * 0.05)
-    b = g.tensor(f"{prefix}dense0_bias", g.rng.normal(0, 0.1, 1000))
-    g.nodes.append(helper.make_node("Gemm", ["flat", w, b], ["logits"], transB=1))
-    return _save(g, path, ["logits", "pool1", last])
+    x, cin = g.max_pool(x), 64
+    for scope, cout, j, stride in _blocks(depth, widths):
+        if basic:
+            b = g.bn(g.conv(x, scope, cin, cout, 3, stride, False), scope, cout, True)
+            b = g.bn(g.conv(b, scope, cout, cout, 3, 1, False), scope, cout, False)
+        else:
+            mid = cout // 4
+            b = g.bn(g.conv(x, scope, cin, mid, 1, stride, True), scope, mid, True)
+            b = g.bn(g.conv(b, scope, mid, mid, 3, 1, False), scope, mid, True)
+            b = g.bn(g.conv(b, scope, mid, cout, 1, 1, True), scope, cout, False)
+        short = x
+        if j == 0 and cin != cout:  # Gluon: downsample after the body
+            short = g.bn(g.conv(x, scope, cin, cout, 1, stride, False), scope, cout, False)
+        add = f"{scope}add{j}"
+        g.nodes.append(helper.make_node("Add", [b, short], [add]))
+        g.nodes.append(helper.make_node("Relu", [add], [f"{scope}out{j}"]))
+        x, cin = f"{scope}out{j}", cout
+    g.classifier(x, cin)
+    return _save(g, path, ["logits", "pool1", x])
 
 
 def _save(g, path, outputs):
@@ -113,32 +122,21 @@ def gluon_v2(depth, path, seed=0, prefix="resnetv24_"):
         ("running_var", g.rng.uniform(0.5, 2.0, 3)))]
     g.nodes.append(helper.make_node("BatchNormalization", ins, [f"{n}_fwd"], epsilon=1e-5))
     x = g.bn(g.conv(f"{n}_fwd", "", 3, 64, 7, 2, False), "", 64, True)
-    g.nodes.append(helper.make_node("MaxPool", [x], ["pool1"], kernel_shape=[3, 3],
-                                    strides=[2, 2], pads=[1, 1, 1, 1]))
-    x, cin = "pool1", 64
-    for i, count in enumerate(BLOCKS[depth]):
-        scope, cout = f"stage{i + 1}_", widths[i + 1]
-        for j in range(count):
-            stride = 2 if (i > 0 and j == 0) else 1
-            act = g.bn(x, scope, cin, True)
-            if basic:
-                b = g.conv(act, scope, cin, cout, 3, stride, False)
-                b = g.conv(g.bn(b, scope, cout, True), scope, cout, cout, 3, 1, False)
-            else:
-                mid = cout // 4
-                b = g.conv(act, scope, cin, mid, 1, 1, False)
-                b = g.conv(g.bn(b, scope, mid, True), scope, mid, mid, 3, stride, False)
-                b = g.conv(g.bn(b, scope, mid, True), scope, mid, cout, 1, 1, False)
-            short = x
-            if j == 0 and cin != cout:  # created after the body, reads the pre-activation
-                short = g.conv(act, scope, cin, cout, 1, stride, False)
-            g.nodes.append(helper.make_node("Add", [b, short], [f"{scope}out{j}"]))
-            x, cin = f"{scope}out{j}", cout
-    last = x
-    x = g.bn(x, "", cin, True)
-    g.nodes.append(helper.make_node("GlobalAveragePool", [x], ["gap"]))
-    g.nodes.append(helper.make_node("Flatten", ["gap"], ["flat"]))
-    w = g.tensor(f"{prefix}dense0_weight", g.rng.standard_normal((1000, cin)) * 0.05)
-    b = g.tensor(f"{prefix}dense0_bias", g.rng.normal(0, 0.1, 1000))
-    g.nodes.append(helper.make_node("Gemm", ["flat", w, b], ["logits"], transB=1))
-    return _save(g, path, ["logits", "pool1", last])
+    x, cin = g.max_pool(x), 64
+    for scope, cout, j, stride in _blocks(depth, widths):
+        act = g.bn(x, scope, cin, True)
+        if basic:
+            b = g.conv(act, scope, cin, cout, 3, stride, False)
+            b = g.conv(g.bn(b, scope, cout, True), scope, cout, cout, 3, 1, False)
+        else:
+            mid = cout // 4
+            b = g.conv(act, scope, cin, mid, 1, 1, False)
+            b = g.conv(g.bn(b, scope, mid, True), scope, mid, mid, 3, stride, False)
+            b = g.conv(g.bn(b, scope, mid, True), scope, mid, cout, 1, 1, False)
+        short = x
+        if j == 0 and cin != cout:  # created after the body, reads the pre-activation
+            short = g.conv(act, scope, cin, cout, 1, stride, False)
+        g.nodes.append(helper.make_node("Add", [b, short], [f"{scope}out{j}"]))
+        x, cin = f"{scope}out{j}", cout
+    g.classifier(g.bn(x, "", cin, True), cin)
+    return _save(g, path, ["logits", "pool1", x])
