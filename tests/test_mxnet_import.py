@@ -57,6 +57,7 @@ def test_gluon_zoo_params(tmp_path, build, depth, prefixed, variant):
 
 def test_symbolic_zoo_params(tmp_path):
     """resnet-50-0000.params: arg:/aux: names, eps 2e-5, bn_data's stored gamma ignored."""
+    import resnet.importers.mxnet  # noqa: F401 - registers the gluon and symbolic styles
     from resnet.importers.base import STYLES, mapping
     from resnet.models import build as build_spec
 

@@ -69,55 +69,6 @@ def _clas_block(stage, j, index, branch, kind):
     return f"blocks.{index}.{_CLAS_BRANCH[branch]}.{kind}"
 
 
-def _caffe_block(numbered):
-    """Caffe's block names: res2a, res2b, ... (ResNet-50); ResNet-101/152 number the long
-    stages 3 and 4 after their first block: res4a, res4b1, res4b2, ..."""
-    def block(stage, j, _, branch, kind):
-        letter = ("a" if j == 1 else f"b{j - 1}") if numbered and stage in (3, 4) \
-            else chr(ord("a") + j - 1)
-        return f"{'bn' if kind == 'bn' else 'res'}{stage}{letter}_branch{branch}"
-    return block
-
-
-def _gluon_block(basic):
-    """MXNet Gluon v1 names, prefix stripped (as in the ONNX zoo's v1 files): each stage
-    counts its convs and batch norms in creation order, a block's body first, then its
-    downsample (the first block of a stage whose shape changes: all but basic stage 2)."""
-    body = {"2a": 0, "2b": 1, "2c": 2}
-
-    def block(stage, j, _, branch, kind):
-        per = 2 if basic else 3
-        first = per + (0 if basic and stage == 2 else 1)
-        k = per if branch == "1" else body[branch] + (0 if j == 1 else first + per * (j - 2))
-        return f"stage{stage - 1}_{'batchnorm' if kind == 'bn' else 'conv'}{k}"
-    return block
-
-
-def _gluon_v2_block(basic):
-    """MXNet Gluon v2 names, prefix stripped (the ONNX zoo's v2 files): per stage, each block
-    creates bn1, conv1, bn2, conv2[, bn3, conv3], then its downsample conv."""
-    def block(stage, j, _, branch, kind):
-        per = 2 if basic else 3
-        if kind == "bn":
-            return f"stage{stage - 1}_batchnorm{per * (j - 1) + _V2_BN[branch]}"
-        first = per + (0 if basic and stage == 2 else 1)
-        k = per if branch == "1" else _V2_CONV[branch] + (0 if j == 1 else first + per * (j - 2))
-        return f"stage{stage - 1}_conv{k}"
-    return block
-
-
-def _symbolic_block(stage, j, _, branch, kind):
-    """MXNet's symbolic pre-activation units: stage{s}_unit{u}_{bn1,conv1,bn2,...,sc}."""
-    part = ("sc" if branch == "1" else
-            {"preact": "bn1", "2a": "bn2", "2b": "bn3"}[branch] if kind == "bn" else
-            {"2a": "conv1", "2b": "conv2", "2c": "conv3"}[branch])
-    return f"stage{stage - 1}_unit{j}_{part}"
-
-
-_V2_BN = {"preact": 0, "2a": 1, "2b": 2}
-_V2_CONV = {"2a": 0, "2b": 1, "2c": 2}
-_GLUON_BN = {"w0": "gamma", "wbias": "beta", "w1": "running_mean", "w2": "running_var"}
-_CAFFE_BN = {"w0": "gamma", "wbias": "beta", "w1": "mean", "w2": "var"}
 _PADDLE_BN = {"w0": "weight", "wbias": "bias", "w1": "_mean", "w2": "_variance"}
 _TORCH_BN = {"w0": "weight", "wbias": "bias", "w1": "running_mean", "w2": "running_var"}
 STYLES = {
@@ -127,32 +78,6 @@ STYLES = {
                            _PADDLE_BN, False),
     "PaddleClas": Style("PaddleClas", {"conv": "stem.0.conv", "bn": "stem.0.bn"}, _clas_block,
                         _PADDLE_BN, False),
-    # Caffe layer names; the importer has merged BatchNorm + Scale into the bn layer's name
-    "caffe": Style("caffe", {"conv": "conv1", "bn": "bn_conv1"}, _caffe_block(False),
-                   _CAFFE_BN, True, fc="fc1000"),
-    "caffe (b1, b2, ... blocks)": Style("caffe", {"conv": "conv1", "bn": "bn_conv1"},
-                                        _caffe_block(True), _CAFFE_BN, True, fc="fc1000"),
-    # MXNet Gluon v1 (and the ONNX zoo's v1 files made from it), prefix stripped, with the
-    # importer's conv biases already folded into the batch norms
-    "gluon": Style("gluon", {"conv": "conv0", "bn": "batchnorm0"}, _gluon_block(False),
-                   _GLUON_BN, True, fc="dense0"),
-    "gluon (basic blocks)": Style("gluon", {"conv": "conv0", "bn": "batchnorm0"},
-                                  _gluon_block(True), _GLUON_BN, True, fc="dense0"),
-    # MXNet Gluon v2 (and the ONNX zoo's v2 files): the pre-activation network
-    "gluon v2": Style("gluon v2", {"conv": "conv0", "bn": "batchnorm1"}, _gluon_v2_block(False),
-                      _GLUON_BN, True, fc="dense0",
-                      extra={"input_bn": "batchnorm0", "final_bn": "batchnorm2"},
-                      variants=("v2",)),
-    "gluon v2 (basic blocks)": Style("gluon v2", {"conv": "conv0", "bn": "batchnorm1"},
-                                     _gluon_v2_block(True), _GLUON_BN, True, fc="dense0",
-                                     extra={"input_bn": "batchnorm0", "final_bn": "batchnorm2"},
-                                     variants=("v2",)),
-    # MXNet's symbolic zoo (resnet-N-0000.params), arg:/aux: prefixes dropped by the importer
-    "mxnet symbolic": Style("mxnet symbolic", {"conv": "conv0", "bn": "bn0"}, _symbolic_block,
-                            _GLUON_BN, True, fc="fc1",
-                            extra={"input_bn": "bn_data", "final_bn": "bn1"}, variants=("v2",),
-                            recipe=modelinfo.Recipe("RGB", 1.0, (0.0, 0.0, 0.0),
-                                                    (1.0, 1.0, 1.0), 256)),
 }
 
 

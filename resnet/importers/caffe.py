@@ -14,6 +14,7 @@ import numpy as np
 from resnet.common import protowire as pw
 from resnet.errors import ResnetError
 from resnet.importers import IMPORTERS
+from resnet.importers.base import STYLES, Style
 from resnet.modelio.caffeblob import read_blob
 from resnet.models.graph import BN_EPSILON
 
@@ -95,6 +96,25 @@ def state(path: str) -> dict[str, np.ndarray]:
         raise ResnetError(f"{path}: convolution {conv_bias[0]} has a bias and no BatchNorm "
                           "after it to fold it into")
     return out
+
+
+def _caffe_block(numbered):
+    """Caffe's block names: res2a, res2b, ... (ResNet-50); ResNet-101/152 number the long
+    stages 3 and 4 after their first block: res4a, res4b1, res4b2, ..."""
+    def block(stage, j, _, branch, kind):
+        letter = ("a" if j == 1 else f"b{j - 1}") if numbered and stage in (3, 4) \
+            else chr(ord("a") + j - 1)
+        return f"{'bn' if kind == 'bn' else 'res'}{stage}{letter}_branch{branch}"
+    return block
+
+
+_BN_NAMES = {"w0": "gamma", "wbias": "beta", "w1": "mean", "w2": "var"}
+STYLES.update({  # the importer has merged BatchNorm + Scale under the BatchNorm layer's name
+    "caffe": Style("caffe", {"conv": "conv1", "bn": "bn_conv1"}, _caffe_block(False),
+                   _BN_NAMES, True, fc="fc1000"),
+    "caffe (b1, b2, ... blocks)": Style("caffe", {"conv": "conv1", "bn": "bn_conv1"},
+                                        _caffe_block(True), _BN_NAMES, True, fc="fc1000"),
+})
 
 
 @IMPORTERS.register("caffe")

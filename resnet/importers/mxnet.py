@@ -14,7 +14,9 @@ import numpy as np
 
 from resnet.errors import ResnetError
 from resnet.importers import IMPORTERS
-from resnet.importers.onnx_zoo import _PREFIX, _dotted, fold_conv_biases
+from resnet.importers._gluon import BN_NAMES, PREFIX, dotted, fold_conv_biases
+from resnet.importers.base import STYLES, Style
+from resnet.modelio.modelinfo import Recipe
 from resnet.models.graph import BN_EPSILON
 
 LIST_MAGIC = 0x112
@@ -77,13 +79,27 @@ def _array(r: _Reader) -> np.ndarray:
 
 def _symbolic(raw: dict) -> dict:
     """arg:/aux: names dotted; eps 2e-5 folded into the variances; bn_data's gamma is 1."""
-    state = {_dotted(k.split(":", 1)[1].replace("_moving_", "_running_")): v
+    state = {dotted(k.split(":", 1)[1].replace("_moving_", "_running_")): v
              for k, v in raw.items()}
     for key in [k for k in state if k.endswith(".running_var")]:
         state[key] = (state[key] + np.float32(SYMBOLIC_BN_EPS - BN_EPSILON)).astype(np.float32)
     if "bn_data.gamma" in state:
         state["bn_data.gamma"] = np.ones_like(state["bn_data.gamma"])
     return state
+
+
+def _symbolic_block(stage, j, _, branch, kind):
+    """MXNet's symbolic pre-activation units: stage{s}_unit{u}_{bn1,conv1,bn2,...,sc}."""
+    part = ("sc" if branch == "1" else
+            {"preact": "bn1", "2a": "bn2", "2b": "bn3"}[branch] if kind == "bn" else
+            {"2a": "conv1", "2b": "conv2", "2c": "conv3"}[branch])
+    return f"stage{stage - 1}_unit{j}_{part}"
+
+
+STYLES["mxnet symbolic"] = Style(  # arg:/aux: prefixes dropped by the importer
+    "mxnet symbolic", {"conv": "conv0", "bn": "bn0"}, _symbolic_block, BN_NAMES, True,
+    fc="fc1", extra={"input_bn": "bn_data", "final_bn": "bn1"}, variants=("v2",),
+    recipe=Recipe("RGB", 1.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 256))  # bn_data normalizes
 
 
 @IMPORTERS.register("mxnet")
@@ -102,5 +118,5 @@ class MxnetImporter:
         raw = read_params(path)
         if raw and all(k.startswith(("arg:", "aux:")) for k in raw):
             return _symbolic(raw)
-        state = {_dotted(_PREFIX.sub("", k)): v for k, v in raw.items()}
+        state = {dotted(PREFIX.sub("", k)): v for k, v in raw.items()}
         return fold_conv_biases(state, path)

@@ -11,38 +11,9 @@ and is refused with its first mismatching names.
 """
 from __future__ import annotations
 
-import re
-
-import numpy as np
-
 from resnet.errors import ResnetError
 from resnet.importers import IMPORTERS
-
-_PREFIX = re.compile(r"^resnetv\d+_")
-_LEAVES = ("running_mean", "running_var", "weight", "bias", "gamma", "beta")
-_CONV_BIAS = re.compile(r"^(.*)conv(\d+)\.bias$")
-
-
-def _dotted(name: str) -> str:
-    """stage1_conv0_weight -> stage1_conv0.weight (the leaf after a dot, as the styles say)."""
-    for leaf in _LEAVES:
-        if name.endswith("_" + leaf):
-            return f"{name[:-len(leaf) - 1]}.{leaf}"
-    return name
-
-
-def fold_conv_biases(state: dict, path: str) -> dict:
-    """Each `<scope>conv<k>.bias` folded into `<scope>batchnorm<k>.running_mean`."""
-    out = dict(state)
-    for key in [k for k in state if _CONV_BIAS.match(k)]:
-        scope, k = _CONV_BIAS.match(key).groups()
-        mean = f"{scope}batchnorm{k}.running_mean"
-        if mean not in out or np.shape(out[mean]) != np.shape(state[key]):
-            raise ResnetError(f"{path}: {key} has no batch norm after it to fold it into")
-        out[mean] = (np.asarray(out[mean], np.float32)
-                     - np.asarray(out.pop(key), np.float32)).astype(np.float32)
-    return out
-
+from resnet.importers._gluon import PREFIX, dotted, fold_conv_biases
 
 @IMPORTERS.register("onnx")
 class OnnxZooImporter:
@@ -69,7 +40,7 @@ class OnnxZooImporter:
             raise ResnetError(f"{path}: not an ONNX model ({type(e).__name__})") from None
         state = {}
         for tensor in model.graph.initializer:
-            state[_dotted(_PREFIX.sub("", tensor.name))] = numpy_helper.to_array(tensor)
+            state[dotted(PREFIX.sub("", tensor.name))] = numpy_helper.to_array(tensor)
         if not state:
             raise ResnetError(f"{path}: an ONNX model without weights (initializers)")
         return fold_conv_biases(state, path)

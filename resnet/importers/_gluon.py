@@ -1,0 +1,89 @@
+"""MXNet Gluon's ResNet names, shared by the importers of the files made from it: the ONNX
+zoo's (onnx_zoo.py) and Gluon's own .params (mxnet.py). Names count convs and batch norms
+per stage in the order Gluon creates them; an instance prefix (`resnetv17_`) is dropped and
+1x1 conv biases (Gluon v1) are folded into the batch norms that follow them.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from resnet.errors import ResnetError
+from resnet.importers.base import STYLES, Style
+
+PREFIX = re.compile(r"^resnetv\d+_")
+_LEAVES = ("running_mean", "running_var", "weight", "bias", "gamma", "beta")
+_CONV_BIAS = re.compile(r"^(.*)conv(\d+)\.bias$")
+
+
+def dotted(name: str) -> str:
+    """stage1_conv0_weight -> stage1_conv0.weight (the leaf after a dot, as the styles say)."""
+    for leaf in _LEAVES:
+        if name.endswith("_" + leaf):
+            return f"{name[:-len(leaf) - 1]}.{leaf}"
+    return name
+
+
+def fold_conv_biases(state: dict, path: str) -> dict:
+    """Each `<scope>conv<k>.bias` folded into `<scope>batchnorm<k>.running_mean`."""
+    out = dict(state)
+    for key in [k for k in state if _CONV_BIAS.match(k)]:
+        scope, k = _CONV_BIAS.match(key).groups()
+        mean = f"{scope}batchnorm{k}.running_mean"
+        if mean not in out or np.shape(out[mean]) != np.shape(state[key]):
+            raise ResnetError(f"{path}: {key} has no batch norm after it to fold it into")
+        out[mean] = (np.asarray(out[mean], np.float32)
+                     - np.asarray(out.pop(key), np.float32)).astype(np.float32)
+    return out
+
+
+def _gluon_block(basic):
+    """MXNet Gluon v1 names, prefix stripped (as in the ONNX zoo's v1 files): each stage
+    counts its convs and batch norms in creation order, a block's body first, then its
+    downsample (the first block of a stage whose shape changes: all but basic stage 2)."""
+    body = {"2a": 0, "2b": 1, "2c": 2}
+
+    def block(stage, j, _, branch, kind):
+        per = 2 if basic else 3
+        first = per + (0 if basic and stage == 2 else 1)
+        k = per if branch == "1" else body[branch] + (0 if j == 1 else first + per * (j - 2))
+        return f"stage{stage - 1}_{'batchnorm' if kind == 'bn' else 'conv'}{k}"
+    return block
+
+
+def _gluon_v2_block(basic):
+    """MXNet Gluon v2 names, prefix stripped (the ONNX zoo's v2 files): per stage, each block
+    creates bn1, conv1, bn2, conv2[, bn3, conv3], then its downsample conv."""
+    def block(stage, j, _, branch, kind):
+        per = 2 if basic else 3
+        if kind == "bn":
+            return f"stage{stage - 1}_batchnorm{per * (j - 1) + _V2_BN[branch]}"
+        first = per + (0 if basic and stage == 2 else 1)
+        k = per if branch == "1" else _V2_CONV[branch] + (0 if j == 1 else first + per * (j - 2))
+        return f"stage{stage - 1}_conv{k}"
+    return block
+
+
+_V2_BN = {"preact": 0, "2a": 1, "2b": 2}
+_V2_CONV = {"2a": 0, "2b": 1, "2c": 2}
+#: batch norm leaves of Gluon (and of MXNet's symbolic nets, once moving_ is running_)
+BN_NAMES = {"w0": "gamma", "wbias": "beta", "w1": "running_mean", "w2": "running_var"}
+
+STYLES.update({
+    # MXNet Gluon v1 (and the ONNX zoo's v1 files made from it), prefix stripped, with the
+    # importer's conv biases already folded into the batch norms
+    "gluon": Style("gluon", {"conv": "conv0", "bn": "batchnorm0"}, _gluon_block(False),
+                   BN_NAMES, True, fc="dense0"),
+    "gluon (basic blocks)": Style("gluon", {"conv": "conv0", "bn": "batchnorm0"},
+                                  _gluon_block(True), BN_NAMES, True, fc="dense0"),
+    # MXNet Gluon v2 (and the ONNX zoo's v2 files): the pre-activation network
+    "gluon v2": Style("gluon v2", {"conv": "conv0", "bn": "batchnorm1"}, _gluon_v2_block(False),
+                      BN_NAMES, True, fc="dense0",
+                      extra={"input_bn": "batchnorm0", "final_bn": "batchnorm2"},
+                      variants=("v2",)),
+    "gluon v2 (basic blocks)": Style("gluon v2", {"conv": "conv0", "bn": "batchnorm1"},
+                                     _gluon_v2_block(True), BN_NAMES, True, fc="dense0",
+                                     extra={"input_bn": "batchnorm0", "final_bn": "batchnorm2"},
+                                     variants=("v2",)),
+})
