@@ -6,14 +6,15 @@ mean/std.
 Only the initializers are read (the `onnx` package, no graph is run). Their names are
 Gluon's under an instance prefix (`resnetv17_stage1_conv0_weight`), stripped here; each conv
 bias is folded into the batch norm that follows it (BN(conv + b) is BN(conv) with its running
-mean moved by b), so the weights are exactly a v1-pad1 network. Anything else (another graph) fits neither
-and is refused with its first mismatching names.
+mean moved by b), so the weights are exactly a v1-pad1 network. Anything else (another
+graph) fits neither and is refused with its first mismatching names.
 """
 from __future__ import annotations
 
 from resnet.errors import ResnetError
 from resnet.importers import IMPORTERS
 from resnet.importers._gluon import PREFIX, dotted, fold_conv_biases
+
 
 @IMPORTERS.register("onnx")
 class OnnxZooImporter:
