@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import re
 import statistics
@@ -111,7 +112,7 @@ def main():
             ray.append(wall)
             connect.append(float(re.search(r"\(([\d.]+) s to connect\)", err).group(1)))
             with open(os.path.join(out, "manifest.json")) as f:
-                rows = __import__("json").load(f)["part_rows"]
+                rows = json.load(f)["part_rows"]
             ray_steady.append(steady_rate(out, rows))
         cost = decode_ms(paths[:100])
     l_wall, r_wall = statistics.median(local), statistics.median(ray)
