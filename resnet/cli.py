@@ -69,8 +69,9 @@ def parser() -> argparse.ArgumentParser:
                         "depth its parameter files show, else 50)")
     p.add_argument("--variant", choices=variants(), default=None,
                    help="v1: the zoo's Caffe-style net; v1-pad1: v1 strides, max pool pad 1 "
-                        "(Keras, Gluon v1, ONNX zoo v1); v1.5: paddle.vision/torchvision "
-                        "(default: the model's model.json, else v1; convert: the source's)")
+                        "(Keras, Gluon v1, ONNX zoo v1); v1.5: paddle.vision/torchvision; "
+                        "v2: pre-activation (Gluon v2, ONNX zoo v2) (default: the model's "
+                        "model.json, else v1; convert: the source's)")
     p.add_argument("--data", help="image list (path [label] per line), a directory (searched "
                    "recursively, in sorted order) or an image; any of them may be an s3:// "
                    "URI (a prefix ending in /), and list lines may be s3:// URIs")

@@ -12,30 +12,16 @@ import numpy as np
 import pytest
 from conftest import run_cli
 from mxnet_files import write_params
-from reference import rel_err
-
-import resnet
-from resnet.inputs.imaging import preprocess
-from resnet.modelio import modelinfo
 
 pytest.importorskip("onnxruntime", reason="onnxruntime not installed: pip install '.[export]'")
 onnx = pytest.importorskip("onnx", reason="onnx not installed: pip install '.[export]'")
 from onnx import numpy_helper  # noqa: E402
 from onnx_files import gluon_v1, gluon_v2  # noqa: E402
-from test_onnx_import import PHOTOS, source_forward  # noqa: E402
+from test_onnx_import import matches_source as check  # noqa: E402
 
 
 def initializers(path):
     return {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
-
-
-def check(model, onnx_path, outputs, last):
-    recipe = modelinfo.read(str(model)).preprocessing
-    batch = np.concatenate([preprocess(p, recipe) for p in PHOTOS[:2]])
-    want = source_forward(onnx_path, batch, outputs)
-    got = resnet.load(str(model)).run(batch, ["pool1", last, "output"])
-    for ours, theirs in (("pool1", "pool1"), (last, outputs[2]), ("output", "output")):
-        assert rel_err(got[ours], want[theirs]) <= 1e-4, ours
 
 
 @pytest.mark.parametrize("build, depth, prefixed, variant", [

@@ -31,6 +31,17 @@ def source_forward(path, batch, outputs):
     return got
 
 
+def matches_source(model, onnx_path, outputs, last):
+    """pool1, the last block and the softmax of the converted model equal onnxruntime's on
+    two photos preprocessed by the model's model.json recipe."""
+    recipe = modelinfo.read(str(model)).preprocessing
+    batch = np.concatenate([preprocess(p, recipe) for p in PHOTOS[:2]])
+    want = source_forward(onnx_path, batch, outputs)
+    got = resnet.load(str(model)).run(batch, ["pool1", last, "output"])
+    for ours, theirs in (("pool1", "pool1"), (last, outputs[2]), ("output", "output")):
+        assert rel_err(got[ours], want[theirs]) <= 1e-4, ours
+
+
 def test_resnet18_v1_7_extract_matches_onnxruntime(tmp_path):
     path = tmp_path / "resnet18-v1-7.onnx"
     outputs = gluon_v1(18, path, seed=1)
@@ -62,12 +73,7 @@ def test_resnet50_v1_7_conv_biases_folded(tmp_path):
     model = tmp_path / "onnx50"
     r = run_cli("--job=convert", "--from=onnx", f"--input={path}", f"--model={model}")
     assert r.returncode == 0, r.stderr
-    recipe = modelinfo.read(str(model)).preprocessing
-    batch = np.concatenate([preprocess(p, recipe) for p in PHOTOS[:2]])
-    want = source_forward(path, batch, outputs)
-    got = resnet.load(str(model)).run(batch, ["pool1", "res5_3_addto", "output"])
-    for ours, theirs in (("pool1", "pool1"), ("res5_3_addto", outputs[2]), ("output", "output")):
-        assert rel_err(got[ours], want[theirs]) <= 1e-4, ours
+    matches_source(model, path, outputs, "res5_3_addto")
 
 
 def test_another_onnx_graph_is_refused_with_its_names(tmp_path):
@@ -106,9 +112,4 @@ def test_v2_7_pre_activation_matches_onnxruntime(tmp_path, depth, last):
     info = json.loads((model / "model.json").read_text())
     assert (info["layer_num"], info["variant"], info["source"]["names"]) == \
         (depth, "v2", "gluon v2")
-    recipe = modelinfo.read(str(model)).preprocessing
-    batch = np.concatenate([preprocess(p, recipe) for p in PHOTOS[:2]])
-    want = source_forward(path, batch, outputs)
-    got = resnet.load(str(model)).run(batch, ["pool1", last, "output"])
-    for ours, theirs in (("pool1", "pool1"), (last, outputs[2]), ("output", "output")):
-        assert rel_err(got[ours], want[theirs]) <= 1e-4, ours
+    matches_source(model, path, outputs, last)

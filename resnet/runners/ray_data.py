@@ -64,12 +64,13 @@ def size_pool(config, nodes: list[dict]) -> Pool:
     cpus = 1.0 if config.cpus_per_actor is None else float(config.cpus_per_actor)
     gpus = float(config.gpus_per_actor if config.gpus_per_actor is not None
                  else (1 if config.use_gpu else 0))
+    fitting = max(1, int((cpus_total - DECODE_CPUS) // cpus)) if cpus else 1  # CPU actors
     if config.actors:
         low, high = config.actors
     elif gpus:
         low = high = max(1, int(gpus_total // gpus))
     else:
-        low = high = max(1, int((cpus_total - DECODE_CPUS) // cpus)) if cpus else 1
+        low = high = fitting
     where = f"the cluster has {cpus_total:g} CPUs and {gpus_total:g} GPUs"
     if gpus and high * gpus > gpus_total:
         raise ResnetError(f"{high} actors x {gpus:g} GPUs need {high * gpus:g} GPUs; {where} "
@@ -78,8 +79,7 @@ def size_pool(config, nodes: list[dict]) -> Pool:
         raise ResnetError(
             f"{high} actors x {cpus:g} CPUs leave {cpus_total - high * cpus:g} of the "
             f"cluster's {cpus_total:g} CPUs for decoding, which needs {DECODE_CPUS}: Ray would "
-            f"wait forever; use --actors={max(1, int((cpus_total - DECODE_CPUS) // cpus)) if cpus else 1}"
-            " or a smaller --cpus_per_actor")
+            f"wait forever; use --actors={fitting} or a smaller --cpus_per_actor")
     if cpus > max((n.get("CPU", 0) for n in nodes), default=0):
         raise ResnetError(f"--cpus_per_actor={cpus:g} is more than any node has; {where}")
     if config.threads:
@@ -299,12 +299,12 @@ class RayRunner:
             for result in ds.iter_rows():
                 if result["error"]:
                     raise ResnetError(result["error"])
-                for why in json.loads(result["failed"]):
+                failed = json.loads(result["failed"])
+                for why in failed:
                     log.warning("skipped %s", why)
-                    skipped += 1
+                skipped += len(failed)
                 written += int(result["rows"])
-                progress.update(int(result["rows"]) + len(json.loads(result["failed"])),
-                                failed=skipped)
+                progress.update(int(result["rows"]) + len(failed), failed=skipped)
         except ResnetError:
             raise
         except Exception as e:  # a task or actor raised: its own message, in one line
