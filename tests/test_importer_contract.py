@@ -79,6 +79,39 @@ def _write_mxnet(state, path):
                         for name, key, _, flip in mapping(spec, STYLES["gluon (basic blocks)"])})
 
 
+def _write_keras(state, path):
+    """The same weights as a Keras 2 `save_weights` .h5 (Keras' names; the basic-block layers
+    named as Keras names its bottleneck ones), with a bias on every conv and the eps of
+    Keras' BatchNorm (1.001e-5) that the importer folds back out."""
+    from keras_files import write_keras2_weights
+
+    from resnet.importers.base import STYLES, mapping, to_v1
+    from resnet.importers.keras import EPS
+    from resnet.models import build
+
+    spec = build(DEPTH, "v1.5")
+    values = to_v1(state, spec, STYLES["paddle.vision"])
+    rng = np.random.default_rng(0)
+    layers, biases = {}, {}
+    for name, key, _, flip in mapping(spec, STYLES["keras"]):
+        layer, leaf = key.rsplit(".", 1)
+        value = values[name].T if flip else values[name]
+        if leaf == "weight" and value.ndim == 4:  # (out, in, kh, kw) -> (kh, kw, in, out)
+            bias = rng.normal(0, 0.1, value.shape[0]).astype(np.float32)
+            biases[layer[:-len("conv")] + "bn"] = bias  # the importer folds it back out
+            layers[layer] = [("kernel", value.transpose(2, 3, 1, 0)), ("bias", bias)]
+            continue
+        if leaf == "moving_mean":
+            value = value + biases[layer]
+        elif leaf == "moving_variance":
+            value = value - np.float32(EPS - 1e-5)
+        layers.setdefault(layer, []).append(("kernel" if leaf == "weight" else leaf, value))
+    order = ("kernel", "bias", "gamma", "beta", "moving_mean", "moving_variance")  # Keras'
+    write_keras2_weights(path, [(layer, [(f"{layer}/{leaf}:0", v) for leaf, v in
+                                         sorted(weights, key=lambda w: order.index(w[0]))])
+                                for layer, weights in layers.items()])
+
+
 #: importer name -> (file name, writer(paddle.vision state, path), extra convert flags).
 #: Caffe's own topology is v1; the contract converts it as v1.5 so that paddle.vision's
 #: forward of the same weights is the reference (tests/test_caffe.py checks v1 itself).
@@ -89,6 +122,7 @@ WRITERS = {
     "caffe": ("resnet18.caffemodel", _write_caffe, ["--variant=v1.5"]),
     "onnx": ("resnet18-v1-7.onnx", _write_onnx, ["--variant=v1.5"]),
     "mxnet": ("resnet18_v1.params", _write_mxnet, ["--variant=v1.5"]),
+    "keras": ("resnet18.h5", _write_keras, ["--variant=v1.5"]),
 }
 
 

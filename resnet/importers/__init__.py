@@ -10,6 +10,6 @@ Imports `resnet.models`, `resnet.modelio`, `resnet.common`; never Paddle.
 from resnet.registry import Registry
 
 #: --from name -> importer: `styles` (key naming styles tried, best fit wins),
-#: `looks_like(first 16 bytes)`, `read(path) -> {key: array}`, `suffixes` (for help texts),
+#: `looks_like(first 256 bytes)`, `read(path) -> {key: array}`, `suffixes` (for help texts),
 #: optionally `variants` (tried in order; default v1.5) and `recipe` (default ImageNet RGB)
 IMPORTERS = Registry("checkpoint format", __name__)

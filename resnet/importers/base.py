@@ -217,7 +217,7 @@ def read_checkpoint(fmt: str, path: str) -> dict[str, np.ndarray]:
         raise ResnetError(f"{path}: " + ("is a directory, expected a checkpoint file"
                                          if os.path.isdir(path) else "file not found"))
     with open(path, "rb") as f:
-        head = f.read(16)
+        head = f.read(256)
     looks = next((name for name, imp in IMPORTERS.items() if imp.looks_like(head)), None)
     if looks and looks != fmt:
         raise ResnetError(f"{path}: looks like a {looks} checkpoint, not {fmt}: pass "

@@ -98,7 +98,7 @@ def state(path: str) -> dict[str, np.ndarray]:
     return out
 
 
-def _caffe_block(numbered):
+def caffe_block(numbered):
     """Caffe's block names: res2a, res2b, ... (ResNet-50); ResNet-101/152 number the long
     stages 3 and 4 after their first block: res4a, res4b1, res4b2, ..."""
     def block(stage, j, _, branch, kind):
@@ -110,10 +110,10 @@ def _caffe_block(numbered):
 
 _BN_NAMES = {"w0": "gamma", "wbias": "beta", "w1": "mean", "w2": "var"}
 STYLES.update({  # the importer has merged BatchNorm + Scale under the BatchNorm layer's name
-    "caffe": Style("caffe", {"conv": "conv1", "bn": "bn_conv1"}, _caffe_block(False),
+    "caffe": Style("caffe", {"conv": "conv1", "bn": "bn_conv1"}, caffe_block(False),
                    _BN_NAMES, True, fc="fc1000"),
     "caffe (b1, b2, ... blocks)": Style("caffe", {"conv": "conv1", "bn": "bn_conv1"},
-                                        _caffe_block(True), _BN_NAMES, True, fc="fc1000"),
+                                        caffe_block(True), _BN_NAMES, True, fc="fc1000"),
 })
 
 
