@@ -41,6 +41,59 @@ def test_gluon_zoo_params(tmp_path, build, depth, prefixed, variant):
     check(model, onnx_path, outputs, "res5_3_addto" if depth == 50 else "res5_2_addto")
 
 
+def structural(gluon: dict, depth: int, version: int) -> dict:
+    """Gluon's prefix-free names turned into the attribute paths of save_parameters, written
+    out from model_zoo/vision/resnet.py's creation order: each stage counts its convs and
+    batch norms; a v1 block makes body (conv, BN, ReLU) x 2 or 3 then downsample (conv, BN),
+    a v2 block bn1, conv1, bn2, conv2[, bn3, conv3] then a downsample conv."""
+    basic = depth < 50
+    blocks = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3)}[depth]
+    stem = ({"conv0": "features.0", "batchnorm0": "features.1"} if version == 1 else
+            {"batchnorm0": "features.0", "conv0": "features.1", "batchnorm1": "features.2",
+             "batchnorm2": "features.9"})
+    names = {**stem, "dense0": "output"}
+    for s, count in enumerate(blocks, 1):
+        convs, bns = [], []
+        for j in range(count):
+            where = f"features.{s + (3 if version == 1 else 4)}.{j}"
+            down = j == 0 and (not basic or s > 1)
+            for i in range(2 if basic else 3):
+                if version == 1:
+                    convs.append(f"{where}.body.{3 * i}")
+                    bns.append(f"{where}.body.{3 * i + 1}")
+                else:
+                    bns.append(f"{where}.bn{i + 1}")
+                    convs.append(f"{where}.conv{i + 1}")
+            if down:
+                convs.append(f"{where}.downsample" + (".0" if version == 1 else ""))
+                if version == 1:
+                    bns.append(f"{where}.downsample.1")
+        names.update({f"stage{s}_conv{k}": v for k, v in enumerate(convs)})
+        names.update({f"stage{s}_batchnorm{k}": v for k, v in enumerate(bns)})
+    out = {}
+    for key, value in gluon.items():
+        module, leaf = re.match(r"^(.*?(?:conv|batchnorm|dense)\d+)_(.*)$", key).groups()
+        out[f"{names[module]}.{leaf}"] = value
+    return out
+
+
+@pytest.mark.parametrize("build, depth, version", [(gluon_v1, 50, 1), (gluon_v2, 18, 2)])
+def test_gluon_structural_names(tmp_path, build, depth, version):
+    """save_parameters files: features.4.0.body.0.weight, ... (v1 biases on body.0 / body.6)."""
+    onnx_path = tmp_path / "source.onnx"
+    outputs = build(depth, onnx_path, seed=depth + 1)
+    gluon = {re.sub(r"^resnetv\d+_", "", k): v for k, v in initializers(onnx_path).items()}
+    params = tmp_path / f"resnet{depth}_v{version}.params"
+    write_params(params, structural(gluon, depth, version))
+    model = tmp_path / "converted"
+    r = run_cli("--job=convert", "--from=mxnet", f"--input={params}", f"--model={model}")
+    assert r.returncode == 0, r.stderr
+    info = json.loads((model / "model.json").read_text())
+    assert (info["layer_num"], info["source"]["names"]) == (
+        depth, "gluon structural" if version == 1 else "gluon v2 structural")
+    check(model, onnx_path, outputs, "res5_3_addto" if depth == 50 else "res5_2_addto")
+
+
 def test_symbolic_zoo_params(tmp_path):
     """resnet-50-0000.params: arg:/aux: names, eps 2e-5, bn_data's stored gamma ignored."""
     import resnet.importers.mxnet  # noqa: F401 - registers the gluon and symbolic styles

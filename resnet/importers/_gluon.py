@@ -15,6 +15,7 @@ from resnet.importers.base import STYLES, Style
 PREFIX = re.compile(r"^resnetv\d+_")
 _LEAVES = ("running_mean", "running_var", "weight", "bias", "gamma", "beta")
 _CONV_BIAS = re.compile(r"^(.*)conv(\d+)\.bias$")
+_BODY_BIAS = re.compile(r"^(.*\.body\.)(\d+)\.bias$")  # structural: the BN is the next child
 
 
 def dotted(name: str) -> str:
@@ -25,12 +26,21 @@ def dotted(name: str) -> str:
     return name
 
 
+def _bn_mean_after(key: str) -> str | None:
+    """The running mean of the batch norm after a biased conv: `<scope>conv<k>.bias` ->
+    `<scope>batchnorm<k>`; structurally `features.4.0.body.<k>.bias` -> `body.<k+1>`."""
+    if m := _CONV_BIAS.match(key):
+        return f"{m[1]}batchnorm{m[2]}.running_mean"
+    if m := _BODY_BIAS.match(key):
+        return f"{m[1]}{int(m[2]) + 1}.running_mean"
+    return None
+
+
 def fold_conv_biases(state: dict, path: str) -> dict:
-    """Each `<scope>conv<k>.bias` folded into `<scope>batchnorm<k>.running_mean`."""
+    """Each conv bias folded into the running mean of the batch norm after it."""
     out = dict(state)
-    for key in [k for k in state if _CONV_BIAS.match(k)]:
-        scope, k = _CONV_BIAS.match(key).groups()
-        mean = f"{scope}batchnorm{k}.running_mean"
+    for key in [k for k in state if _bn_mean_after(k)]:
+        mean = _bn_mean_after(key)
         if mean not in out or np.shape(out[mean]) != np.shape(state[key]):
             raise ResnetError(f"{path}: {key} has no batch norm after it to fold it into")
         out[mean] = (np.asarray(out[mean], np.float32)
@@ -70,6 +80,27 @@ _V2_CONV = {"2a": 0, "2b": 1, "2c": 2}
 #: batch norm leaves of Gluon (and of MXNet's symbolic nets, once moving_ is running_)
 BN_NAMES = {"w0": "gamma", "wbias": "beta", "w1": "running_mean", "w2": "running_var"}
 
+def _structural_block(version):
+    """Gluon's attribute paths (`save_parameters` files), the same for basic blocks and
+    bottlenecks: stage s is features.<3 + s> in v1 (conv, BN, ReLU, pool before it) and
+    features.<4 + s> in v2 (input BN first); v1 blocks hold `body` (conv, BN, ReLU, ...) and
+    `downsample` (conv, BN), v2 blocks bn1, conv1, bn2, ... and a `downsample` conv."""
+    def block(stage, j, _, branch, kind):
+        where = f"features.{stage + (2 if version == 1 else 3)}.{j - 1}"
+        if version == 1:
+            if branch == "1":
+                return f"{where}.downsample.{int(kind == 'bn')}"
+            return f"{where}.body.{_V1_BODY[branch] + (kind == 'bn')}"
+        if branch == "1":
+            return f"{where}.downsample"
+        if kind == "bn":
+            return f"{where}.bn{_V2_BN[branch] + 1}"
+        return f"{where}.conv{_V2_CONV[branch] + 1}"
+    return block
+
+
+_V1_BODY = {"2a": 0, "2b": 3, "2c": 6}
+
 STYLES.update({
     # MXNet Gluon v1 (and the ONNX zoo's v1 files made from it), prefix stripped, with the
     # importer's conv biases already folded into the batch norms
@@ -86,4 +117,12 @@ STYLES.update({
                                      _gluon_v2_block(True), BN_NAMES, True, fc="dense0",
                                      extra={"input_bn": "batchnorm0", "final_bn": "batchnorm2"},
                                      variants=("v2",)),
+    # Gluon's structural names (save_parameters), v1 and v2
+    "gluon structural": Style("gluon structural", {"conv": "features.0", "bn": "features.1"},
+                              _structural_block(1), BN_NAMES, True, fc="output"),
+    "gluon v2 structural": Style("gluon v2 structural",
+                                 {"conv": "features.1", "bn": "features.2"},
+                                 _structural_block(2), BN_NAMES, True, fc="output",
+                                 extra={"input_bn": "features.0", "final_bn": "features.9"},
+                                 variants=("v2",)),
 })

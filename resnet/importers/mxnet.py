@@ -3,7 +3,8 @@ zoo's `resnet-N-0000.params` (pre-activation), read with numpy alone.
 
 The NDArray list format: a header (0x112, 0, count), each array as its magic, shape, context
 and dtype then raw little-endian data, then the names. Gluon names are used with or without
-their instance prefix (`resnetv10_stage1_conv0_weight`, `stage1_conv0_weight`); 1x1 conv
+their instance prefix (`resnetv10_stage1_conv0_weight`, `stage1_conv0_weight`) or as the
+attribute paths of `save_parameters` (`features.4.0.body.0.weight`); 1x1 conv
 biases (Gluon v1) are folded into their batch norms, as for the ONNX zoo's files. Symbolic
 names are `arg:` / `aux:` prefixed; those nets use BatchNorm eps 2e-5 (folded exactly into the
 variances) and ignore `bn_data`'s stored gamma (fix_gamma: it is 1).
@@ -105,7 +106,7 @@ STYLES["mxnet symbolic"] = Style(  # arg:/aux: prefixes dropped by the importer
 @IMPORTERS.register("mxnet")
 class MxnetImporter:
     styles = ("gluon", "gluon (basic blocks)", "gluon v2", "gluon v2 (basic blocks)",
-              "mxnet symbolic")
+              "gluon structural", "gluon v2 structural", "mxnet symbolic")
     suffixes = (".params",)
     variants = ("v1-pad1", "v2")
 
