@@ -160,6 +160,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--compact", action="store_true",
                    help="diagram: collapse repeated identity blocks of each stage")
     p.add_argument("--seed", type=int, default=0, help="demo_model: random seed")
+    p.add_argument("--clear", action="store_true",
+                   help="cache: remove every compiled engine from the cache")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 

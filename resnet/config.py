@@ -67,6 +67,7 @@ class RunConfig:
     output: str | None = None
     compact: bool = False
     seed: int = 0
+    clear: bool = False
     debug: bool = False
 
     def __post_init__(self):

@@ -154,6 +154,9 @@ def test_cache_hit_miss_and_invalidation(tmp_path, monkeypatch, caplog):
     assert after[0].argmax() == 3 and not np.allclose(before, after)
     entries = sorted(os.listdir(tmp_path / "cache"))
     assert len(entries) == 3 and not [e for e in entries if e.startswith(".")]  # no leftovers
+    info = json.loads((tmp_path / "cache" / os.path.dirname(first) / "entry.json").read_text())
+    assert (info["model_sha256"], info["model_dir"], info["layer_num"], info["layers"]) == \
+        (sha, str(model), 50, ["output"])
 
 
 def test_first_use_is_checked_and_recorded(model50, tmp_path, monkeypatch, caplog):
@@ -382,3 +385,84 @@ def test_check_options_directly(monkeypatch):
     monkeypatch.setenv(engine.BACKEND_ENV, "tvm")
     with pytest.raises(ResnetError, match="choose one of openvino, onednn"):
         engine.cpu_backend()
+
+
+class _SilentlyFailing:
+    """A predictor whose run() does nothing, as Paddle Inference's OpenVINO step does when
+    inference raises inside it (it logs and returns, the outputs keep their old values)."""
+
+    def __init__(self, predictor):
+        self._predictor = predictor
+
+    def run(self):
+        return None
+
+    def __getattr__(self, name):
+        return getattr(self._predictor, name)
+
+
+class _Handle:
+    def __init__(self, value):
+        self.value = value
+
+    def copy_to_cpu(self):
+        return self.value.copy()
+
+
+def test_engine_failures_are_caught_not_returned(model50):
+    """Stale outputs of a silently failed run, NaN and missing rows each stop the run with
+    one line; a batch equal to the previous one is not mistaken for a failure."""
+    layers = ["res5_3_branch2c_bn", "output"]
+    net = _engine(model50, 50, layers)
+    batch = _batch()
+    good = net.run(batch, layers)
+    net.predictor = _SilentlyFailing(net.predictor)
+    again = net.run(batch, layers)  # the same input: the old outputs are the right ones
+    assert all(np.array_equal(good[k], again[k]) for k in layers)
+    with pytest.raises(ResnetError, match=r"^engine failure: Paddle Inference .* returned the "
+                       r"previous batch's outputs again for a different batch .*"
+                       r"nothing of this batch was written; rerun with RESNET_CPU_BACKEND"):
+        net.run(batch[::-1].copy(), layers)
+
+    handles = net.outputs
+    nan = good["output"].copy()
+    nan[1, 7] = np.nan
+    net.outputs = [handles[0], _Handle(nan)]
+    with pytest.raises(ResnetError, match="returned NaN or infinite values at output"):
+        net.run(batch, layers)
+    net.outputs = [_Handle(good["res5_3_branch2c_bn"][:2]), handles[1]]
+    with pytest.raises(ResnetError, match="returned 2 rows of res5_3_branch2c_bn for 3 images"):
+        net.run(batch, layers)
+
+
+def test_extract_stops_on_an_engine_failure_and_resumes(model50, tmp_path, monkeypatch, caplog):
+    """The second batch's forward fails silently: extract stops with the engine's one line,
+    keeps the first batch, and --resume writes exactly the uninterrupted run's rows."""
+    data = tmp_path / "list.txt"
+    photos = sorted(n for n in os.listdir(EXAMPLES) if n.endswith(".jpg"))[:4]
+    data.write_text("".join(f"{os.path.join(EXAMPLES, n)}\n" for n in photos))
+    opts = dict(layers=["output"], batch_size=2, use_gpu=False, workers=0, layer_num=50)
+    resnet.extract(model50, str(data), output_dir=str(tmp_path / "clean"), **opts)
+
+    real_run = engine.InferenceEngine.run
+    calls = []
+
+    def failing_second_batch(self, batch, outputs=None):
+        calls.append(len(batch))
+        if len(calls) == 2:
+            self.predictor = _SilentlyFailing(self.predictor)
+        return real_run(self, batch, outputs)
+
+    monkeypatch.setattr(engine.InferenceEngine, "run", failing_second_batch)
+    monkeypatch.setenv("RESNET_COMMIT_SECONDS", "0")  # a durable point after every batch
+    out = tmp_path / "out"
+    with pytest.raises(ResnetError, match="^engine failure: .* previous batch's outputs"):
+        resnet.extract(model50, str(data), output_dir=str(out), **opts)
+    monkeypatch.setattr(engine.InferenceEngine, "run", real_run)
+    caplog.set_level("INFO", logger="resnet")
+    resnet.extract(model50, str(data), output_dir=str(out), resume=True, **opts)
+    assert f"resuming {out}: 2 of 4 list items already done" in caplog.text
+    with resnet.load_features(str(out)) as got, resnet.load_features(str(tmp_path / "clean")) \
+            as want:
+        assert got.images == want.images and len(got.images) == 4
+        assert rel_err(np.asarray(got["output"]), np.asarray(want["output"])) <= 1e-6
