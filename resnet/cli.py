@@ -154,6 +154,10 @@ def parser() -> argparse.ArgumentParser:
                    help="compare the engine with the dygraph reference on a test batch "
                         "before this run (fp32: within 1e-4 relative, else stop); done "
                         "anyway on the first use of each compiled model")
+    p.add_argument("--reduced_decode", action="store_true",
+                   help="decode JPEGs at least twice the needed size at 1/2, 1/4 or 1/8 scale "
+                        "(libjpeg's DCT scaling), then resize as usual: faster on large "
+                        "photos, not bit-exact (README: Speed)")
     p.add_argument("--output", help="diagram: output file; the suffix picks the format "
                    "(.dot, .png, .svg, .pdf; default resnet_N.png); export: the .onnx file or "
                    "the Paddle inference path prefix")

@@ -64,6 +64,7 @@ class RunConfig:
     trt: bool = False
     precision: str = "fp32"
     check: bool = False
+    reduced_decode: bool = False
     output: str | None = None
     compact: bool = False
     seed: int = 0

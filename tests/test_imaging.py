@@ -85,3 +85,71 @@ def test_bad_files_have_reasons(tmp_path):
         with pytest.raises(ImageError, match=reason) as info:
             imaging.decode(str(tmp_path / name))
         assert str(info.value).startswith(str(tmp_path / name))
+
+
+def _photo(path, w, h, orientation=None):
+    """A smooth photo-like JPEG (example/cat.jpg scaled), optionally with an EXIF orientation."""
+    import os
+
+    from conftest import EXAMPLES
+    from PIL import Image
+
+    img = cv2.resize(cv2.imread(os.path.join(EXAMPLES, "cat.jpg")), (w, h))
+    pil = Image.fromarray(img[:, :, ::-1])
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    pil.save(path, quality=92, exif=exif.tobytes())
+    return str(path)
+
+
+@pytest.mark.parametrize("size, need, k", [
+    ((1800, 1200), (224, 224), 4), ((448, 448), (224, 224), 2), ((446, 900), (224, 224), 1), ((447, 900), (224, 224), 2),
+    ((4000, 3000), 256, 8), ((1000, 510), 256, 1), ((1000, 511), 256, 2), ((1000, 512), 256, 2)])
+def test_reduction_keeps_the_size_the_resize_needs(size, need, k):
+    assert imaging._reduction(size, need) == k
+
+
+def test_reduced_decode_is_opt_in_and_close(tmp_path, monkeypatch):
+    """Off: bit-for-bit the full decode. On: a large JPEG is decoded at 1/4 scale; the crops
+    differ from the full path's by a few grey levels; small images are untouched; EXIF
+    orientation is ignored on both paths."""
+    from resnet.modelio.mean import load_mean
+
+    mean = load_mean(None)
+    big = _photo(tmp_path / "big.jpg", 1800, 1200, orientation=6)
+    small = _photo(tmp_path / "small.jpg", 400, 300)
+    monkeypatch.delenv(imaging.REDUCED_ENV, raising=False)
+    full = imaging.preprocess(big, mean)
+    full_small = imaging.preprocess(small, mean)
+    assert imaging.decode(big).shape == (1200, 1800, 3)  # orientation 6 not applied
+    monkeypatch.setenv(imaging.REDUCED_ENV, "1")
+    assert imaging.decode(big, (224, 224)).shape == (300, 450, 3)
+    reduced = imaging.preprocess(big, mean)
+    assert reduced.shape == full.shape
+    diff = np.abs(reduced - full)
+    assert 0 < diff.mean() < 1.5 and diff.max() < 40
+    np.testing.assert_array_equal(imaging.preprocess(small, mean), full_small)
+    ten = imaging.preprocess(big, mean, multi_crop=True)  # short side 256: 1/4 of 1200 = 300
+    assert ten.shape == (10, 3, 224, 224)
+
+
+def test_reduced_decode_flag_is_recorded_and_never_mixed_on_resume(model_factory, tmp_path):
+    import json
+
+    from conftest import run_cli
+
+    model = model_factory(18)
+    data = tmp_path / "list.txt"
+    data.write_text(_photo(tmp_path / "big.jpg", 1800, 1200) + "\n"
+                    + _photo(tmp_path / "small.jpg", 400, 300) + "\n")
+    out = tmp_path / "out"
+    base = ("--job=extract", f"--model={model}", "--layer_num=18", f"--data={data}",
+            f"--output_dir={out}", "--output_layer=output", "--use_gpu=0", "--workers=0")
+    r = run_cli(*base, "--reduced_decode")
+    assert r.returncode == 0, r.stderr
+    assert "--reduced_decode: large JPEGs decoded at 1/2 to 1/8 scale" in r.stderr
+    assert json.loads((out / "manifest.json").read_text())["decode"] == "reduced"
+    r = run_cli(*base, "--resume")
+    assert r.returncode == 1
+    assert "decode" in r.stderr.strip().splitlines()[-1]

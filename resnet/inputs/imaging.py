@@ -26,13 +26,38 @@ MAX_PIXELS = int(os.environ.get("RESNET_MAX_PIXELS", 100_000_000))
 
 cv2.setNumThreads(1)  # decoding runs in parallel workers; nested OpenCV threads only contend
 
+#: `--reduced_decode` (opt-in): JPEGs at least twice the size the resize needs are decoded at
+#: 1/2, 1/4 or 1/8 scale in the DCT (libjpeg's scaling, through OpenCV's IMREAD_REDUCED_*),
+#: then resized as usual. Not bit-exact (README: Speed); set in the environment so decoding
+#: workers and Ray tasks see the same choice.
+REDUCED_ENV = "RESNET_REDUCED_DECODE"
+_REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                  8: cv2.IMREAD_REDUCED_COLOR_8}
 
-def decode(path: str) -> np.ndarray:
+
+def reduced_decoding() -> bool:
+    return os.environ.get(REDUCED_ENV, "") not in ("", "0")
+
+
+def _reduction(size, at_least) -> int:
+    """The largest DCT scale-down (8, 4, 2 or 1) keeping both sides >= `at_least` (w, h) —
+    for a short-side target (an int), the short side >= it."""
+    w, h = size
+    for k in (8, 4, 2):
+        sw, sh = -(-w // k), -(-h // k)  # libjpeg rounds scaled sizes up
+        if (min(sw, sh) >= at_least if isinstance(at_least, int)
+                else sw >= at_least[0] and sh >= at_least[1]):
+            return k
+    return 1
+
+
+def decode(path: str, at_least=None) -> np.ndarray:
     """An 8-bit BGR HWC image, or ImageError saying why this file is not one.
 
     Grey images are replicated to 3 channels, an alpha channel is dropped (as PIL's
     convert('RGB') did in v1), and 16-bit images are scaled to 8 bits. A URI (s3://...) is
-    read through resnet.inputs.remote.
+    read through resnet.inputs.remote. `at_least` (the size the resize will need: (w, h), or
+    a short side) lets a large JPEG be decoded at reduced scale.
     """
     try:
         raw = (np.frombuffer(read_bytes(path), dtype=np.uint8) if is_uri(path)
@@ -45,9 +70,13 @@ def decode(path: str) -> np.ndarray:
     if size and size[0] * size[1] > MAX_PIXELS:
         raise ImageError(f"{path}: {size[0]}x{size[1]} pixels is over the limit of {MAX_PIXELS:,} "
                          "(refused before decoding; set RESNET_MAX_PIXELS to allow it)")
-    if raw[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in raw[-4096:].tobytes():
+    jpeg = raw[:2].tobytes() == b"\xff\xd8"
+    if jpeg and b"\xff\xd9" not in raw[-4096:].tobytes():
         raise ImageError(f"{path}: truncated JPEG (no end-of-image marker)")
-    img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
+    k = _reduction(size, at_least) if jpeg and size and at_least else 1
+    # EXIF orientation is ignored on both paths, as IMREAD_UNCHANGED does
+    img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED if k == 1
+                       else _REDUCED_FLAGS[k] | cv2.IMREAD_IGNORE_ORIENTATION)
     if img is None or img.size == 0:
         raise ImageError(f"{path}: not a readable image (corrupt, truncated or unsupported format)")
     if img.dtype == np.uint16:
@@ -164,10 +193,18 @@ def preprocess(path: str, mean, multi_crop: bool = False) -> np.ndarray:
 
     `mean` is v1's mean array, or a model.json Recipe (resnet.modelio.modelinfo) for converted models.
     """
-    img = decode(path)
+    img = decode(path, needed_size(mean, multi_crop) if reduced_decoding() else None)
     if not isinstance(mean, np.ndarray):
         return recipe_crops(img, mean, multi_crop)
     return ten_crops(img, mean) if multi_crop else single_crop(img, mean)
+
+
+def needed_size(mean, multi_crop: bool):
+    """What the resize of this preprocessing reads: a short side (int) or (w, h)."""
+    if isinstance(mean, np.ndarray):
+        return SHORT_SIDE if multi_crop else (INPUT_SIZE, INPUT_SIZE)
+    short = mean.resize_short_side or (SHORT_SIDE if multi_crop else None)
+    return short or (mean.crop, mean.crop)
 
 
 def is_image_name(path: str) -> bool:

@@ -6,10 +6,11 @@ Imports Paddle (through resnet.runtime): job modules import this inside `run`.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 from resnet.inputs.decoding import Decoders
-from resnet.inputs.imaging import CROPS
+from resnet.inputs.imaging import CROPS, REDUCED_ENV
 from resnet.inputs.lists import collect
 from resnet.modelio import loaded
 from resnet.runners import RUNNERS
@@ -41,6 +42,11 @@ def plan(config, layers=None) -> Plan:
              "" if spec.variant == "v1" else f" ({spec.variant})", device.upper(),
              paddle.__version__)
     engine.check_options(config.engine, device, config.trt, config.precision)
+    # the decoding workers (processes, Ray tasks) read the choice from the environment
+    os.environ[REDUCED_ENV] = "1" if config.reduced_decode else "0"
+    if config.reduced_decode:
+        log.info("--reduced_decode: large JPEGs decoded at 1/2 to 1/8 scale (faster, not "
+                 "bit-exact; README: Speed)")
     layers = spec.check_layers(layers or config.layers_or(spec.default_features()))
     items = collect(config.data, config.labels_from_folders)
     return Plan(device, model, layers, items)

@@ -75,6 +75,8 @@ def run(config) -> Summary:
     }
     if config.format == "hdf5":
         manifest["compression"] = config.compression
+    if config.reduced_decode:  # other features than a full decode: never mixed by --resume
+        manifest["decode"] = "reduced"
     parallel = RUNNERS[config.runner].parallel_writers
     if parallel:  # workers write fixed parts of the list (outputs/parts.py)
         from resnet.inputs.imaging import CROPS
