@@ -10,11 +10,15 @@ process (`python -m resnet --job=extract`, HDF5 output) and reports:
   shared pages counted once), sampled from /proc.
 ONNX Runtime's raw forward speed (random input, no decoding) on the same compiled network,
 converted by paddle2onnx, is the yardstick when onnxruntime and paddle2onnx are installed,
-as images over total time like the CLI's figure. The headline row (single crop, batch 16)
+as images over total time like the CLI's figure. Rows that trade exactness for speed (bf16, int8,
+--reduced_decode on 1200-2400 px photos) carry their feature error against the exact row on
+the same images: max relative error per layer and the cosine of the globally pooled
+res5_3_branch2c_bn features (min / median). The headline row (single crop, batch 16)
 runs --repeats times, each run paired with an ORT measurement taken just before it; the
 median of the pairs' ratios is the figure (this machine's speed drifts within minutes).
 
     python bench/throughput.py                        # the table, a few minutes
+    python bench/throughput.py --quick                # a smaller table, under 3 minutes
     python bench/throughput.py --images 100 2000      # how time and memory grow with N
 """
 from __future__ import annotations
@@ -52,14 +56,14 @@ CHILD = ("import runpy, sys, time\n"
          "    print('MAXRSS_KB', hwm.split()[1], file=sys.stderr)\n")
 
 
-def make_images(folder: str, n: int) -> list[str]:
-    """n JPEGs (300..640 px wide, like photos) cycling over example/."""
+def make_images(folder: str, n: int, widths=(300, 640)) -> list[str]:
+    """n JPEGs (300..640 px wide, like web photos; or other `widths`) cycling over example/."""
     sources = [cv2.imread(p) for p in sorted(glob.glob(os.path.join(ROOT, "example", "*.jpg")))]
     rng = np.random.default_rng(0)
     paths = []
     for i in range(n):
         img = sources[i % len(sources)]
-        w = int(rng.integers(300, 640))
+        w = int(rng.integers(*widths))
         h = int(w * rng.uniform(0.6, 1.0))
         path = os.path.join(folder, f"img{i:05d}.jpg")
         cv2.imwrite(path, cv2.resize(img, (w, h)), [cv2.IMWRITE_JPEG_QUALITY, 90])
@@ -113,13 +117,14 @@ def _pss_kb(pid: int) -> int:
 
 
 def run_extract(model, paths, work, engine="inference", batch=16, multi_crop=False, env=None,
-                extra=()):
-    """One CLI run; its img/s, start-up seconds, peak RSS and tree PSS (MB)."""
+                extra=(), out="out"):
+    """One CLI run; its img/s, start-up seconds, peak RSS and tree PSS (MB), output folder."""
     data = os.path.join(work, "list.txt")
     with open(data, "w") as f:
         f.write("\n".join(paths) + "\n")
+    out = os.path.join(work, out)
     cmd = [sys.executable, "-c", CHILD, "--job=extract", f"--model={model}", f"--data={data}",
-           f"--output_dir={os.path.join(work, 'out')}", f"--output_layer={LAYERS}",
+           f"--output_dir={out}", f"--output_layer={LAYERS}",
            "--use_gpu=0", "--overwrite", f"--engine={engine}", f"--batch_size={batch}",
            f"--multi_crop={int(multi_crop)}", *extra]
     full_env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
@@ -137,7 +142,23 @@ def run_extract(model, paths, work, engine="inference", batch=16, multi_crop=Fal
     first = float(re.search(r"FIRST_BATCH_AT (\S+)", err).group(1))
     return {"img_s": len(paths) / float(m.group(2)), "startup": first - start,
             "rss_mb": int(re.search(r"MAXRSS_KB (\d+)", err).group(1)) / 1024,
-            "pss_mb": pss / 1024}
+            "pss_mb": pss / 1024, "out": out}
+
+
+def feature_error(out: str, ref: str) -> str:
+    """'max relative error per layer; cosine of the globally pooled first layer, min /
+    median over images' of run `out` against run `ref` (the same images)."""
+    import resnet
+
+    with resnet.load_features(out) as got, resnet.load_features(ref) as want:
+        errs = []
+        for layer in LAYERS.split(","):
+            a, b = np.asarray(got[layer], np.float64), np.asarray(want[layer], np.float64)
+            errs.append(f"{np.abs(a - b).max() / np.abs(b).max():.1e}")
+            if a.ndim == 4:
+                pa, pb = a.mean(axis=(2, 3)), b.mean(axis=(2, 3))
+                cos = (pa * pb).sum(1) / (np.linalg.norm(pa, axis=1) * np.linalg.norm(pb, axis=1))
+    return f"{' / '.join(errs)} | {cos.min():.4f} / {np.median(cos):.4f}"
 
 
 def onnx_raw(cache: str, batch: int, seconds: float = 5.0):
@@ -180,13 +201,21 @@ def main():
                     help="paired engine / ONNX Runtime runs for the headline ratio (default 3)")
     ap.add_argument("--skip-variants", action="store_true",
                     help="leave out the comparison rows (thread decoding, oneDNN, bf16)")
+    ap.add_argument("--quick", action="store_true",
+                    help="a smaller table in under 3 minutes: 64 images, one paired headline "
+                         "run, no 10-crop or comparison rows (the error rows stay)")
     args = ap.parse_args()
+    if args.quick:
+        args.images, args.baseline_images, args.repeats = [64], 8, 1
+        args.skip_variants = True
     work = tempfile.mkdtemp(prefix="resnet-bench-")
     cache = os.path.join(work, "cache")
     os.environ["RESNET_CACHE_DIR"] = cache
     model = make_model(os.path.join(work, "model"))
     os.makedirs(os.path.join(work, "images"))
     paths = make_images(os.path.join(work, "images"), max(args.images + [160]))
+    os.makedirs(os.path.join(work, "large"))
+    large = make_images(os.path.join(work, "large"), 32 if args.quick else 96, (1200, 2400))
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), "?")
     print(f"machine: {len(os.sched_getaffinity(0))} cores ({cpu}); ResNet-50 random weights, "
@@ -194,8 +223,10 @@ def main():
 
     rows = []  # (label, crops, batch, n, result)
 
-    def row(label, crops, batch, n, **kw):
-        r = run_extract(model, paths[:n], work, batch=batch, multi_crop=crops == 10, **kw)
+    def row(label, crops, batch, n, images=None, ref=None, **kw):
+        r = run_extract(model, (images or paths)[:n], work, batch=batch, multi_crop=crops == 10,
+                        **kw)
+        r["error"] = feature_error(r["out"], ref["out"]) if ref else ""
         rows.append((label, crops, batch, n, r))
         print(f"  {label}, {crops} crop(s), batch {batch}, {n} images: {r['img_s']:.2f} img/s",
               flush=True)
@@ -205,8 +236,8 @@ def main():
     n10 = max(16, n_main // 10)
     row("engine (cold cache)", 1, 16, 16)
     base = {}
-    for crops in (1, 10):
-        for batch in (1, 16):
+    for crops in ((1,) if args.quick else (1, 10)):
+        for batch in ((16,) if args.quick else (1, 16)):
             n = args.baseline_images if crops == 1 else max(2, args.baseline_images // 6)
             base[crops, batch] = row("dygraph", crops, batch, n, engine="dygraph")
             if (crops, batch) != (1, 16):  # the headline row is measured below, paired
@@ -218,23 +249,33 @@ def main():
     pairs, headline = [], []
     for _ in range(args.repeats):
         raw = onnx_raw(cache, 16)
-        headline.append(row("engine", 1, 16, n_main)["img_s"])
+        headline.append(row("engine", 1, 16, n_main, out="fp32")["img_s"])
         if raw:
             ort[16].append(raw)
             pairs.append(headline[-1] / raw)
     ort[16] = float(np.median(ort[16])) if ort[16] else None
+    fp32 = rows[-1][4]  # the last headline run: the reference of the precision rows
     if not args.skip_variants:
         row("engine, decoding threads", 1, 16, n_main, env={"RESNET_DECODER": "thread"})
         row("engine, 2 decoding processes", 1, 16, n_main, extra=("--workers=2",))
         row("engine, oneDNN backend", 1, 16, n_main, env={"RESNET_CPU_BACKEND": "onednn"})
-        row("engine, bf16 (opt-in)", 1, 16, n_main, extra=("--precision=bf16",))
+        if "avx512_bf16" in open("/proc/cpuinfo").read() or "amx_bf16" in open(
+                "/proc/cpuinfo").read():
+            row("engine, bf16 (opt-in)", 1, 16, n_main, extra=("--precision=bf16",),
+                ref=fp32, out="bf16")
+    row("engine, int8 (opt-in; calibration: the first 64 images)", 1, 16, n_main,
+        extra=("--precision=int8",), ref=fp32, out="int8")
+    # large photos (1200-2400 px): the full decode, then --reduced_decode against it
+    full = row("engine, photos 1200-2400 px", 1, 16, len(large), images=large, out="large")
+    row("engine, photos 1200-2400 px, --reduced_decode", 1, 16, len(large), images=large,
+        extra=("--reduced_decode",), ref=full, out="reduced")
     for n in args.images[1:]:
         row("engine", 1, 16, n)
 
     print()
     print("| engine | crops | batch | images | img/s | × dygraph | × ORT raw | start-up s | "
-          "peak RSS MB | tree PSS MB |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "peak RSS MB | tree PSS MB | rel err res5 / output | pooled cos min / median |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for label, crops, batch, n, r in rows:
         b = base.get((crops, batch)) or base[crops, 16]
         ref = ort.get(batch) or ort.get(16)
@@ -242,7 +283,7 @@ def main():
         print(f"| {label} | {crops} | {batch} | {n} | {r['img_s']:.2f} | "
               f"{r['img_s'] / b['img_s']:.1f} | "
               f"{(per / ref) if ref else float('nan'):.2f} | {r['startup']:.1f} | "
-              f"{r['rss_mb']:.0f} | {r['pss_mb']:.0f} |")
+              f"{r['rss_mb']:.0f} | {r['pss_mb']:.0f} | {r['error'] or ' | '} |")
     speedup = np.median(headline) / base[1, 16]["img_s"]
     if ort[1]:
         print(f"\nONNX Runtime raw forward (random input, no decoding, "

@@ -13,8 +13,9 @@ from resnet.errors import ResnetError
 
 #: `--engine`: the compiled Paddle Inference model (fast, cached) or the dygraph reference
 ENGINES = ("inference", "dygraph")
-#: `--precision`: fp32 is the checked default; the others are opt-in (CPU bf16, GPU fp16)
-PRECISIONS = ("fp32", "bf16", "fp16")
+#: `--precision`: fp32 is the checked default; the others are opt-in (CPU bf16, GPU fp16,
+#: int8 calibrated on images: CPU, or GPU with TensorRT)
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 #: `--to` for --job=export
 EXPORT_TARGETS = ("paddle_inference", "onnx")
 #: `--pool`: (C, H, W) layers globally pooled to (C,) inside the network, or kept whole
@@ -65,6 +66,7 @@ class RunConfig:
     precision: str = "fp32"
     check: bool = False
     reduced_decode: bool = False
+    calibration: str | None = None
     output: str | None = None
     compact: bool = False
     seed: int = 0

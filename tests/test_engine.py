@@ -337,6 +337,12 @@ def test_config_choices_cpu():
     assert {"enable_mkldnn", "switch_ir_optim", "disable_gpu"} <= set(c.names())
     assert "enable_mkldnn_bfloat16" not in c.names()
     assert "enable_mkldnn_bfloat16" in _configure(backend="onednn", precision="bf16").names()
+    # int8: OpenVINO keeps the fp32 hint (the program's quantize pairs make it int8); oneDNN
+    # must be told, or it runs the quantized program in fp32
+    c = _configure(precision="int8")
+    assert c.call("enable_openvino_engine")[1] == (PrecisionType.Float32,)
+    assert "enable_mkldnn_int8" in _configure(backend="onednn", precision="int8").names()
+    assert "enable_mkldnn_int8" not in _configure(backend="onednn").names()
 
 
 def test_config_choices_gpu():
@@ -354,6 +360,10 @@ def test_config_choices_gpu():
     lo, hi, opt = c.call("set_trt_dynamic_shape_info")[1]
     assert lo == {"image": [1, 3, 224, 224]} and hi == opt == {"image": [20, 3, 224, 224]}
     assert c.call("set_optim_cache_dir")[1] == ("/c",)
+    c = _configure(device="gpu", trt=True, precision="int8")
+    assert c.call("enable_use_gpu")[1][2] == PrecisionType.Float32
+    trt = c.call("enable_tensorrt_engine")[2]
+    assert trt["precision_mode"] == PrecisionType.Int8 and trt["use_calib_mode"] is False
 
 
 @pytest.mark.parametrize("flags,message", [
@@ -382,6 +392,11 @@ def test_check_options_directly(monkeypatch):
         engine.check_options("inference", "gpu", True, "fp16")
     monkeypatch.setattr(engine.paddle.inference, "get_trt_compile_version", lambda: (8, 6, 1))
     engine.check_options("inference", "gpu", True, "fp16")
+    with pytest.raises(ResnetError, match="int8 on the GPU runs through TensorRT: add --trt"):
+        engine.check_options("inference", "gpu", False, "int8")
+    engine.check_options("inference", "gpu", True, "int8")
+    with pytest.raises(ResnetError, match="int8 needs --engine=inference"):
+        engine.check_options("dygraph", "cpu", False, "int8")
     monkeypatch.setenv(engine.BACKEND_ENV, "tvm")
     with pytest.raises(ResnetError, match="choose one of openvino, onednn"):
         engine.cpu_backend()

@@ -37,6 +37,7 @@ def run(config) -> int:
     for e in found:
         net = (f"ResNet-{e.info['layer_num']} {e.info.get('variant', '')}"
                + (f" pool={e.info['pool']}" if e.info.get("pool", "none") != "none" else "")
+               + (f" {e.info['precision']}" if "precision" in e.info else "")
                if "layer_num" in e.info else "?")
         rows.append((e.key[:12], e.model, net, ",".join(e.info.get("layers", [])) or "?",
                      ",".join(sorted(e.checked)) or "-", f"{e.size / 1e6:.0f}",

@@ -77,6 +77,8 @@ def run(config) -> Summary:
         manifest["compression"] = config.compression
     if config.reduced_decode:  # other features than a full decode: never mixed by --resume
         manifest["decode"] = "reduced"
+    if config.precision != "fp32":  # likewise features of another precision
+        manifest["precision"] = config.precision
     parallel = RUNNERS[config.runner].parallel_writers
     if parallel:  # workers write fixed parts of the list (outputs/parts.py)
         from resnet.inputs.imaging import CROPS

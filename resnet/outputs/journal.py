@@ -25,10 +25,10 @@ FAILED = "failed.txt"
 #: Manifest fields that must match for --resume to continue an earlier run.
 SAME_RUN = ("model_sha256", "layer_num", "variant", "layers", "format", "multi_crop", "mean",
             "preprocessing", "items", "list_sha256", "shard", "pool", "dtype", "compression",
-            "runner", "part_rows", "decode")
+            "runner", "part_rows", "decode", "precision")
 #: What a manifest written before a field existed (or by a format without it) meant by its absence.
 ABSENT = {"pool": "none", "dtype": "float32", "compression": "none", "runner": "local",
-          "decode": "full"}
+          "decode": "full", "precision": "fp32"}
 
 
 def _read_json(path: str):

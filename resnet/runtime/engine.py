@@ -25,7 +25,7 @@ import numpy as np
 
 from resnet.common import cpu
 from resnet.modelio import params as params_io
-from resnet.runtime import cache, static
+from resnet.runtime import cache, quantize, static
 from resnet.common.files import atomic_write
 from resnet.config import ENGINES, PRECISIONS
 from resnet.errors import ResnetError
@@ -48,32 +48,60 @@ GPU_POOL_MB = 256
 cache_root = cache.root
 
 
-def cache_key(model_sha256: str, spec: Spec, layers: list[str], pool: str = "none") -> str:
+def cache_key(model_sha256: str, spec: Spec, layers: list[str], pool: str = "none",
+              calibration: str | None = None) -> str:
     nodes = [(n.name, n.op, n.inputs, sorted(n.attrs.items()), n.shape) for n in spec]
     parts = [FORMAT, model_sha256, spec.layer_num, spec.variant, repr(nodes), layers,
              paddle.__version__]
     if pool != "none":  # unpooled entries keep the keys they always had
         parts.append(f"pool={pool}")
+    if calibration:  # int8: quantized with ranges from these calibration images
+        parts.append(f"int8={quantize.ALGO}:{calibration}")
     blob = json.dumps(parts)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-def compiled_model(model_dir: str, spec: Spec, layers: list[str], model_sha256: str,
-                   pool: str = "none") -> str:
-    """The cached PREFIX of the compiled model, compiling it first on a miss.
+def calibration_checksum(images: np.ndarray) -> str:
+    """sha256 of the preprocessed calibration tensor: same images, same recipe, same key."""
+    return hashlib.sha256(np.ascontiguousarray(images, np.float32).tobytes()).hexdigest()
 
-    The export goes to a temporary folder renamed into place, so concurrent runs (shards)
+
+def compiled_model(model_dir: str, spec: Spec, layers: list[str], model_sha256: str,
+                   pool: str = "none", calibration: np.ndarray | None = None) -> str:
+    """The cached PREFIX of the compiled model, compiling it first on a miss; with
+    `calibration` images, the int8 model quantized from the fp32 one.
+
+    Each entry is built in a temporary folder renamed into place, so concurrent runs (shards)
     never see a half-written model and a crash never leaves one behind.
     """
+    info = {"model_sha256": model_sha256, "model_dir": os.path.abspath(model_dir),
+            "layer_num": spec.layer_num, "variant": spec.variant, "layers": list(layers),
+            "pool": pool, "paddle": paddle.__version__}
+    fp32 = _entry(cache_key(model_sha256, spec, layers, pool), info,
+                  f"compiling ResNet-{spec.layer_num} for {','.join(layers)}",
+                  lambda prefix: static.export(model_dir, spec.layer_num, layers, prefix,
+                                               spec.variant, pool))
+    if calibration is None:
+        return fp32
+    sha = calibration_checksum(calibration)
+    return _entry(cache_key(model_sha256, spec, layers, pool, sha),
+                  dict(info, precision="int8", calibration_sha256=sha,
+                       calibration_images=len(calibration)),
+                  f"quantizing it to int8 ({quantize.ALGO} calibration on {len(calibration)} "
+                  "images, about a minute)",
+                  lambda prefix: quantize.quantize(fp32, calibration, prefix))
+
+
+def _entry(key: str, info: dict, doing: str, build) -> str:
+    """The PREFIX of cache entry `key`, made by build(PREFIX) on a miss."""
     root = cache_root()
-    folder = os.path.join(root, cache_key(model_sha256, spec, layers, pool))
+    folder = os.path.join(root, key)
     prefix = os.path.join(folder, "model")
     if os.path.exists(prefix + ".pdiparams"):
         log.info("compiled model found in cache %s", folder)
         cache.touch(folder)
         return prefix
-    log.info("compiling ResNet-%d for %s (once; cached in %s)", spec.layer_num, ",".join(layers),
-             root)
+    log.info("%s (once; cached in %s)", doing, root)
     try:
         os.makedirs(root, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=".compiling-", dir=root)
@@ -81,13 +109,8 @@ def compiled_model(model_dir: str, spec: Spec, layers: list[str], model_sha256: 
         raise ResnetError(f"{root}: cannot write the engine cache ({e.strerror or e}); set "
                           f"{CACHE_ENV} to a writable folder or use --engine=dygraph") from None
     try:
-        static.export(model_dir, spec.layer_num, layers, os.path.join(tmp, "model"),
-                      spec.variant, pool)
-        cache.describe(tmp, {"model_sha256": model_sha256,
-                             "model_dir": os.path.abspath(model_dir),
-                             "layer_num": spec.layer_num, "variant": spec.variant,
-                             "layers": list(layers), "pool": pool,
-                             "paddle": paddle.__version__})
+        build(os.path.join(tmp, "model"))
+        cache.describe(tmp, info)
         try:
             os.rename(tmp, folder)
         except OSError:  # another run finished the same model first: use theirs
@@ -127,10 +150,11 @@ def configure(config, *, device: str, backend: str, threads: int, trt: bool, pre
         mode = PrecisionType.Half if half else PrecisionType.Float32
         config.enable_use_gpu(GPU_POOL_MB, 0, mode)
         config.enable_memory_optim()
-        if trt:
+        if trt:  # int8: TensorRT reads the scales of the quantized program (no calibration)
             config.enable_tensorrt_engine(
                 workspace_size=TRT_WORKSPACE, max_batch_size=max_batch, min_subgraph_size=3,
-                precision_mode=mode, use_static=True, use_calib_mode=False)
+                precision_mode=PrecisionType.Int8 if precision == "int8" else mode,
+                use_static=True, use_calib_mode=False)
             shape = list(input_shape)
             config.set_trt_dynamic_shape_info({input_name: [1, *shape]},
                                               {input_name: [max_batch, *shape]},
@@ -141,7 +165,9 @@ def configure(config, *, device: str, backend: str, threads: int, trt: bool, pre
     config.set_cpu_math_library_num_threads(threads)
     if backend == "openvino":
         # the precision hint is always explicit: left unset, OpenVINO runs bf16 on CPUs with
-        # AVX512-BF16 or AMX (this machine has the former), i.e. not the fp32 we promise
+        # AVX512-BF16 or AMX, i.e. not the fp32 we promise. int8 keeps the fp32 hint (OpenVINO
+        # refuses an int8 one): the quantized program's quantize/dequantize pairs make it
+        # run u8 kernels
         config.enable_openvino_engine(PrecisionType.Bfloat16 if precision == "bf16"
                                       else PrecisionType.Float32)
         config.set_optim_cache_dir(cache_dir)  # OpenVINO's compiled blob: fast second start
@@ -150,6 +176,8 @@ def configure(config, *, device: str, backend: str, threads: int, trt: bool, pre
         config.enable_memory_optim()
         if precision == "bf16":
             config.enable_mkldnn_bfloat16()
+        elif precision == "int8":  # without it oneDNN runs the quantized program in fp32, 8x
+            config.enable_mkldnn_int8()  # slower
     return config
 
 
@@ -280,6 +308,8 @@ def check_options(engine: str, device: str, trt: bool, precision: str) -> None:
         raise ResnetError("--precision=fp16 needs the GPU; on CPU use fp32 or bf16")
     if precision == "bf16" and device != "cpu":
         raise ResnetError("--precision=bf16 is for the CPU (oneDNN/OpenVINO); on GPU use fp16")
+    if precision == "int8" and device == "gpu" and not trt:
+        raise ResnetError("--precision=int8 on the GPU runs through TensorRT: add --trt")
     if precision != "fp32" and engine != "inference":
         raise ResnetError(f"--precision={precision} needs --engine=inference")
     if precision == "bf16" and cpu.bf16_support() is None:
@@ -321,8 +351,63 @@ def verify(net, spec: Spec, values: dict, layers: list[str], precision: str = "f
     return errors
 
 
+#: --precision=int8 is refused when the globally pooled features of any calibration image
+#: point elsewhere than fp32's by more than this (cosine similarity)
+INT8_MIN_COSINE = 0.99
+
+
+def measure_int8(net, spec: Spec, values: dict, layers: list[str], images: np.ndarray,
+                 pool: str = "none", batch: int = 16) -> dict:
+    """The int8 engine against the fp32 dygraph reference on the calibration images: max
+    relative error per layer, cosine of the globally pooled features of the first layer
+    (min / median over images) and, with `output`, top-1 agreement. Raises ResnetError when
+    the minimum cosine is under INT8_MIN_COSINE."""
+    from resnet.runtime.network import Network
+
+    reference = Network(spec).load_params(values)
+    got, want = {k: [] for k in layers}, {k: [] for k in layers}
+    for i in range(0, len(images), batch):
+        x = images[i:i + batch]
+        for k, v in reference.run(x, layers, pool).items():
+            want[k].append(v)
+        for k, v in net.run(x, layers).items():
+            got[k].append(v)
+    got = {k: np.concatenate(v) for k, v in got.items()}
+    want = {k: np.concatenate(v) for k, v in want.items()}
+    probe = layers[0]
+    a, b = (np.asarray(d[probe], np.float64) for d in (got, want))
+    if a.ndim == 4:
+        a, b = a.mean(axis=(2, 3)), b.mean(axis=(2, 3))
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1),
+                                         1e-30)
+    stats = {"images": len(images), "layer": probe,
+             "cosine_min": float(cosine.min()), "cosine_median": float(np.median(cosine)),
+             "max_rel_err": {k: rel_err(got[k], want[k]) for k in layers}}
+    if "output" in layers:
+        stats["top1_agreement"] = float(np.mean(got["output"].argmax(1)
+                                                == want["output"].argmax(1)))
+    log.info("int8 vs fp32 on %d calibration images: %s", len(images), describe_int8(stats))
+    if not stats["cosine_min"] >= INT8_MIN_COSINE:
+        raise ResnetError(f"--precision=int8 refused: the pooled {probe} features of a "
+                          f"calibration image have cosine {stats['cosine_min']:.4f} with fp32's, "
+                          f"under the bound {INT8_MIN_COSINE}; calibrate on images like your "
+                          "data (--calibration=LIST) or use --precision=fp32")
+    return stats
+
+
+def describe_int8(stats: dict) -> str:
+    errs = ", ".join(f"{k} {v:.1e}" for k, v in stats["max_rel_err"].items())
+    top1 = (f"; top-1 agreement {100 * stats['top1_agreement']:.1f}%"
+            if "top1_agreement" in stats else "")
+    return (f"pooled {stats['layer']} cosine min {stats['cosine_min']:.4f} / median "
+            f"{stats['cosine_median']:.4f}; max relative error {errs}{top1} (refused under "
+            f"cosine {INT8_MIN_COSINE})")
+
+
 def _checked(folder: str) -> dict:
-    """The cache entry's record of passed checks: {"backend/precision": max relative error}."""
+    """The cache entry's record of passed checks: {"backend/precision": max relative error,
+    or for int8 measure_int8's figures}."""
     try:
         with open(os.path.join(folder, CHECKED)) as f:
             record = json.load(f)
@@ -331,7 +416,7 @@ def _checked(folder: str) -> dict:
         return {}
 
 
-def _record_check(folder: str, key: str, error: float) -> None:
+def _record_check(folder: str, key: str, error) -> None:
     record = _checked(folder)
     record[key] = error
     try:
@@ -344,13 +429,15 @@ def _record_check(folder: str, key: str, error: float) -> None:
 def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: str,
            model_sha256: str, device: str = "cpu", threads: int = 0, trt: bool = False,
            precision: str = "fp32", max_batch: int = 16, check: bool = False,
-           pool: str = "none"):
+           pool: str = "none", calibration: np.ndarray | None = None):
     """An object with `run(batch, layers) -> {layer: array}` for the chosen engine; with
     `pool` avg / max, (C, H, W) layers come back globally pooled to (C,).
 
     `max_batch`: the most images one run() gets (TensorRT's shape range). The compiled
     engine is compared with the dygraph reference on its first use with each backend and
-    precision (recorded in its cache entry), and on every run with `check`.
+    precision (recorded in its cache entry), and on every run with `check`. int8 needs
+    `calibration` images (preprocessed, N x 3 x H x W): the model is quantized with their
+    ranges, and measured against fp32 on them instead (measure_int8).
     """
     check_options(engine, device, trt, precision)
     if not any(len(spec[name].shape) == 3 for name in layers):
@@ -359,7 +446,10 @@ def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: 
         return Dygraph(spec, values, pool)
     if device == "gpu" and precision == "fp32":
         os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")  # cuDNN/cuBLAS/TensorRT: no TF32
-    prefix = compiled_model(model_dir, spec, layers, model_sha256, pool)
+    if precision == "int8" and (calibration is None or not len(calibration)):
+        raise ResnetError("--precision=int8 needs calibration images")
+    prefix = compiled_model(model_dir, spec, layers, model_sha256, pool,
+                            calibration if precision == "int8" else None)
     net = InferenceEngine(prefix, layers, device, threads, trt, precision, max_batch,
                           input_shape=spec["input"].shape)
     log.info("engine: %s", net.describe())
@@ -368,8 +458,15 @@ def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: 
     if check or done is None:  # first use of this compiled model this way, or --check
         if values is None:
             values = params_io.load_model(model_dir, spec)
-        errors = verify(net, spec, values, layers, precision, pool=pool)
-        _record_check(folder, key, max(errors.values()))
+        if precision == "int8":
+            _record_check(folder, key, measure_int8(net, spec, values, layers, calibration,
+                                                    pool))
+        else:
+            errors = verify(net, spec, values, layers, precision, pool=pool)
+            _record_check(folder, key, max(errors.values()))
+    elif precision == "int8":
+        log.info("int8 measured against fp32 on first use: %s; --check repeats it",
+                 describe_int8(done))
     else:
         log.info("engine checked against the dygraph reference on first use (max relative "
                  "error %.1e; --check repeats it)", done)

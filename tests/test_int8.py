@@ -1,0 +1,118 @@
+"""--precision=int8: Paddle's PTQ calibrated on images, run by the CPU engine, measured against
+fp32 on first use and refused under the cosine bound.
+
+ResNet-18 with seeded random weights; the images are crops of the example photos. Random
+weights make top-1 agreement meaningless, so the checks are on features: the pooled-feature
+cosine the engine reports and the rows written, against an fp32 run of the same images.
+"""
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+from conftest import EXAMPLES, run_cli
+
+import resnet
+from resnet.errors import ResnetError
+from resnet.runtime import engine
+
+LAYERS = "res5_2_branch2b_bn,output"
+pytestmark = pytest.mark.xdist_group("int8")  # one worker: the quantized entry is made once
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, model_factory):
+    """A ResNet-18, 24 photo crops, an engine cache, and an fp32 extract of the crops."""
+    d = tmp_path_factory.mktemp("int8")
+    photos = [cv2.imread(os.path.join(EXAMPLES, n)) for n in sorted(os.listdir(EXAMPLES))
+              if n.endswith(".jpg")]
+    rng = np.random.default_rng(0)
+    (d / "img").mkdir()
+    for i in range(24):
+        img = photos[i % len(photos)]
+        h, w = img.shape[:2]
+        y, x = int(rng.integers(0, h // 4)), int(rng.integers(0, w // 4))
+        crop = img[y:y + 3 * h // 4, x:x + 3 * w // 4]
+        cv2.imwrite(str(d / "img" / f"p{i:02d}.jpg"), crop[:, ::-1] if i % 2 else crop)
+    model = model_factory(18)
+    env = {"RESNET_CACHE_DIR": str(d / "cache")}
+    r = run_cli("--job=extract", f"--model={model}", "--layer_num=18", f"--data={d / 'img'}",
+                f"--output_dir={d / 'fp32'}", f"--output_layer={LAYERS}", "--use_gpu=0",
+                env=env)
+    assert r.returncode == 0, r.stderr
+    return d, model, env
+
+
+def _extract(work, out, *flags):
+    d, model, env = work
+    return run_cli("--job=extract", f"--model={model}", "--layer_num=18", f"--data={d / 'img'}",
+                   f"--output_dir={d / out}", f"--output_layer={LAYERS}", "--use_gpu=0",
+                   "--precision=int8", *flags, env=env)
+
+
+def _pooled_cosine(a, b):
+    a, b = a.mean(axis=(2, 3)), b.mean(axis=(2, 3))
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def test_int8_is_calibrated_measured_cached_and_close(work):
+    d, _, _ = work
+    r = _extract(work, "int8")
+    assert r.returncode == 0, r.stderr
+    assert f"int8 calibration: 24 images from the start of --data {d / 'img'}" in r.stderr
+    assert "quantizing it to int8 (hist calibration on 24 images" in r.stderr
+    assert "engine: Paddle Inference with OpenVINO on CPU (" in r.stderr and "int8)" in r.stderr
+    line = next(x for x in r.stderr.splitlines() if "int8 vs fp32 on 24 calibration" in x)
+    reported = float(line.split("cosine min ")[1].split()[0])
+    assert 0.99 <= reported <= 1.0
+    [entry] = [e for e in (d / "cache").iterdir()
+               if json.loads((e / "entry.json").read_text()).get("precision") == "int8"]
+    record = json.loads((entry / "checked.json").read_text())["openvino/int8"]
+    assert record["images"] == 24 and record["cosine_min"] == pytest.approx(reported, abs=1e-4)
+    assert set(record["max_rel_err"]) == set(LAYERS.split(","))
+    assert json.loads((d / "int8" / "manifest.json").read_text())["precision"] == "int8"
+    with resnet.load_features(str(d / "int8")) as got, \
+            resnet.load_features(str(d / "fp32")) as want:
+        assert got.images == want.images
+        a = np.asarray(got["res5_2_branch2b_bn"], np.float64)
+        b = np.asarray(want["res5_2_branch2b_bn"], np.float64)
+        assert not np.array_equal(a, b)  # really another engine
+        assert _pooled_cosine(a, b).min() >= 0.99
+
+    r = _extract(work, "int8_again")  # the cached entry and its recorded measurement
+    assert r.returncode == 0, r.stderr
+    assert "quantizing" not in r.stderr and "int8 measured against fp32 on first use" in r.stderr
+
+
+def test_calibration_list_is_part_of_the_key(work):
+    d, _, _ = work
+    calib = d / "calib.txt"
+    calib.write_text("".join(f"{d / 'img' / f'p{i:02d}.jpg'}\n" for i in range(10)))
+    r = _extract(work, "int8_calib", f"--calibration={calib}")
+    assert r.returncode == 0, r.stderr
+    assert f"int8 calibration: 10 images from --calibration {calib}" in r.stderr
+    assert "quantizing it to int8 (hist calibration on 10 images" in r.stderr
+
+
+def test_too_few_calibration_images(work, tmp_path):
+    d, _, _ = work
+    calib = tmp_path / "few.txt"
+    calib.write_text(f"{d / 'img' / 'p00.jpg'}\n{tmp_path / 'missing.jpg'}\n")
+    r = _extract(work, "few", f"--calibration={calib}")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"resnet: error: {calib}: 1 usable calibration images, --precision=int8 needs at least 8")
+
+
+def test_int8_under_the_cosine_bound_is_refused(work, monkeypatch):
+    d, model, env = work
+    monkeypatch.setenv("RESNET_CACHE_DIR", env["RESNET_CACHE_DIR"])
+    monkeypatch.setattr(engine, "INT8_MIN_COSINE", 1.01)  # no int8 engine reaches it
+    with pytest.raises(ResnetError, match=r"^--precision=int8 refused: the pooled "
+                       r"res5_2_branch2b_bn features of a calibration image have cosine "
+                       r"0\.9\d+ with fp32's, under the bound 1\.01; calibrate on images like "
+                       r"your data \(--calibration=LIST\) or use --precision=fp32$"):
+        resnet.extract(model, str(d / "img"), layers=LAYERS.split(","), layer_num=18,
+                       output_dir=str(d / "refused"), use_gpu=False, precision="int8",
+                       check=True)
