@@ -105,6 +105,16 @@ def test_too_few_calibration_images(work, tmp_path):
         f"resnet: error: {calib}: 1 usable calibration images, --precision=int8 needs at least 8")
 
 
+def test_calibration_without_int8_is_an_error(work):
+    d, model, env = work
+    r = run_cli("--job=extract", f"--model={model}", "--layer_num=18", f"--data={d / 'img'}",
+                f"--output_dir={d / 'nope'}", f"--calibration={d / 'img'}", "--use_gpu=0", env=env)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1] == \
+        "resnet: error: --calibration is for --precision=int8 only"
+    assert not (d / "nope").exists()
+
+
 def test_int8_under_the_cosine_bound_is_refused(work, monkeypatch):
     d, model, env = work
     monkeypatch.setenv("RESNET_CACHE_DIR", env["RESNET_CACHE_DIR"])

@@ -26,7 +26,8 @@ pytest.importorskip("jax", reason="jax (Keras' backend in the tests) not install
                               "pip install '.[test]'")
 pytest.importorskip("keras", reason="keras not installed: pip install '.[test]'")
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras on numpy 2
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),  # Keras on numpy 2
+              pytest.mark.xdist_group("keras")]  # one worker: Keras' ResNet50 is built once
 PHOTOS = sorted(glob.glob(os.path.join(EXAMPLES, "*.jpg")))[:2]
 #: Keras layer -> our layer, where both compute the same tensor
 CURRENT = {"pool1_pool": "pool1", "conv2_block1_0_bn": "res2_1_branch1_bn",

@@ -45,6 +45,8 @@ def plan(config, layers=None) -> Plan:
              "" if spec.variant == "v1" else f" ({spec.variant})", device.upper(),
              paddle.__version__)
     engine.check_options(config.engine, device, config.trt, config.precision)
+    if config.calibration and config.precision != "int8":
+        raise ResnetError("--calibration is for --precision=int8 only")
     # the decoding workers (processes, Ray tasks) read the choice from the environment
     os.environ[REDUCED_ENV] = "1" if config.reduced_decode else "0"
     if config.reduced_decode:

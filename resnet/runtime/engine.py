@@ -9,8 +9,11 @@ the whole graph, measured faster here than Paddle's own oneDNN kernels (docs/eng
 the README's speed table); oneDNN with the IR passes is the fallback (RESNET_CPU_BACKEND=onednn
 forces it). Both are fp32 by default and checked against the dygraph reference: OpenVINO's CPU
 plugin would pick bf16 on CPUs with AVX512-BF16/AMX unless told, so the precision hint is
-always set explicitly, and oneDNN's fpmath mode is pinned to strict. bf16 is an opt-in.
-GPU (paddlepaddle-gpu): cuDNN, optionally TensorRT (--trt) and fp16.
+always set explicitly, and oneDNN's fpmath mode is pinned to strict. bf16 is an opt-in, and so
+is int8: a model quantized from the fp32 one on calibration images (quantize.py), measured
+against fp32 on them on first use. Every batch's outputs are checked for the traces of a
+failed run (InferenceEngine._guard). GPU (paddlepaddle-gpu): cuDNN, optionally TensorRT
+(--trt) with fp16 or int8.
 """
 from __future__ import annotations
 
