@@ -57,15 +57,17 @@ def fields(buf):
 
 def floats(values: list) -> np.ndarray:
     """A repeated float field's values, packed (memoryviews) or not (raw fixed32 bits)."""
-    parts = [np.frombuffer(v, "<f4") if isinstance(v, memoryview) else
-             np.array([v], "<u4").view("<f4") for v in values]
-    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    return _reals(values, "<f4", "<u4")
 
 
 def doubles(values: list) -> np.ndarray:
-    parts = [np.frombuffer(v, "<f8") if isinstance(v, memoryview) else
-             np.array([v], "<u8").view("<f8") for v in values]
-    return np.concatenate(parts) if parts else np.zeros(0, np.float64)
+    return _reals(values, "<f8", "<u8")
+
+
+def _reals(values: list, real: str, bits: str) -> np.ndarray:
+    parts = [np.frombuffer(v, real) if isinstance(v, memoryview) else
+             np.array([v], bits).view(real) for v in values]
+    return np.concatenate(parts) if parts else np.zeros(0, real)
 
 
 def ints(values: list) -> list[int]:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
-
-from resnet.errors import ResnetError
+from resnet.importers import base
 from resnet.importers.base import STYLES, Style
 
 PREFIX = re.compile(r"^resnetv\d+_")
@@ -37,15 +35,8 @@ def _bn_mean_after(key: str) -> str | None:
 
 
 def fold_conv_biases(state: dict, path: str) -> dict:
-    """Each conv bias folded into the running mean of the batch norm after it."""
-    out = dict(state)
-    for key in [k for k in state if _bn_mean_after(k)]:
-        mean = _bn_mean_after(key)
-        if mean not in out or np.shape(out[mean]) != np.shape(state[key]):
-            raise ResnetError(f"{path}: {key} has no batch norm after it to fold it into")
-        out[mean] = (np.asarray(out[mean], np.float32)
-                     - np.asarray(out.pop(key), np.float32)).astype(np.float32)
-    return out
+    """Gluon v1's 1x1 conv biases folded into the batch norms after them."""
+    return base.fold_conv_biases(state, path, _bn_mean_after)
 
 
 def _gluon_block(basic):

@@ -19,7 +19,7 @@ from resnet.common.files import sha256_file
 from resnet.errors import ResnetError
 from resnet.importers import IMPORTERS
 from resnet.models import build, depths
-from resnet.models.graph import Spec, parse_branch
+from resnet.models.graph import BN_EPSILON, Spec, parse_branch
 
 log = logging.getLogger("resnet")
 
@@ -151,6 +151,30 @@ def fit(state: dict, styles, layer_num: int | None, variants, path: str):
                                        else "")
     raise ResnetError(f"{path}: does not fit ResNet-{depth} ({style_name} names): "
                       f"{len(problems)} mismatches: {shown}{hint}")
+
+
+# ------------------------------------------------------------------ folding into v1's BN
+
+def fold_conv_biases(state: dict, path: str, mean_after) -> dict:
+    """Each conv bias folded into the running mean of the batch norm after it (BN(conv + b)
+    is BN(conv) with its mean moved by b, exactly). `mean_after(key)` names that running mean
+    for a conv bias's key, None for every other key."""
+    out = dict(state)
+    for key in state:
+        mean = mean_after(key)
+        if mean is None:
+            continue
+        if mean not in out or np.shape(out[mean]) != np.shape(state[key]):
+            raise ResnetError(f"{path}: {key} has no batch norm after it to fold it into")
+        out[mean] = (np.asarray(out[mean], np.float32)
+                     - np.asarray(out.pop(key), np.float32)).astype(np.float32)
+    return out
+
+
+def variance_for_v1_eps(var, eps: float) -> np.ndarray:
+    """The variance that makes a batch norm with v1's eps (1e-5) compute what one with `eps`
+    computes: var + eps - 1e-5, exactly."""
+    return (np.asarray(var, np.float32) + np.float32(eps - BN_EPSILON)).astype(np.float32)
 
 
 # ------------------------------------------------------------------ reading checkpoints

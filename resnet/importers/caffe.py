@@ -14,9 +14,8 @@ import numpy as np
 from resnet.common import protowire as pw
 from resnet.errors import ResnetError
 from resnet.importers import IMPORTERS
-from resnet.importers.base import STYLES, Style
+from resnet.importers.base import STYLES, Style, variance_for_v1_eps
 from resnet.modelio.caffeblob import read_blob
-from resnet.models.graph import BN_EPSILON
 
 # caffe.proto field numbers
 _NET_LAYER, _NET_LEGACY_LAYERS = 100, 2  # NetParameter.layer / .layers (V1, no BatchNorm)
@@ -77,7 +76,7 @@ def state(path: str) -> dict[str, np.ndarray]:
                 mean = mean - conv_bias[1].reshape(mean.shape)
                 conv_bias = None
             out[f"{name}.mean"] = mean.astype(np.float32)
-            out[f"{name}.var"] = (var + np.float32(eps - BN_EPSILON)).astype(np.float32)
+            out[f"{name}.var"] = variance_for_v1_eps(var, eps)
             last_bn = name
         elif kind == "Scale":
             if last_bn is None or f"{last_bn}.gamma" in out:

@@ -25,10 +25,10 @@ import numpy as np
 
 from resnet.errors import ResnetError
 from resnet.importers import IMPORTERS
-from resnet.importers.base import STYLES, Style
+from resnet.importers.base import (STYLES, Style, fold_conv_biases,
+                                   variance_for_v1_eps)
 from resnet.importers.caffe import caffe_block
 from resnet.modelio.modelinfo import Recipe
-from resnet.models.graph import BN_EPSILON
 
 log = logging.getLogger("resnet")
 
@@ -156,31 +156,28 @@ def state(path: str) -> dict[str, np.ndarray]:
         log.info("%s: no model config; BatchNorm eps %g assumed (%s naming)", path,
                  LEGACY_EPS if legacy else EPS, "the older Caffe" if legacy else "Keras'")
     out: dict[str, np.ndarray] = {}
-    biases = {}
+    convs = set()
     for name, values in layers.items():
         values = [np.asarray(v, np.float32) for v in values]
         if values[0].ndim == 4:  # Conv2D: kernel (kh, kw, in, out)[, bias]
             out[f"{name}.weight"] = np.ascontiguousarray(values[0].transpose(3, 2, 0, 1))
+            convs.add(name)
             if len(values) > 1:
-                biases[name] = values[1]
+                out[f"{name}.bias"] = values[1]
         elif values[0].ndim == 2:  # Dense: kernel (in, out), bias
             out[f"{name}.weight"] = values[0]
             if len(values) > 1:
                 out[f"{name}.bias"] = values[1]
         elif len(values) == 4:  # BatchNormalization: gamma, beta, moving mean and variance
-            e = eps.get(name, LEGACY_EPS if legacy else EPS)
-            values[3] = (values[3] + np.float32(e - BN_EPSILON)).astype(np.float32)
+            default = LEGACY_EPS if legacy else EPS
+            values[3] = variance_for_v1_eps(values[3], eps.get(name, default))
             out.update((f"{name}.{leaf}", v) for leaf, v in zip(_BN_LEAVES, values))
         else:
             raise ResnetError(f"{path}: layer {name} holds {len(values)} vectors; a ResNet "
                               "has only convolutions, batch norms and one dense layer")
-    for conv, b in biases.items():  # BN(conv + b) is BN(conv) with its moving mean moved by b
-        mean = f"{_bn_after(conv)}.moving_mean"
-        if mean not in out or out[mean].shape != b.shape:
-            raise ResnetError(f"{path}: convolution {conv} has a bias and no batch norm "
-                              "after it to fold it into")
-        out[mean] = (out[mean] - b).astype(np.float32)
-    return out
+    return fold_conv_biases(out, path, lambda key: (
+        f"{_bn_after(key[:-len('.bias')])}.moving_mean"
+        if key.endswith(".bias") and key[:-len(".bias")] in convs else None))
 
 
 def _bn_after(conv: str) -> str:

@@ -16,9 +16,8 @@ import numpy as np
 from resnet.errors import ResnetError
 from resnet.importers import IMPORTERS
 from resnet.importers._gluon import BN_NAMES, PREFIX, dotted, fold_conv_biases
-from resnet.importers.base import STYLES, Style
+from resnet.importers.base import STYLES, Style, variance_for_v1_eps
 from resnet.modelio.modelinfo import Recipe
-from resnet.models.graph import BN_EPSILON
 
 LIST_MAGIC = 0x112
 V1, V2, V3 = 0xF993FAC8, 0xF993FAC9, 0xF993FACA
@@ -83,7 +82,7 @@ def _symbolic(raw: dict) -> dict:
     state = {dotted(k.split(":", 1)[1].replace("_moving_", "_running_")): v
              for k, v in raw.items()}
     for key in [k for k in state if k.endswith(".running_var")]:
-        state[key] = (state[key] + np.float32(SYMBOLIC_BN_EPS - BN_EPSILON)).astype(np.float32)
+        state[key] = variance_for_v1_eps(state[key], SYMBOLIC_BN_EPS)
     if "bn_data.gamma" in state:
         state["bn_data.gamma"] = np.ones_like(state["bn_data.gamma"])
     return state
