@@ -11,6 +11,12 @@ class ImageError(ResnetError):
     """One image could not be used; the run skips it unless --strict."""
 
 
+def first_line(text: str, limit: int = 200) -> str:
+    """The first line of a foreign error's text, cut to `limit` characters, for our one line."""
+    line = (text.strip().splitlines() or [""])[0].strip()
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
 def file_error(path: str, error: OSError, expected: str = "expected a file",
                missing: str = "file not found") -> str:
     """The one-line reason an OSError gives for `path`, worded the same everywhere."""

@@ -15,7 +15,7 @@ import posixpath
 import re
 import threading
 
-from resnet.errors import ImageError, ResnetError
+from resnet.errors import ImageError, ResnetError, first_line
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")  # 2+ letters: C:\ or C:/ is a path
 _ENDPOINT_VARS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
@@ -173,10 +173,10 @@ def _reason(error: Exception, fs=None, path: str | None = None) -> str:
             or "AccessDenied" in text or "HTTP response code: 403" in text):
         return "access denied (check the AWS_* credentials or the bucket's policy)"
     if "NETWORK_CONNECTION" in text or "curlCode" in text or "Could not connect" in text:
-        return f"cannot connect to {_endpoint()} ({_first_line(text.rsplit('Details: ', 1)[-1])})"
+        return f"cannot connect to {_endpoint()} ({first_line(text.rsplit('Details: ', 1)[-1])})"
     if "Unrecognized filesystem type" in text:
         return "not a URI scheme pyarrow.fs knows (s3://, gs://, hdfs://, file://)"
-    return _first_line(text.split("AWS Error ", 1)[-1])
+    return first_line(text.split("AWS Error ", 1)[-1])
 
 
 def _bucket_missing(fs, path: str) -> bool:
@@ -186,8 +186,3 @@ def _bucket_missing(fs, path: str) -> bool:
         return fs.get_file_info(path.split("/", 1)[0]).type == pafs.FileType.NotFound
     except Exception:
         return False
-
-
-def _first_line(text: str, limit: int = 200) -> str:
-    line = (text.strip().splitlines() or [""])[0].strip()
-    return line if len(line) <= limit else line[:limit - 3] + "..."

@@ -30,6 +30,7 @@ class Outcome:
 @RUNNERS.register("local")
 class LocalRunner:
     parallel_writers = False  # the job writes, in list order, as batches come back
+
     def __init__(self, config, net, layers, decoders):
         self.config, self.net, self.layers, self.decoders = config, net, list(layers), decoders
         self.crops = CROPS if config.multi_crop else 1

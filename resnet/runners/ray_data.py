@@ -143,8 +143,9 @@ def decode_part(row: dict, job: PartJob) -> dict:
             pixels.append(out)
             good.append(lo + j)
     x = np.concatenate(pixels) if pixels else np.zeros((0,), np.float32)
+    meta = {"good": good, "failed": failed, "shape": list(x.shape)}
     return {"part": row["part"], "pixels": x.tobytes(), "keys": row["keys"],
-            "labels": row["labels"], "meta": json.dumps({"good": good, "failed": failed, "shape": list(x.shape)})}
+            "labels": row["labels"], "meta": json.dumps(meta)}
 
 
 class PartWorker:
@@ -268,7 +269,7 @@ class RayRunner:
                 ray.init(num_cpus=usable_cores(), **options)
         except (ConnectionError, RuntimeError, ValueError) as e:
             where = config.ray_address or "a local Ray"
-            raise ResnetError(f"cannot start or join {where}: {_first_line(e)}") from None
+            raise ResnetError(f"cannot start or join {where}: {_last_line(e)}") from None
         self.owned = True
 
     def run_parts(self, items, todo: list[int], job: PartJob, done_before: int) -> tuple:
@@ -311,7 +312,7 @@ class RayRunner:
             cause = getattr(e, "cause", None) or e
             if isinstance(cause, ResnetError):
                 raise ResnetError(str(cause)) from None
-            raise ResnetError(f"the Ray job failed: {_first_line(cause)}") from None
+            raise ResnetError(f"the Ray job failed: {_last_line(cause)}") from None
         finally:
             progress.close()
         return written, skipped
@@ -336,7 +337,8 @@ def _message(e: BaseException) -> str:
     return str(e)
 
 
-def _first_line(e: BaseException) -> str:
+def _last_line(e: BaseException) -> str:
+    """The error's type and the last line of its text (where Ray puts the cause)."""
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[-1] if text else ''}"
 

@@ -31,7 +31,7 @@ from resnet.modelio import params as params_io
 from resnet.runtime import cache, quantize, static
 from resnet.common.files import atomic_write
 from resnet.config import ENGINES, PRECISIONS
-from resnet.errors import ResnetError
+from resnet.errors import ResnetError, first_line
 from resnet.runtime.paddle_env import GPU_HELP, paddle
 from resnet.models.graph import Spec
 
@@ -287,8 +287,7 @@ def _sample(a: np.ndarray) -> np.ndarray:
 
 
 def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else type(e).__name__
+    return first_line(str(e), 300) or type(e).__name__
 
 
 def check_options(engine: str, device: str, trt: bool, precision: str) -> None:
