@@ -17,13 +17,12 @@ process started with FLAGS_enable_pir_api=0 (PTQ works on legacy programs only):
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
 
-from resnet.errors import ResnetError
+from resnet.runtime.static import run_legacy
 
 ALGO = "hist"
 BATCH = 8  # calibration images per PTQ batch
@@ -34,18 +33,11 @@ def quantize(fp32_prefix: str, calibration: np.ndarray, prefix: str) -> None:
     """Write PREFIX.pdmodel / .pdiparams: the fp32 model at `fp32_prefix` quantized to int8
     with activation ranges calibrated on `calibration` (N, 3, H, W float32, preprocessed)."""
     out_dir = os.path.dirname(prefix)
-    env = dict(os.environ, FLAGS_enable_pir_api="0", GLOG_minloglevel="2")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with tempfile.TemporaryDirectory(prefix=".calibration-", dir=out_dir) as tmp:
         data = os.path.join(tmp, "calibration.npy")
         np.save(data, np.ascontiguousarray(calibration, np.float32))
-        proc = subprocess.run([sys.executable, "-m", "resnet.runtime.quantize",
-                               os.path.dirname(fp32_prefix), data, out_dir], capture_output=True,
-                              text=True, env=env)
-    if proc.returncode != 0 or not os.path.exists(prefix + ".pdiparams"):
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ResnetError(f"int8 quantization failed: {tail}")
+        run_legacy("resnet.runtime.quantize", [os.path.dirname(fp32_prefix), data, out_dir],
+                   prefix + ".pdiparams", "int8 quantization")
 
 
 def _main(src_dir: str, data: str, out_dir: str) -> None:

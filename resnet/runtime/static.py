@@ -18,15 +18,22 @@ def export(model_dir: str, layer_num: int, layers: list[str], prefix: str,
            variant: str = "v1", pool: str = "none") -> None:
     """Write PREFIX.pdmodel and PREFIX.pdiparams computing `layers` (in that order), each
     globally pooled when `pool` is avg or max."""
+    run_legacy("resnet.runtime.static", [model_dir, str(layer_num), ",".join(layers), prefix,
+                                         variant, pool],
+               prefix + ".pdmodel", "compiling the inference model")
+
+
+def run_legacy(module: str, args: list[str], makes: str, what: str) -> None:
+    """`python -m module args` in a child Paddle started with the legacy program format
+    (FLAGS_enable_pir_api=0); a ResnetError with its last stderr line unless it made `makes`."""
     env = dict(os.environ, FLAGS_enable_pir_api="0", GLOG_minloglevel="2")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = subprocess.run([sys.executable, "-m", "resnet.runtime.static", model_dir, str(layer_num),
-                           ",".join(layers), prefix, variant, pool], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
                           text=True, env=env)
-    if proc.returncode != 0 or not os.path.exists(prefix + ".pdmodel"):
+    if proc.returncode != 0 or not os.path.exists(makes):
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ResnetError(f"compiling the inference model failed: {tail}")
+        raise ResnetError(f"{what} failed: {tail}")
 
 
 def fixed(net, layers: list[str], pool: str = "none"):
