@@ -26,7 +26,7 @@ MAX_ENV = "RESNET_CACHE_MAX_GB"
 DEFAULT_MAX_GB = 4.0
 ENTRY = "entry.json"
 LAST_USED = "last_used"
-CHECKED = "checked.json"  # the checks an entry passed, per backend and precision (engine.py)
+CHECKED = "checked.json"  # the checks an entry passed, per backend and precision
 
 
 def root() -> str:
@@ -52,6 +52,22 @@ def describe(folder: str, info: dict) -> None:
     atomic_write(os.path.join(folder, ENTRY),
                  json.dumps(dict(info, created=time.time()), indent=1).encode())
     touch(folder)
+
+
+def checks(folder: str) -> dict:
+    """The checks an entry passed: {"backend/precision": max relative error against the
+    dygraph reference, or for int8 engine.measure_int8's figures}."""
+    return _read_json(os.path.join(folder, CHECKED))
+
+
+def record_check(folder: str, key: str, result) -> None:
+    record = checks(folder)
+    record[key] = result
+    try:
+        atomic_write(os.path.join(folder, CHECKED),
+                     json.dumps(record, indent=1, sort_keys=True).encode())
+    except OSError as e:  # a read-only shared cache: the check just runs again next time
+        log.debug("could not record the engine check in %s: %s", folder, e)
 
 
 def touch(folder: str) -> None:
@@ -119,7 +135,7 @@ def entries(where: str | None = None) -> list[Entry]:
         used = os.path.getmtime(stamp if os.path.exists(stamp) else folder)
         found.append(Entry(name, folder, _size(folder), used,
                            _read_json(os.path.join(folder, ENTRY)),
-                           _read_json(os.path.join(folder, CHECKED))))
+                           checks(folder)))
     return sorted(found, key=lambda e: e.last_used)
 
 

@@ -29,7 +29,6 @@ import numpy as np
 from resnet.common import cpu
 from resnet.modelio import params as params_io
 from resnet.runtime import cache, quantize, static
-from resnet.common.files import atomic_write
 from resnet.config import ENGINES, PRECISIONS
 from resnet.errors import ResnetError, first_line
 from resnet.runtime.paddle_env import GPU_HELP, paddle
@@ -407,27 +406,6 @@ def describe_int8(stats: dict) -> str:
             f"cosine {INT8_MIN_COSINE})")
 
 
-def _checked(folder: str) -> dict:
-    """The cache entry's record of passed checks: {"backend/precision": max relative error,
-    or for int8 measure_int8's figures}."""
-    try:
-        with open(os.path.join(folder, CHECKED)) as f:
-            record = json.load(f)
-        return record if isinstance(record, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _record_check(folder: str, key: str, error) -> None:
-    record = _checked(folder)
-    record[key] = error
-    try:
-        atomic_write(os.path.join(folder, CHECKED),
-                     json.dumps(record, indent=1, sort_keys=True).encode())
-    except OSError as e:  # a read-only shared cache: the check just runs again next time
-        log.debug("could not record the engine check in %s: %s", folder, e)
-
-
 def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: str,
            model_sha256: str, device: str = "cpu", threads: int = 0, trt: bool = False,
            precision: str = "fp32", max_batch: int = 16, check: bool = False,
@@ -456,16 +434,16 @@ def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: 
                           input_shape=spec["input"].shape)
     log.info("engine: %s", net.describe())
     folder, key = os.path.dirname(prefix), f"{net.backend}{'+trt' if trt else ''}/{precision}"
-    done = _checked(folder).get(key)
+    done = cache.checks(folder).get(key)
     if check or done is None:  # first use of this compiled model this way, or --check
         if values is None:
             values = params_io.load_model(model_dir, spec)
         if precision == "int8":
-            _record_check(folder, key, measure_int8(net, spec, values, layers, calibration,
+            cache.record_check(folder, key, measure_int8(net, spec, values, layers, calibration,
                                                     pool))
         else:
             errors = verify(net, spec, values, layers, precision, pool=pool)
-            _record_check(folder, key, max(errors.values()))
+            cache.record_check(folder, key, max(errors.values()))
     elif precision == "int8":
         log.info("int8 measured against fp32 on first use: %s; --check repeats it",
                  describe_int8(done))
