@@ -20,7 +20,7 @@ sys.path.insert(0, ROOT)
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.throughput import LAYERS, make_images, make_model  # noqa: E402
+from bench.throughput import make_images  # noqa: E402
 
 
 def per_image(fn, items, repeats=3) -> float:
@@ -65,23 +65,11 @@ def stages(paths) -> dict[str, float]:
 
 
 def engine_stages(work) -> dict[str, float]:
-    from resnet.modelio import params
-    from resnet.models import build
-    from resnet.runtime import engine
+    from bench.engine_guard import measure
 
-    os.environ["RESNET_CACHE_DIR"] = os.path.join(work, "cache")
-    model, spec = make_model(os.path.join(work, "model")), build(50)
-    net = engine.create("inference", spec, None, LAYERS.split(","), model,
-                        params.model_checksum(model, spec))
-    rng = np.random.default_rng(0)
-    batches = [rng.uniform(-128, 128, (16, 3, 224, 224)).astype(np.float32) for _ in range(2)]
-    guard = net._guard
-    net._guard = lambda *a: None
-    fwd = per_image(lambda b: net.run(b), batches * 3, repeats=1) / 16
-    outs = [net.run(b) for b in batches]
-    net._guard = guard
-    g = per_image(lambda i: guard(batches[i % 2], outs[i % 2]), range(20)) / 16
-    return {"forward (batch 16, per image)": fwd, "failure guard (per image)": g}
+    _, fwd, guard = measure(work, rounds=6)
+    return {"forward (batch 16, per image)": fwd * 1e3 / 16,
+            "failure guard (per image)": guard * 1e3 / 16}
 
 
 def main():
