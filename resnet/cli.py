@@ -125,8 +125,10 @@ def parser() -> argparse.ArgumentParser:
                    help="extract: process only the I-th of N equal parts of the list (1-based), "
                         "into OUTPUT_DIR/shard-I-of-N; join them with --job=merge")
     p.add_argument("--workers", type=int, default=None,
-                   help="decoding worker processes (default: half the cores, 1 to 4; "
-                        "0: decode on the main thread)")
+                   help="decoding worker processes (default on CPU: one per core, up to 8, "
+                        "decoding between forward passes; on GPU or with --threads under the "
+                        "cores: half the cores, 1 to 4, decoding during them; 0: decode on "
+                        "the main thread)")
     p.add_argument("--runner", choices=RUNNERS.names(), default="local",
                    help="extract: local (this machine, default) or ray (Ray Data: decoding "
                         "tasks and engine actors on a Ray cluster; README: Scale out)")

@@ -223,8 +223,9 @@ def test_order_kept_with_many_workers_and_a_bad_file(model50, tmp_path):
         assert rel_err(feats["output"][row], want["output"][0]) <= 1e-4
 
 
-@pytest.mark.parametrize("kind", ["process", "thread"])
-def test_batched_in_order_with_bad_images(tmp_path, monkeypatch, kind):
+@pytest.mark.parametrize("kind,lockstep", [("process", False), ("process", True),
+                                           ("thread", False)])
+def test_batched_in_order_with_bad_images(tmp_path, monkeypatch, kind, lockstep):
     monkeypatch.setenv(pipeline.DECODER_ENV, kind)
     mean = load_mean(None)
     items = []
@@ -237,17 +238,45 @@ def test_batched_in_order_with_bad_images(tmp_path, monkeypatch, kind):
         items.append(Item(f"{i}.jpg", path))
     bad = []
     got = list(pipeline.batched(items, mean, True, 3, lambda it, e: bad.append(it.key),
-                                workers=2))
+                                workers=2, lockstep=lockstep))
     good = [it for it in items if it.key not in ("0.jpg", "4.jpg", "5.jpg")]
     assert bad == ["0.jpg", "4.jpg", "5.jpg"]
     assert [len(b) for b, _ in got] == [3, 3, 2]
     # batched reuses its buffer, so compare batch by batch as it comes
     seen = []
-    for batch, x in pipeline.batched(items, mean, True, 3, lambda it, e: None, workers=2):
+    for batch, x in pipeline.batched(items, mean, True, 3, lambda it, e: None, workers=2,
+                                     lockstep=lockstep):
         want = np.concatenate([imaging.preprocess(it.path, mean, True) for it in batch])
         assert np.array_equal(x, want)
         seen += batch
     assert seen == good
+
+
+def test_lockstep_hands_out_a_batch_only_once_the_last_is_taken(tmp_path):
+    """In lockstep the workers get nothing while the consumer holds a batch (its forward
+    pass), then the next batch at once; otherwise they work ahead into the free slots."""
+    mean = load_mean(None)
+    items = [Item(f"{i}.jpg", write_jpeg(tmp_path / f"{i}.jpg", seed=i)) for i in range(7)]
+    for lockstep, ahead, then in ((3, 0, 2), (0, 3, 3)):
+        pool = pipeline._Processes(mean, False, 2, 6)
+        try:
+            results = pool.ordered(items, lockstep)
+            first_batch = [next(results) for _ in range(3)]
+            for _, _, release in first_batch:
+                release()
+            assert len(pool.jobs) == ahead  # handed out and not yet taken
+            item, crops, _ = next(results)  # the consumer comes back: the next batch goes out
+            assert item.key == "3.jpg" and len(pool.jobs) == then  # lockstep: 4, 5 not 6
+            assert np.array_equal(crops, imaging.preprocess(item.path, mean))
+            assert [it.key for it, _, _ in results] == ["4.jpg", "5.jpg", "6.jpg"]
+        finally:
+            pool.close()
+
+
+def test_lockstep_is_chosen_when_the_engine_takes_every_core():
+    assert pipeline.plan(100, None, 16, lockstep=True)[0] == min(8, cpu.usable_cores())
+    assert pipeline.plan(100, None, 16)[0] == max(1, min(4, cpu.usable_cores() // 2))
+    assert pipeline.plan(1, None, 16, lockstep=True)[0] == 1  # no idle workers
 
 
 def test_a_crashing_decoder_costs_one_file(tmp_path):

@@ -8,6 +8,13 @@ are in flight however long the list. A bad image comes back as an ImageError; a 
 crashes on a file costs that file only (it is reported, the worker replaced).
 RESNET_DECODER=thread|process picks the kind (process by default; the bench compares them).
 
+When the engine's threads take every core (the CPU engines by default), workers decoding
+during the forward pass only preempt those threads, and a preempted thread stalls the others
+at the next barrier: measured on 2 cores, decoding during the forward slowed it by about 1.4x
+the decoding's own CPU time. There the workers run in lockstep instead: one per core, the
+next batch handed out only once the current one is taken, so they decode between forward
+passes with the cores to themselves (about 3% more images/s end to end, bench/throughput.py).
+
 A run's workers live in one Decoders object (no module state): started before the engine
 loads, used by the runner, closed at the end.
 """
@@ -31,10 +38,11 @@ DECODER_ENV = "RESNET_DECODER"
 SLOT_BYTES = 256 << 20  # the shared ring's ceiling; 10-crop images are 6 MB each
 
 
-def default_workers() -> int:
+def default_workers(lockstep: bool = False) -> int:
     """Half the cores, at least one: decoding needs ~5% of the engine's CPU time, and a
-    worker more only takes cores from the engine's threads."""
-    return max(1, min(4, usable_cores() // 2))
+    worker more only takes cores from the engine's threads. In lockstep (decoding between
+    forward passes) one per core, up to 8: the cores are idle otherwise."""
+    return max(1, min(8, usable_cores())) if lockstep else max(1, min(4, usable_cores() // 2))
 
 
 def _decoder_kind() -> str:
@@ -154,13 +162,20 @@ class _Processes:
             if obj in by_sentinel:
                 self._replace(by_sentinel[obj])
 
-    def ordered(self, items):
-        """(item, crops | ImageError, release) in list order; release() frees crops' slot."""
+    def ordered(self, items, lockstep: int = 0):
+        """(item, crops | ImageError, release) in list order; release() frees crops' slot.
+
+        With `lockstep` (a batch size), images are handed to the workers a batch at a time,
+        once everything handed out before has been taken: the workers then decode between
+        the consumer's forward passes, not during them.
+        """
         it = iter(enumerate(items))
         issued = nxt = 0
         exhausted = False
         while True:
-            while self.free and not exhausted:
+            window = (lockstep if nxt == issued else 0) if lockstep else len(self.free)
+            while self.free and not exhausted and window > 0:
+                window -= 1
                 got = next(it, None)
                 if got is None:
                     exhausted = True
@@ -219,22 +234,24 @@ def _ordered_threads(items, mean, multi_crop, workers, prefetch):
             yield item, fut.result(), _noop
 
 
-def plan(items_count: int, workers, batch_size: int) -> tuple[int, int]:
+def plan(items_count: int, workers, batch_size: int, lockstep: bool = False) -> tuple[int, int]:
     """(worker processes, images in flight) for a run: no idle workers for a short list,
     and a batch and a bit in flight so the next batch decodes during the forward pass."""
-    workers = default_workers() if workers is None else workers
+    workers = default_workers(lockstep) if workers is None else workers
     workers = min(workers, items_count)
     return workers, batch_size + 2 * max(1, workers)
 
 
 class Decoders:
     """The decoding workers of one run, started early (about 0.3 s each) so they warm up
-    while the engine loads; `batched` uses them, `close` stops them."""
+    while the engine loads; `batched` uses them, `close` stops them. `lockstep`: the engine
+    takes every core, so worker processes decode between its forward passes (module doc)."""
 
-    def __init__(self, preprocessing, multi_crop, batch_size, workers, items_count):
+    def __init__(self, preprocessing, multi_crop, batch_size, workers, items_count,
+                 lockstep: bool = False):
         self.preprocessing, self.multi_crop = preprocessing, bool(multi_crop)
-        self.batch_size = batch_size
-        self.workers, self.prefetch = plan(items_count, workers, batch_size)
+        self.batch_size, self.lockstep = batch_size, lockstep
+        self.workers, self.prefetch = plan(items_count, workers, batch_size, lockstep)
         self.kind = _decoder_kind() if self.workers > 0 else "inline"
         self.pool = (_Processes(preprocessing, multi_crop, self.workers, self.prefetch)
                      if self.kind == "process" else None)
@@ -246,7 +263,7 @@ class Decoders:
             return ((item, crops_or_error(item.path, mean, multi), _noop) for item in items)
         if self.kind == "thread":
             return _ordered_threads(items, mean, multi, self.workers, self.prefetch)
-        return self.pool.ordered(items)
+        return self.pool.ordered(items, self.batch_size if self.lockstep else 0)
 
     def batched(self, items, on_error):
         return _batches(self.ordered(items), self.batch_size, on_error)
@@ -263,13 +280,13 @@ class Decoders:
         self.close()
 
 
-def batched(items, mean, multi_crop, batch_size, on_error, workers=None):
+def batched(items, mean, multi_crop, batch_size, on_error, workers=None, lockstep=False):
     """Yield (batch items, crops array) of up to `batch_size` good images, in list order.
 
     Bad images go to on_error(item, ImageError). The array, (images * crops, 3, H, W), is a
     buffer reused for the next batch: use it before asking for the next one.
     """
-    with Decoders(mean, multi_crop, batch_size, workers, len(items)) as decoders:
+    with Decoders(mean, multi_crop, batch_size, workers, len(items), lockstep) as decoders:
         yield from decoders.batched(items, on_error)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from resnet.common.cpu import usable_cores
 from resnet.inputs.decoding import Decoders
 from resnet.errors import ImageError, ResnetError
 from resnet.inputs.imaging import CROPS, REDUCED_ENV, preprocess
@@ -60,8 +61,10 @@ def plan(config, layers=None) -> Plan:
 def runner(config, plan: Plan, model: loaded.LoadedModel, items):
     """Decoding workers started, then the engine built (compiled and checked on first use),
     handed to the configured runner."""
+    # a CPU engine with a thread per core leaves nothing for decoding during its forward pass
+    lockstep = plan.device == "cpu" and not 0 < config.threads < usable_cores()
     decoders = Decoders(model.preprocessing, config.multi_crop, config.batch_size,
-                        config.workers, len(items))
+                        config.workers, len(items), lockstep=lockstep)
     try:
         net = build_engine(config, model, plan.layers, plan.device, config.threads)
         return RUNNERS[config.runner](config, net, plan.layers, decoders)
