@@ -6,8 +6,11 @@ process (`python -m resnet --job=extract`, HDF5 output) and reports:
 - img/s: images / the CLI's own time for its image loop (decode, forward, write);
 - start-up: process start to the first batch handed to the writer (engine cache warm,
   except the row marked cold);
-- peak RSS of the main process, and peak PSS of the process tree (main + decoding workers,
-  shared pages counted once), sampled from /proc.
+- peak RSS of the main process (its VmHWM at exit: free), and peak PSS of the process tree
+  (main + decoding workers, shared pages counted once) sampled from /proc every 0.2 s. That
+  sampling walks the processes' page tables and cost 7-8% of the throughput on 2 cores, so
+  only the rows marked "memory sampled" (and the --images growth rows) do it; the others
+  show "-" there.
 ONNX Runtime's raw forward speed (random input, no decoding) on the same compiled network,
 converted by paddle2onnx, is the yardstick when onnxruntime and paddle2onnx are installed,
 as images over total time like the CLI's figure. Rows that trade exactness for speed (bf16, int8,
@@ -117,8 +120,9 @@ def _pss_kb(pid: int) -> int:
 
 
 def run_extract(model, paths, work, engine="inference", batch=16, multi_crop=False, env=None,
-                extra=(), out="out"):
-    """One CLI run; its img/s, start-up seconds, peak RSS and tree PSS (MB), output folder."""
+                extra=(), out="out", memory=False):
+    """One CLI run; its img/s, start-up seconds, peak RSS and (with `memory`, which slows the
+    run) tree PSS in MB, output folder."""
     data = os.path.join(work, "list.txt")
     with open(data, "w") as f:
         f.write("\n".join(paths) + "\n")
@@ -132,17 +136,17 @@ def run_extract(model, paths, work, engine="inference", batch=16, multi_crop=Fal
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=full_env)
     pss = 0
-    while proc.poll() is None:
+    while memory and proc.poll() is None:
         pss = max(pss, _pss_kb(proc.pid))
         time.sleep(0.2)
     _, err = proc.communicate()
-    m = re.search(r"extracted (\d+) images in ([\d.]+) s", err)
+    m = re.search(r"extracted (\d+) images in [\d.]+ s \(([\d.]+) img/s\)", err)
     if proc.returncode != 0 or not m or int(m.group(1)) != len(paths):
         raise SystemExit(f"extract failed ({engine}, batch {batch}):\n{err[-3000:]}")
     first = float(re.search(r"FIRST_BATCH_AT (\S+)", err).group(1))
-    return {"img_s": len(paths) / float(m.group(2)), "startup": first - start,
+    return {"img_s": float(m.group(2)), "startup": first - start,  # not images / rounded s
             "rss_mb": int(re.search(r"MAXRSS_KB (\d+)", err).group(1)) / 1024,
-            "pss_mb": pss / 1024, "out": out}
+            "pss_mb": pss / 1024 if memory else None, "out": out}
 
 
 def feature_error(out: str, ref: str) -> str:
@@ -257,7 +261,7 @@ def main():
     fp32 = rows[-1][4]  # the last headline run: the reference of the precision rows
     if not args.skip_variants:
         row("engine, decoding threads", 1, 16, n_main, env={"RESNET_DECODER": "thread"})
-        row("engine, 2 decoding processes", 1, 16, n_main, extra=("--workers=2",))
+        row("engine, 1 decoding process", 1, 16, n_main, extra=("--workers=1",))
         row("engine, oneDNN backend", 1, 16, n_main, env={"RESNET_CPU_BACKEND": "onednn"})
         if "avx512_bf16" in open("/proc/cpuinfo").read() or "amx_bf16" in open(
                 "/proc/cpuinfo").read():
@@ -269,8 +273,10 @@ def main():
     full = row("engine, photos 1200-2400 px", 1, 16, len(large), images=large, out="large")
     row("engine, photos 1200-2400 px, --reduced_decode", 1, 16, len(large), images=large,
         extra=("--reduced_decode",), ref=full, out="reduced")
+    # memory: the headline configuration again, its process tree's PSS sampled (which slows it)
+    memory = row("engine, memory sampled", 1, 16, n_main, memory=True)
     for n in args.images[1:]:
-        row("engine", 1, 16, n)
+        row("engine, memory sampled", 1, 16, n, memory=True)
 
     print()
     print("| engine | crops | batch | images | img/s | × dygraph | × ORT raw | start-up s | "
@@ -280,10 +286,12 @@ def main():
         b = base.get((crops, batch)) or base[crops, 16]
         ref = ort.get(batch) or ort.get(16)
         per = r["img_s"] * crops  # crops/s against ORT's images/s
+        pss = "-" if r["pss_mb"] is None else f"{r['pss_mb']:.0f}"
         print(f"| {label} | {crops} | {batch} | {n} | {r['img_s']:.2f} | "
               f"{r['img_s'] / b['img_s']:.1f} | "
               f"{(per / ref) if ref else float('nan'):.2f} | {r['startup']:.1f} | "
-              f"{r['rss_mb']:.0f} | {r['pss_mb']:.0f} | {r['error'] or ' | '} |")
+              f"{r['rss_mb']:.0f} | {pss} | "
+              f"{r['error'] or ' | '} |")
     speedup = np.median(headline) / base[1, 16]["img_s"]
     if ort[1]:
         print(f"\nONNX Runtime raw forward (random input, no decoding, "
@@ -297,9 +305,7 @@ def main():
         print("\nONNX Runtime not installed (pip install onnxruntime paddle2onnx): no yardstick; "
               f"headline {speedup:.1f}x dygraph.")
     if len(args.images) > 1:
-        first = next(r for label, c, b, n, r in rows if label == "engine" and c == 1 and b == 16
-                     and n == args.images[0])
-        last = rows[-1][4]
+        first, last = memory, rows[-1][4]
         print(f"Growth {args.images[0]} -> {args.images[-1]} images: peak RSS "
               f"{first['rss_mb']:.0f} -> {last['rss_mb']:.0f} MB "
               f"({100 * (last['rss_mb'] / first['rss_mb'] - 1):+.1f}%), tree PSS "

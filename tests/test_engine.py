@@ -273,6 +273,27 @@ def test_lockstep_hands_out_a_batch_only_once_the_last_is_taken(tmp_path):
             pool.close()
 
 
+def test_lockstep_tops_up_a_batch_a_bad_image_left_short(tmp_path):
+    """A bad image leaves the consumer's batch one short: only that one is handed out, so
+    the next batch still starts after the forward pass, not during it."""
+    mean = load_mean(None)
+    items = [Item(f"{i}.jpg", write_jpeg(tmp_path / f"{i}.jpg", seed=i)) for i in range(7)]
+    open(items[0].path, "wb").write(b"not an image")
+    pool = pipeline._Processes(mean, False, 2, 6)
+    try:
+        results = pool.ordered(items, 3)
+        first = [next(results) for _ in range(4)]  # the bad 0, then 1, 2 and the top-up 3
+        assert isinstance(first[0][1], ImageError)
+        assert [it.key for it, _, _ in first] == ["0.jpg", "1.jpg", "2.jpg", "3.jpg"]
+        for _, _, release in first:
+            release()
+        assert len(pool.jobs) == 0  # the batch 1, 2, 3 is complete: nothing decodes beside it
+        assert next(results)[0].key == "4.jpg" and len(pool.jobs) == 2
+        assert [it.key for it, _, _ in results] == ["5.jpg", "6.jpg"]
+    finally:
+        pool.close()
+
+
 def test_lockstep_is_chosen_when_the_engine_takes_every_core():
     assert pipeline.plan(100, None, 16, lockstep=True)[0] == min(8, cpu.usable_cores())
     assert pipeline.plan(100, None, 16)[0] == max(1, min(4, cpu.usable_cores() // 2))

@@ -2,8 +2,9 @@
 
 Paddle Inference holds the GIL for a whole forward pass (measured: a Python thread gets ~1%
 of its speed during predictor.run()), so decoding threads would only run between batches.
-Worker processes decode during the forward pass instead: each writes an image's crops into a
-slot of a shared-memory ring and sends back only the slot number; at most `prefetch` images
+Worker processes decode instead (during a GPU forward pass; between CPU ones, see below):
+each writes an image's crops into a slot of a shared-memory ring and sends back only the slot
+number; at most `prefetch` images
 are in flight however long the list. A bad image comes back as an ImageError; a worker that
 crashes on a file costs that file only (it is reported, the worker replaced).
 RESNET_DECODER=thread|process picks the kind (process by default; the bench compares them).
@@ -13,7 +14,8 @@ during the forward pass only preempt those threads, and a preempted thread stall
 at the next barrier: measured on 2 cores, decoding during the forward slowed it by about 1.4x
 the decoding's own CPU time. There the workers run in lockstep instead: one per core, the
 next batch handed out only once the current one is taken, so they decode between forward
-passes with the cores to themselves (about 3% more images/s end to end, bench/throughput.py).
+passes with the cores to themselves: 2-3% more images/s end to end on 300-640 px JPEGs,
+19% on 1200-2400 px photos (bench/throughput.py, 2 cores).
 
 A run's workers live in one Decoders object (no module state): started before the engine
 loads, used by the runner, closed at the end.
@@ -165,15 +167,19 @@ class _Processes:
     def ordered(self, items, lockstep: int = 0):
         """(item, crops | ImageError, release) in list order; release() frees crops' slot.
 
-        With `lockstep` (a batch size), images are handed to the workers a batch at a time,
-        once everything handed out before has been taken: the workers then decode between
-        the consumer's forward passes, not during them.
+        With `lockstep` (a batch size), images are handed to the workers once everything
+        handed out before has been taken, as many as the consumer's batch still lacks (a
+        bad image leaves it one short): the workers then decode between the consumer's
+        forward passes, not during them.
         """
         it = iter(enumerate(items))
-        issued = nxt = 0
+        issued = nxt = good = 0
         exhausted = False
         while True:
-            window = (lockstep if nxt == issued else 0) if lockstep else len(self.free)
+            if not lockstep:
+                window = len(self.free)
+            else:
+                window = lockstep - good % lockstep if nxt == issued else 0
             while self.free and not exhausted and window > 0:
                 window -= 1
                 got = next(it, None)
@@ -190,6 +196,7 @@ class _Processes:
                 self._poll()
             kind, payload = self.done.pop(nxt)
             item, slot = self.jobs.pop(nxt)
+            good += kind != "error"
             if kind == "slot":
                 crops = self.slots[slot, :int(np.prod(payload))].reshape(payload)
                 yield item, crops, lambda s=slot: self.free.append(s)
@@ -236,7 +243,7 @@ def _ordered_threads(items, mean, multi_crop, workers, prefetch):
 
 def plan(items_count: int, workers, batch_size: int, lockstep: bool = False) -> tuple[int, int]:
     """(worker processes, images in flight) for a run: no idle workers for a short list,
-    and a batch and a bit in flight so the next batch decodes during the forward pass."""
+    and room for a batch and a bit, so the next batch can decode while this one is used."""
     workers = default_workers(lockstep) if workers is None else workers
     workers = min(workers, items_count)
     return workers, batch_size + 2 * max(1, workers)
