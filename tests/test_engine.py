@@ -294,7 +294,15 @@ def test_lockstep_tops_up_a_batch_a_bad_image_left_short(tmp_path):
         pool.close()
 
 
-def test_lockstep_is_chosen_when_the_engine_takes_every_core():
+def test_lockstep_is_chosen_when_the_engine_takes_every_core(monkeypatch):
+    from resnet.jobs import _steps
+
+    monkeypatch.setattr(_steps, "usable_cores", lambda: 4)
+    assert _steps.decode_between_passes("cpu", 0)  # default --threads: every core
+    assert _steps.decode_between_passes("cpu", 4) and _steps.decode_between_passes("cpu", 8)
+    assert not _steps.decode_between_passes("cpu", 2)  # cores left over: decode beside it
+    assert not _steps.decode_between_passes("gpu", 0)  # the forward pass is the GPU's
+    # one worker per core in lockstep (the cores are idle then), half the cores otherwise
     assert pipeline.plan(100, None, 16, lockstep=True)[0] == min(8, cpu.usable_cores())
     assert pipeline.plan(100, None, 16)[0] == max(1, min(4, cpu.usable_cores() // 2))
     assert pipeline.plan(1, None, 16, lockstep=True)[0] == 1  # no idle workers

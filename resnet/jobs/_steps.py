@@ -61,16 +61,21 @@ def plan(config, layers=None) -> Plan:
 def runner(config, plan: Plan, model: loaded.LoadedModel, items):
     """Decoding workers started, then the engine built (compiled and checked on first use),
     handed to the configured runner."""
-    # a CPU engine with a thread per core leaves nothing for decoding during its forward pass
-    lockstep = plan.device == "cpu" and not 0 < config.threads < usable_cores()
     decoders = Decoders(model.preprocessing, config.multi_crop, config.batch_size,
-                        config.workers, len(items), lockstep=lockstep)
+                        config.workers, len(items),
+                        lockstep=decode_between_passes(plan.device, config.threads))
     try:
         net = build_engine(config, model, plan.layers, plan.device, config.threads)
         return RUNNERS[config.runner](config, net, plan.layers, decoders)
     except BaseException:
         decoders.close()
         raise
+
+
+def decode_between_passes(device: str, threads: int) -> bool:
+    """Whether decoding waits for the forward passes: yes where the engine has a thread on
+    every core (a CPU engine with the default --threads), which leaves none for decoding."""
+    return device == "cpu" and not 0 < threads < usable_cores()
 
 
 def build_engine(config, model: loaded.LoadedModel, layers, device: str, threads: int):
