@@ -153,16 +153,14 @@ def feature_error(out: str, ref: str) -> str:
     """'max relative error per layer; cosine of the globally pooled first layer, min /
     median over images' of run `out` against run `ref` (the same images)."""
     import resnet
+    from resnet.runtime.engine import pooled_cosine, rel_err
 
+    layers = LAYERS.split(",")
     with resnet.load_features(out) as got, resnet.load_features(ref) as want:
-        errs = []
-        for layer in LAYERS.split(","):
-            a, b = np.asarray(got[layer], np.float64), np.asarray(want[layer], np.float64)
-            errs.append(f"{np.abs(a - b).max() / np.abs(b).max():.1e}")
-            if a.ndim == 4:
-                pa, pb = a.mean(axis=(2, 3)), b.mean(axis=(2, 3))
-                cos = (pa * pb).sum(1) / (np.linalg.norm(pa, axis=1) * np.linalg.norm(pb, axis=1))
-    return f"{' / '.join(errs)} | {cos.min():.4f} / {np.median(cos):.4f}"
+        got, want = ({k: np.asarray(f[k]) for k in layers} for f in (got, want))
+    errs = " / ".join(f"{rel_err(got[k], want[k]):.1e}" for k in layers)
+    cos = pooled_cosine(got[layers[0]], want[layers[0]])
+    return f"{errs} | {cos.min():.4f} / {np.median(cos):.4f}"
 
 
 def onnx_raw(cache: str, batch: int, seconds: float = 5.0):

@@ -376,12 +376,7 @@ def measure_int8(net, spec: Spec, values: dict, layers: list[str], images: np.nd
     got = {k: np.concatenate(v) for k, v in got.items()}
     want = {k: np.concatenate(v) for k, v in want.items()}
     probe = layers[0]
-    a, b = (np.asarray(d[probe], np.float64) for d in (got, want))
-    if a.ndim == 4:
-        a, b = a.mean(axis=(2, 3)), b.mean(axis=(2, 3))
-    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
-    cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1),
-                                         1e-30)
+    cosine = pooled_cosine(got[probe], want[probe])
     stats = {"images": len(images), "layer": probe,
              "cosine_min": float(cosine.min()), "cosine_median": float(np.median(cosine)),
              "max_rel_err": {k: rel_err(got[k], want[k]) for k in layers}}
@@ -395,6 +390,17 @@ def measure_int8(net, spec: Spec, values: dict, layers: list[str], images: np.nd
                           f"under the bound {INT8_MIN_COSINE}; calibrate on images like your "
                           "data (--calibration=LIST) or use --precision=fp32")
     return stats
+
+
+def pooled_cosine(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """Per image, the cosine between two runs' features, (C, H, W) maps globally average
+    pooled first: whether each image's feature vector keeps its direction."""
+    a, b = (np.asarray(v, np.float64) for v in (got, want))
+    if a.ndim == 4:
+        a, b = a.mean(axis=(2, 3)), b.mean(axis=(2, 3))
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1),
+                                       1e-30)
 
 
 def describe_int8(stats: dict) -> str:
