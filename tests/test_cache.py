@@ -40,6 +40,21 @@ def test_least_recently_used_go_first_and_the_entry_in_use_stays(tmp_path, monke
     assert cache.enforce_cap(keep=kept, where=str(tmp_path)) == []
 
 
+def test_an_entry_removed_by_a_concurrent_run_is_passed_over(tmp_path, monkeypatch):
+    now = time.time()
+    _entry(tmp_path, "a", 1, now - 200)
+    gone = _entry(tmp_path, "b", 1, now - 100)
+    real = os.path.getmtime
+
+    def getmtime(path):  # "b" is renamed aside by another run between listing and stat
+        if path.startswith(gone):
+            raise FileNotFoundError(2, "No such file or directory", path)
+        return real(path)
+
+    monkeypatch.setattr(cache.os.path, "getmtime", getmtime)
+    assert [e.key for e in cache.entries(str(tmp_path))] == ["a"]
+
+
 @pytest.mark.parametrize("value", ["lots", "-1"])
 def test_bad_cap_is_one_line(monkeypatch, value):
     monkeypatch.setenv(cache.MAX_ENV, value)

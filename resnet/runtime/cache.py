@@ -132,7 +132,10 @@ def entries(where: str | None = None) -> list[Entry]:
         if name.startswith(".") or not os.path.isdir(folder):
             continue  # entries being compiled or removed
         stamp = os.path.join(folder, LAST_USED)
-        used = os.path.getmtime(stamp if os.path.exists(stamp) else folder)
+        try:
+            used = os.path.getmtime(stamp if os.path.exists(stamp) else folder)
+        except OSError:  # removed by a concurrent run since the listing
+            continue
         found.append(Entry(name, folder, _size(folder), used,
                            _read_json(os.path.join(folder, ENTRY)),
                            checks(folder)))
