@@ -2,8 +2,15 @@
 
 Every writer of a finished file (parameter files, model.json, manifests, progress, merged
 outputs, exports, engine records) goes through `atomic_file` / `atomic_path`: the bytes go to
-a temporary name in the same folder, are fsynced, then renamed over the target, so a reader or
+a temporary file in the same folder, are fsynced, then renamed over the target, so a reader or
 a crash sees the old file or the new one, never half of one.
+
+Output folders may be writable by other local users, so no file is ever written through a
+name someone else could have planted: a temporary file is created inside a fresh private
+folder (`mkdtemp`: random name, mode 0700, so nobody else can put a link there), and a file
+that grows in place is created with `open_new` (O_CREAT|O_EXCL|O_NOFOLLOW) or reopened with
+`open_existing` (O_NOFOLLOW, regular files only). A rename replaces a planted symlink itself,
+never the file it points to.
 """
 from __future__ import annotations
 
@@ -11,13 +18,58 @@ import contextlib
 import hashlib
 import os
 import shutil
+import stat
+import tempfile
 
 BLOCK = 1 << 22
+#: prefix of the private folders temporary files are written in (a killed run may leave one)
+PRIVATE_PREFIX = ".resnet-tmp-"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-def _tmp_name(path: str) -> str:
-    folder, name = os.path.split(os.path.abspath(path))
-    return os.path.join(folder, f".{name}.tmp{os.getpid()}")
+@contextlib.contextmanager
+def private_dir(folder: str):
+    """A new folder inside `folder` that only this user can write to, removed afterwards."""
+    path = tempfile.mkdtemp(prefix=PRIVATE_PREFIX, dir=folder or ".")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def open_new(path: str, mode: str = "wb", **kw):
+    """Create `path` for writing; an existing file or link there is an error (FileExistsError),
+    never followed or truncated."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o666)
+    try:
+        return os.fdopen(fd, mode, **kw)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def open_existing(path: str, mode: str = "r+b"):
+    """Open a regular file this run's journal says it wrote, never through a symlink
+    (OSError ELOOP for a link, a ResnetError-worthy OSError for anything not a plain file)."""
+    flags = (os.O_RDWR if "+" in mode or "a" in mode or "w" in mode else os.O_RDONLY)
+    fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(0, "not a regular file", path)
+        return os.fdopen(fd, mode)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def is_same_file(path: str, fd: int) -> bool:
+    """Whether the name `path` (not followed if a link) is the file open as `fd`."""
+    try:
+        a, b = os.lstat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _fsync_path(path: str) -> None:
@@ -30,24 +82,25 @@ def _fsync_path(path: str) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path: str, fsync: bool = True):
-    """A temporary path to write `path` through (for libraries that open files by name)."""
-    tmp = _tmp_name(path)
-    try:
+    """A temporary path to write `path` through (for libraries that open files by name).
+
+    The path lies in a private folder beside `path`, so a library that opens it by name
+    (and would follow a symlink) can only meet what this run put there.
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    with private_dir(folder) as private:
+        tmp = os.path.join(private, name)
         yield tmp
         if fsync:
             _fsync_path(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
 
 
 @contextlib.contextmanager
 def atomic_file(path: str, mode: str = "wb", fsync: bool = True, **kw):
     """An open file that becomes `path` when the block ends without an error."""
     with atomic_path(path, fsync=False) as tmp:
-        with open(tmp, mode, **kw) as f:
+        with open_new(tmp, mode, **kw) as f:
             yield f
             f.flush()
             if fsync:
