@@ -39,12 +39,16 @@ def _run(job: str, **options):
     import logging
 
     from resnet.config import RunConfig
-    from resnet.jobs import JOBS, missing
+    from resnet.jobs import JOBS, foreign, missing, readers
 
     if not logging.getLogger().handlers and not logging.getLogger("resnet").handlers:
         logging.basicConfig(level=logging.INFO, format="resnet: %(message)s")
-    config = RunConfig.from_options(job, **options)
     run = JOBS[job]
+    for name in foreign(run, [k for k in options if k in RunConfig.names()]):
+        others = readers(name)  # as the CLI: an option the job would ignore is an error
+        raise ResnetError(f"resnet.{job}() does not take {name}=..."
+                          + (f"; it is an option of --job={'/'.join(others)}" if others else ""))
+    config = RunConfig.from_options(job, **options)
     flag = missing(run, config)
     if flag:
         raise ResnetError(f"resnet.{job}() needs {flag}=...")

@@ -3,20 +3,24 @@
 The choices of --job, --variant, --format, --from and --runner are read from their
 registries; the flags become one RunConfig, which is all a job sees.
 
-Exit status: 0 success; 1 an error stopped the run (one line on stderr); 2 bad flags;
-3 some images were skipped (reported, listed in failed.txt) and all others were written.
+Exit status: 0 success; 1 an error stopped the run (one line on stderr); 2 bad flags (a flag
+the job does not read included); 3 some images were skipped (reported, listed in failed.txt)
+and all others were written; 130 Ctrl-C, 143 SIGTERM (what was written is kept, resumable).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
 
+from resnet import __version__
 from resnet.config import (COMPRESSIONS, DTYPES, ENGINES, EXPORT_TARGETS, POOLS, PRECISIONS,
                            RunConfig, parse_actors)
 from resnet.errors import ResnetError
 from resnet.importers import IMPORTERS
-from resnet.jobs import JOBS, missing
+from resnet.jobs import JOBS, foreign, missing, readers
 from resnet.modelio.mean import DEFAULT_BGR
 from resnet.models import variants
 from resnet.outputs import FORMATS
@@ -42,6 +46,19 @@ def _shard(text: str):
     return i, n
 
 
+def _at_least(low: int):
+    """An argparse type: an integer of at least `low`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    return parse
+
+
 def _actors(text: str):
     try:
         return parse_actors(text)
@@ -58,11 +75,13 @@ class _Parser(argparse.ArgumentParser):
 
 def parser() -> argparse.ArgumentParser:
     p = _Parser(
-        prog="python -m resnet",
+        prog="python -m resnet", allow_abbrev=False,  # --layer=50 is no --layer_num
         description="ResNet features and predictions with v1 model-zoo models on PaddlePaddle.",
         epilog="Exit status: 0 ok, 1 error, 2 bad flags, 3 some images skipped "
-               "(see OUTPUT_DIR/failed.txt).")
-    p.add_argument("--job", required=True, choices=JOBS.names(), help="what to do")
+               "(see OUTPUT_DIR/failed.txt), 130 Ctrl-C, 143 SIGTERM (both resumable).")
+    p.add_argument("--job", required=True, choices=JOBS.names(),
+                   help="what to do; a flag the job does not read is refused")
+    p.add_argument("--version", action="version", version=f"resnet {__version__}")
     p.add_argument("--model", help="v1 model directory (one file per parameter)")
     p.add_argument("--layer_num", type=int, default=None,
                    help="18, 34, 50, 101 or 152 (default: the model's model.json, else the "
@@ -106,7 +125,8 @@ def parser() -> argparse.ArgumentParser:
                    help="extract: skip the check that the output folder has room for the "
                         "expected output")
     p.add_argument("--output_file", help="predict: also write top-k rows to this CSV file")
-    p.add_argument("--top_k", type=int, default=5, help="predict: classes shown (default 5)")
+    p.add_argument("--top_k", type=_at_least(1), default=5,
+                   help="predict: classes shown (default 5)")
     p.add_argument("--strict", action="store_true", help="stop at the first bad image")
     p.add_argument("--resume", action="store_true",
                    help="extract: continue an interrupted run in --output_dir where it stopped")
@@ -176,8 +196,62 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+#: option strings whose names differ from their settings' (RunConfig fields)
+_OPTION = {"from_format": "from"}
+
+
+def given(flags: argparse.ArgumentParser, argv, args) -> list[str]:
+    """The settings the command line names (whatever the values: `--format=hdf5` too), found
+    by parsing again into a namespace where every setting starts out unset."""
+    unset = object()
+    probe = flags.parse_args(argv, argparse.Namespace(**dict.fromkeys(vars(args), unset)))
+    return [name for name, value in vars(probe).items() if value is not unset]
+
+
+def refuse_foreign(flags, job: str, names) -> None:
+    """A flag the job does not read is a flag error (exit 2), not silently ignored."""
+    stray = foreign(JOBS[job], names)
+    if stray:
+        name = stray[0]
+        others = readers(name)
+        flags.error(f"--{_OPTION.get(name, name)} is not a flag of --job={job}"
+                    + (f"; it is for --job={'/'.join(others)}" if others else ""))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (schedulers, `kill`), raised in the main thread as Ctrl-C raises
+    KeyboardInterrupt, so the same cleanup runs: the manifest says interrupted, the decoding
+    workers are stopped, and --resume continues."""
+
+
+def _on_sigterm(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM raises Terminated for the duration (where a handler can be installed: only the
+    main thread may)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None) -> int:
+    with _sigterm_interrupts():
+        return _main(argv)
+
+
+def _main(argv) -> int:
     flags = parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = flags.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="resnet: %(message)s", stream=sys.stderr)
     if args.batch_size < 1:
@@ -186,6 +260,7 @@ def main(argv=None) -> int:
     flag = missing(run, args)  # a flag error: found before Paddle is even imported
     if flag:
         flags.error(f"--job={args.job} needs --{flag}")
+    refuse_foreign(flags, args.job, given(flags, argv, args))
     try:
         result = run(RunConfig.from_args(args))
         return getattr(result, "exit_code", result)
@@ -194,6 +269,10 @@ def main(argv=None) -> int:
             raise
         print(f"resnet: error: {e}", file=sys.stderr)
         return e.exit_code
+    except Terminated:
+        print("resnet: terminated (SIGTERM); what was written so far is kept (extract: rerun "
+              "the same command with --resume to continue)", file=sys.stderr)
+        return 128 + int(signal.SIGTERM)
     except KeyboardInterrupt:
         print("resnet: interrupted; what was written so far is kept (extract: rerun the same "
               "command with --resume to continue)", file=sys.stderr)

@@ -76,8 +76,10 @@ class RunConfig:
     def __post_init__(self):
         if isinstance(self.output_layer, (list, tuple)):  # the API takes a list of names
             object.__setattr__(self, "output_layer", ",".join(self.output_layer))
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ResnetError(f"batch_size must be at least 1, got {self.batch_size!r}")
+        for name in ("batch_size", "top_k"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ResnetError(f"{name} must be at least 1, got {value!r}")
         if self.engine not in ENGINES:
             raise ResnetError(f"unknown engine {self.engine!r}: choose one of "
                               f"{', '.join(ENGINES)}")
@@ -120,9 +122,14 @@ class RunConfig:
         return cls(**{k: v for k, v in vars(namespace).items() if k in names})
 
     @classmethod
+    def names(cls) -> set[str]:
+        """Every setting's name (the flags' names)."""
+        return {f.name for f in dataclasses.fields(cls)}
+
+    @classmethod
     def from_options(cls, job: str, **options) -> "RunConfig":
         """For the Python API: unknown option names are an error, not silently ignored."""
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = cls.names()
         unknown = sorted(set(options) - names)
         if unknown:
             raise ResnetError(f"unknown option(s) {', '.join(unknown)}; known: "

@@ -1,4 +1,5 @@
 """Errors a user can act on: the CLI prints them as one line, never as a traceback."""
+import errno
 
 
 class ResnetError(Exception):
@@ -24,6 +25,8 @@ def file_error(path: str, error: OSError, expected: str = "expected a file",
         return f"{path}: {missing}"
     if isinstance(error, IsADirectoryError):
         return f"{path}: is a directory, {expected}"
+    if getattr(error, "errno", None) == errno.EROFS:  # not "permission denied": say why
+        return f"{path}: read-only file system"
     if isinstance(error, PermissionError):
         return f"{path}: permission denied"
     return f"{path}: cannot read ({error.strerror or error})"

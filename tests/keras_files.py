@@ -109,3 +109,75 @@ def forward(model, batch_nchw, layer_names):
     got = probe.predict(np.ascontiguousarray(batch_nchw.transpose(0, 2, 3, 1)), verbose=0)
     return {n: (v.transpose(0, 3, 1, 2) if v.ndim == 4 else v)
             for n, v in zip(layer_names, got)}
+
+
+# ------------------------------------------------------------------ without Keras
+
+def keras_layers_from_v1(spec, values):
+    """[(layer name, class name, [arrays])] of a Keras ResNet holding the v1 `values` under
+    keras.applications' names (conv kernels (kh, kw, in, out), zero conv biases, BN
+    variances stored for eps 1.001e-5): what Keras would save, without building it."""
+    from resnet.importers.base import STYLES, mapping
+
+    table = {name: key for name, key, _, _ in mapping(spec, STYLES["keras"])}
+    out = []
+    for node in spec:
+        if node.op == "conv":
+            w = values[f"_{node.name}.w0"]
+            out.append((table[f"_{node.name}.w0"].rsplit(".", 1)[0], "Conv2D",
+                        [w.transpose(2, 3, 1, 0), np.zeros(w.shape[0], np.float32)]))
+        elif node.op == "bn":
+            v = [values[f"_{node.name}.{s}"] for s in ("w0", "wbias", "w1", "w2")]
+            v[3] = (v[3] - np.float32(1.001e-5 - 1e-5)).astype(np.float32)
+            out.append((table[f"_{node.name}.w0"].rsplit(".", 1)[0], "BatchNormalization", v))
+        elif node.op == "fc":
+            out.append(("predictions", "Dense", [values["_output.w0"], values["_output.wbias"]]))
+    return out
+
+
+def write_keras3_weights(path, layers, special=None):
+    """Keras 3's `save_weights('x.weights.h5')` layout, as the Keras-built fixtures have it:
+    `layers/<class folder>/vars/<i>` (folders conv2d, conv2d_1, ..., batch_normalization,
+    ...), each `vars` group naming its layer, and an empty top-level `vars`.
+
+    `special` maps 'layer/leaf' (leaf: kernel, bias, gamma, beta, moving_mean,
+    moving_variance) to a function(group, dataset name, array) that creates that dataset
+    itself (with external storage, say)."""
+    import h5py
+
+    leaves = {"Conv2D": ("kernel", "bias"), "Dense": ("kernel", "bias"),
+              "BatchNormalization": ("gamma", "beta", "moving_mean", "moving_variance")}
+    counts = {}
+    with h5py.File(path, "w") as f:
+        f.create_group("vars")
+        root = f.create_group("layers")
+        for name, kind, arrays in layers:
+            base = {"Conv2D": "conv2d", "Dense": "dense",
+                    "BatchNormalization": "batch_normalization"}[kind]
+            k = counts.get(base, 0)
+            counts[base] = k + 1
+            group = root.create_group(base if k == 0 else f"{base}_{k}").create_group("vars")
+            group.attrs["name"] = name
+            for i, (leaf, value) in enumerate(zip(leaves[kind], arrays)):
+                make = (special or {}).get(f"{name}/{leaf}")
+                if make:
+                    make(group, str(i), np.asarray(value, np.float32))
+                else:
+                    group.create_dataset(str(i), data=np.asarray(value, np.float32))
+    return path
+
+
+def write_dot_keras(path, weights_h5, config=None):
+    """A `.keras` zip as Keras 3 writes it: metadata.json, config.json, model.weights.h5
+    (`config` is the config.json document, or text written as it is)."""
+    import json
+    import zipfile
+
+    if config is None:
+        config = {"class_name": "Functional", "config": {"name": "resnet", "layers": []}}
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("metadata.json", json.dumps({"keras_version": "3.6.0"}))
+        z.writestr("config.json", config if isinstance(config, (str, bytes))
+                   else json.dumps(config))
+        z.write(weights_h5, "model.weights.h5")
+    return path

@@ -140,3 +140,25 @@ def gluon_v2(depth, path, seed=0, prefix="resnetv24_"):
         x, cin = f"{scope}out{j}", cout
     g.classifier(g.bn(x, "", cin, True), cin)
     return _save(g, path, ["logits", "pool1", x])
+
+
+def externalize(path, name, location, data_file=None, offset=0):
+    """Mark initializer `name` of the model at `path` EXTERNAL at `location` (as onnx's
+    save_model(..., save_as_external_data=True) does); with `data_file` its bytes are
+    written there (at `offset`) first. The model is saved back to `path`."""
+    model = onnx.load(str(path), load_external_data=False)
+    tensor = next(t for t in model.graph.initializer if t.name == name)
+    raw = numpy_helper.to_array(tensor).tobytes()
+    if data_file is not None:
+        with open(data_file, "wb") as f:
+            f.write(b"\0" * offset + raw)
+    tensor.ClearField("raw_data")
+    tensor.ClearField("float_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    del tensor.external_data[:]
+    for key, value in (("location", location), ("offset", str(offset)),
+                       ("length", str(len(raw)))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+    return raw

@@ -11,8 +11,13 @@ from resnet.errors import ResnetError
 from resnet.runtime import cache
 
 
+def K(name):
+    """A readable name as an entry key (32 hex digits, the cache's naming scheme)."""
+    return name if cache.KEY.match(name) else name.encode().hex().ljust(32, "0")
+
+
 def _entry(root, key, mb, used, layers=("output",), checked=None):
-    folder = root / key
+    folder = root / K(key)
     folder.mkdir(parents=True)
     (folder / "model.pdiparams").write_bytes(b"\0" * int(mb * 1e6))
     cache.describe(str(folder), {"model_sha256": "ab" * 32, "model_dir": f"/models/{key}",
@@ -32,9 +37,9 @@ def test_least_recently_used_go_first_and_the_entry_in_use_stays(tmp_path, monke
     new = _entry(tmp_path, "new", 3, now - 100)
     monkeypatch.setenv(cache.MAX_ENV, "0.0065")  # 6.5 MB: two of the four fit
     removed = cache.enforce_cap(keep=kept, where=str(tmp_path))
-    assert [e.key for e in removed] == ["old", "mid"]
-    assert sorted(os.listdir(tmp_path)) == ["inuse", "new"]
-    assert [e.key for e in cache.entries(str(tmp_path))] == ["inuse", "new"]
+    assert [e.key for e in removed] == [K("old"), K("mid")]
+    assert sorted(os.listdir(tmp_path)) == sorted([K("inuse"), K("new")])
+    assert [e.key for e in cache.entries(str(tmp_path))] == [K("inuse"), K("new")]
     assert not os.path.exists(old) and not os.path.exists(mid) and os.path.exists(new)
     monkeypatch.setenv(cache.MAX_ENV, "0")  # no cap
     assert cache.enforce_cap(keep=kept, where=str(tmp_path)) == []
@@ -44,15 +49,16 @@ def test_an_entry_removed_by_a_concurrent_run_is_passed_over(tmp_path, monkeypat
     now = time.time()
     _entry(tmp_path, "a", 1, now - 200)
     gone = _entry(tmp_path, "b", 1, now - 100)
-    real = os.path.getmtime
+    real = os.lstat
 
-    def getmtime(path):  # "b" is renamed aside by another run between listing and stat
-        if path.startswith(gone):
+    def lstat(path, *a, **k):  # "b" is renamed aside by another run after it was listed
+        if str(path).startswith(gone):
             raise FileNotFoundError(2, "No such file or directory", path)
-        return real(path)
+        return real(path, *a, **k)
 
-    monkeypatch.setattr(cache.os.path, "getmtime", getmtime)
-    assert [e.key for e in cache.entries(str(tmp_path))] == ["a"]
+    monkeypatch.setattr(cache, "is_entry", lambda folder: True)  # seen as an entry, then gone
+    monkeypatch.setattr(cache.os, "lstat", lstat)
+    assert [e.key for e in cache.entries(str(tmp_path))] == [K("a")]
 
 
 @pytest.mark.parametrize("value", ["lots", "-1"])

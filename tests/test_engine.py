@@ -311,8 +311,10 @@ def test_lockstep_is_chosen_when_the_engine_takes_every_core(monkeypatch):
 def test_a_crashing_decoder_costs_one_file(tmp_path):
     """A worker that dies (a decoder bug) fails the file in hand; the rest still come."""
     mean = load_mean(None)
-    fifo = str(tmp_path / "hangs.jpg")
-    os.mkfifo(fifo)  # the worker blocks reading it, so we know where it dies
+    fifo = str(tmp_path / "hangs.jpg")  # a large PNG: the worker is still on it when killed
+    big = np.zeros((4000, 6000, 3), np.uint8)
+    big[::7] = 200
+    imaging.cv2.imencode(".png", big)[1].tofile(fifo)
     paths = [write_jpeg(tmp_path / "a.jpg"), fifo, write_jpeg(tmp_path / "b.jpg", seed=2),
              write_jpeg(tmp_path / "c.jpg", seed=3)]
     items = [Item(os.path.basename(p), p) for p in paths]

@@ -39,9 +39,10 @@ def private_dir(folder: str):
 
 
 def open_new(path: str, mode: str = "wb", **kw):
-    """Create `path` for writing; an existing file or link there is an error (FileExistsError),
-    never followed or truncated."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o666)
+    """Create `path` for writing (and reading, with a "+" mode); an existing file or link
+    there is an error (FileExistsError), never followed or truncated."""
+    access = os.O_RDWR if "+" in mode else os.O_WRONLY
+    fd = os.open(path, access | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o666)
     try:
         return os.fdopen(fd, mode, **kw)
     except BaseException:

@@ -30,10 +30,17 @@ def _varint(buf, pos: int) -> tuple[int, int]:
             raise WireError("varint longer than 10 bytes")
 
 
+def _bytes(value, what: str) -> memoryview:
+    """A length-delimited field's bytes; a number where bytes belong is a malformed file."""
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise WireError(f"expected {what}, found a number")
+    return memoryview(value)
+
+
 def fields(buf):
     """(field number, wire type, value) of a message: an int for varints and fixed numbers
     (fixed32 / fixed64 as their raw bits), a memoryview for length-delimited fields."""
-    buf = memoryview(buf)
+    buf = _bytes(buf, "a message")
     pos, end = 0, len(buf)
     while pos < end:
         key, pos = _varint(buf, pos)
@@ -65,8 +72,17 @@ def doubles(values: list) -> np.ndarray:
 
 
 def _reals(values: list, real: str, bits: str) -> np.ndarray:
-    parts = [np.frombuffer(v, real) if isinstance(v, memoryview) else
-             np.array([v], bits).view(real) for v in values]
+    width = np.dtype(real).itemsize
+    parts = []
+    for v in values:
+        if isinstance(v, memoryview):
+            if len(v) % width:
+                raise WireError(f"packed numbers of {len(v)} bytes, not a multiple of {width}")
+            parts.append(np.frombuffer(v, real))
+        elif 0 <= v < 1 << (8 * width):
+            parts.append(np.array([v], bits).view(real))
+        else:
+            raise WireError(f"a {8 * width}-bit number field holds {v}")
     return np.concatenate(parts) if parts else np.zeros(0, real)
 
 
@@ -93,4 +109,4 @@ def group(buf) -> dict[int, list]:
 
 
 def text(value) -> str:
-    return bytes(value).decode("utf-8", "replace")
+    return bytes(_bytes(value, "a string")).decode("utf-8", "replace")

@@ -7,6 +7,7 @@ written beside OUT_DIR and renamed into place, so a failure never leaves half a 
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -179,6 +180,30 @@ def variance_for_v1_eps(var, eps: float) -> np.ndarray:
 
 # ------------------------------------------------------------------ reading checkpoints
 
+@functools.cache
+def largest_param() -> int:
+    """Values in the largest parameter of any network this project builds: a checkpoint
+    tensor larger than that fits none of them, so readers refuse one before reading it."""
+    from resnet.models import variants
+
+    return max(int(np.prod(shape)) for v in variants() for d in depths(v)
+               for _, shape in build(d, v).param_files())
+
+
+@functools.cache
+def largest_model() -> int:
+    """Parameter values of the largest network this project builds (ResNet-152)."""
+    from resnet.models import variants
+
+    return max(sum(int(np.prod(shape)) for _, shape in build(d, v).param_files())
+               for v in variants() for d in depths(v))
+
+
+def max_tensor_bytes() -> int:
+    """The most bytes one checkpoint tensor may declare: the largest parameter in float64."""
+    return 8 * largest_param()
+
+
 def _state_dict(obj, path: str) -> dict[str, np.ndarray]:
     """The name -> array mapping inside a checkpoint (unwrapping {'state_dict': ...} and
     DataParallel's 'module.' prefix); other entries, such as Paddle's name table, dropped."""
@@ -192,6 +217,9 @@ def _state_dict(obj, path: str) -> dict[str, np.ndarray]:
                 return _state_dict(obj[key], path)
         raise ResnetError(f"{path}: holds no tensors")
     state = {str(k): v for k, v in obj.items() if isinstance(v, np.ndarray)}
+    for key, value in state.items():
+        if value.dtype.kind not in "fiub":  # strings or objects would fail in float32
+            raise ResnetError(f"{path}: tensor {key} holds {value.dtype} values, not numbers")
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return state
@@ -222,7 +250,7 @@ def write_model(out_dir: str, spec: Spec, values: dict, info: modelinfo.ModelInf
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would stick to the model
         params_io.save_model(tmp, spec, values)
         modelinfo.write(tmp, info)
-        if os.path.exists(out_dir):
+        if os.path.lexists(out_dir):  # a link there is moved aside itself, never followed
             old = tempfile.mkdtemp(prefix=f".{base}.replaced-", dir=parent)
             os.rename(out_dir, os.path.join(old, base))
             os.rename(tmp, out_dir)
@@ -243,7 +271,8 @@ def read_checkpoint(fmt: str, path: str) -> dict[str, np.ndarray]:
     with open(path, "rb") as f:
         head = f.read(256)
     looks = next((name for name, imp in IMPORTERS.items() if imp.looks_like(head)), None)
-    if looks and looks != fmt:
+    if looks and looks != fmt and not IMPORTERS[fmt].looks_like(head):  # a legacy .pth
+        # is a pickle too: only a file the asked format does not recognise is refused
         raise ResnetError(f"{path}: looks like a {looks} checkpoint, not {fmt}: pass "
                           f"--from={looks}")
     return _state_dict(IMPORTERS[fmt].read(path), path)
@@ -260,6 +289,8 @@ def convert(fmt: str, path: str, out_dir: str, layer_num: int | None = None,
     state = read_checkpoint(fmt, path)
     spec, style = fit(state, importer.styles, layer_num, variants, path)
     values = to_v1(state, spec, style)
+    keys = {name: key for name, key, _, _ in mapping(spec, style)}
+    params_io.check_values(spec, values, lambda name: f"{path}: {keys[name]}")
     info = modelinfo.ModelInfo(
         spec.layer_num, spec.variant,
         style.recipe or getattr(importer, "recipe", modelinfo.IMAGENET_RGB),

@@ -42,8 +42,9 @@ def layers(path: str) -> list[tuple[str, str, list, float]]:
             eps = CAFFE_BN_EPS
             if _BN_PARAM in layer:
                 bits = pw.group(layer[_BN_PARAM][-1]).get(_BN_EPS)
-                if bits:
-                    eps = float(pw.floats(bits)[-1])
+                values = pw.floats(bits) if bits else ()
+                if len(values):
+                    eps = float(values[-1])
             found.append((pw.text(layer.get(_NAME, [b""])[-1]),
                           pw.text(layer.get(_TYPE, [b""])[-1]), blobs, eps))
     except (pw.WireError, UnicodeDecodeError, ValueError) as e:
@@ -69,10 +70,21 @@ def state(path: str) -> dict[str, np.ndarray]:
         elif kind == "BatchNorm":
             if len(blobs) != 3:
                 raise ResnetError(f"{path}: BatchNorm {name} has {len(blobs)} blobs, expected 3")
+            if blobs[2].size != 1 or blobs[0].shape != blobs[1].shape:
+                raise ResnetError(f"{path}: BatchNorm {name} has blobs of shapes "
+                                  f"{[b.shape for b in blobs]}: expected mean and variance of "
+                                  "one shape and a scale factor of one value")
+            if not (np.isfinite(eps) and eps >= 0):
+                raise ResnetError(f"{path}: BatchNorm {name} has eps {eps}, not a finite "
+                                  "number >= 0")
             s = float(blobs[2].reshape(-1)[0])
             factor = 0.0 if s == 0 else 1.0 / s
             mean, var = blobs[0] * factor, blobs[1] * factor
             if conv_bias is not None:  # BN(conv + b) is BN(conv) with its mean moved by b
+                if conv_bias[1].size != mean.size:
+                    raise ResnetError(f"{path}: convolution {conv_bias[0]} has "
+                                      f"{conv_bias[1].size} biases, its BatchNorm {name} "
+                                      f"{mean.size} channels")
                 mean = mean - conv_bias[1].reshape(mean.shape)
                 conv_bias = None
             out[f"{name}.mean"] = mean.astype(np.float32)
@@ -85,6 +97,9 @@ def state(path: str) -> dict[str, np.ndarray]:
             out[f"{last_bn}.beta"] = (blobs[1] if len(blobs) > 1
                                       else np.zeros_like(blobs[0]))
         elif kind == "InnerProduct":
+            if any(d != 1 for d in blobs[0].shape[:-2]):
+                raise ResnetError(f"{path}: InnerProduct {name} has a weight of shape "
+                                  f"{blobs[0].shape}, expected (outputs, inputs)")
             out[f"{name}.weight"] = blobs[0].reshape(blobs[0].shape[-2:])
             if len(blobs) > 1:
                 out[f"{name}.bias"] = blobs[1].reshape(-1)

@@ -8,6 +8,13 @@ each eps into its variance, both exactly, so the weights become a v1-pad1 networ
 computes what Keras computes. Kernels (kh, kw, in, out) are turned to (out, in, kh, kw); the
 Dense kernel (2048, 1000) already has v1's layout.
 
+Every HDF5 file (a .keras zip's member too, read only after its declared size and
+compression ratio pass) is opened through common/hdf5.open_checked: data kept outside the
+file (external storage, virtual datasets, external or soft links), datasets larger than the
+largest parameter of any network and damaged global heaps are refused before anything is
+read; config JSON is parsed with bounded depth and each BatchNorm eps must be a finite
+number >= 0.
+
 Where a file carries the model config (.keras, a whole-model .h5) each BatchNorm's eps is read
 from it; bare weight files get the eps of their naming. ResNet50V2/101V2/152V2 are refused:
 their pre-activation network is not MXNet's (stride on a stage's last block, a max-pool
@@ -16,17 +23,19 @@ shortcut, no input BN), so no registered variant computes it.
 from __future__ import annotations
 
 import io
-import json
 import logging
+import math
 import re
 import zipfile
 
 import numpy as np
 
-from resnet.errors import ResnetError
+from resnet.common import hdf5, jsonread
+from resnet.errors import ResnetError, first_line
 from resnet.importers import IMPORTERS
-from resnet.importers.base import (STYLES, Style, fold_conv_biases,
-                                   variance_for_v1_eps)
+from resnet.importers._archive import open_zip, read_member
+from resnet.importers.base import (STYLES, Style, fold_conv_biases, largest_model,
+                                   max_tensor_bytes, variance_for_v1_eps)
 from resnet.importers.caffe import caffe_block
 from resnet.modelio.modelinfo import Recipe
 
@@ -38,19 +47,37 @@ KERAS_ZIP_NAMES = (b"metadata.json", b"config.json", b"model.weights.h5")
 EPS = 1.001e-5  # keras.applications.resnet's BatchNormalization
 LEGACY_EPS = 1e-3  # the Caffe-named ResNet50 file (Keras' default eps)
 _BN_LEAVES = ("gamma", "beta", "moving_mean", "moving_variance")
+#: a .keras file's weights member and its config.json are read only up to these sizes
+MAX_WEIGHTS_MEMBER = 1 << 30
+MAX_CONFIG = 1 << 26
 
 
 def _text(value) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def _attr_list(node, name: str) -> list[str]:
+def _attr(node, name: str, path: str):
+    """A text attribute's value (None when absent). Only string-typed attributes are read:
+    libhdf5 crashes on some damaged variable-length types, and Keras writes strings only."""
+    if name not in node.attrs:
+        return None
+    import h5py
+
+    info = node.attrs.get_id(name)
+    if info.get_space().get_simple_extent_npoints() == 0:  # Keras' empty weight_names
+        return np.zeros(0, "S1")
+    if info.get_type().get_class() != h5py.h5t.STRING:
+        raise ResnetError(f"{path}: attribute '{name}' of '{node.name}' is not text")
+    return node.attrs[name]
+
+
+def _attr_list(node, name: str, path: str) -> list[str]:
     """A Keras list attribute, which Keras splits into name0, name1, ... when it is long."""
     if name in node.attrs:
-        return [_text(v) for v in node.attrs[name]]
+        return [_text(v) for v in np.atleast_1d(_attr(node, name, path))]
     out, k = [], 0
     while f"{name}{k}" in node.attrs:
-        out += [_text(v) for v in node.attrs[f"{name}{k}"]]
+        out += [_text(v) for v in np.atleast_1d(_attr(node, f"{name}{k}", path))]
         k += 1
     return out
 
@@ -62,8 +89,59 @@ def _snake(name: str) -> str:
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def _config_layers(config: dict | None) -> list[dict]:
-    return (config or {}).get("config", {}).get("layers", [])
+def _config_layers(config, where: str) -> list[dict]:
+    """The model config's layers, each checked to have a class name and a named config
+    (`where` names the config in messages: the file and config.json or model_config)."""
+    if config is None:
+        return []
+    inner = config.get("config", {}) if isinstance(config, dict) else None
+    layers = inner.get("layers", []) if isinstance(inner, dict) else None
+    if not isinstance(layers, list):
+        raise ResnetError(f"{where}: not a Keras model config (expected an object with "
+                          "config.layers a list)")
+    for i, layer in enumerate(layers):
+        if not (isinstance(layer, dict) and isinstance(layer.get("class_name"), str)
+                and isinstance(layer.get("config"), dict)
+                and isinstance(layer["config"].get("name"), str)):
+            raise ResnetError(f"{where}: layer {i} of the model config has no class_name or "
+                              "no config with a name")
+    return layers
+
+
+def _epsilons(layers: list[dict], where: str) -> dict[str, float]:
+    """BatchNormalization layer name -> its eps, which must be a finite number >= 0."""
+    out = {}
+    for layer in layers:
+        if layer["class_name"] != "BatchNormalization":
+            continue
+        name, eps = layer["config"]["name"], layer["config"].get("epsilon", LEGACY_EPS)
+        if not (isinstance(eps, (int, float)) and not isinstance(eps, bool)
+                and math.isfinite(eps) and eps >= 0):
+            raise ResnetError(f"{where}: layer {name}: epsilon {eps!r:.40} is not a finite "
+                              "number >= 0")
+        out[name] = float(eps)
+    return out
+
+
+class _Budget:
+    """Reads datasets as arrays, refusing a non-numeric one and stopping once the bytes read
+    pass what the largest network could hold in float64 (twice over: conv biases, optimizer
+    slots)."""
+
+    def __init__(self, path: str):
+        self.path, self.left = path, 2 * 8 * largest_model()
+
+    def read(self, ds, name: str) -> np.ndarray:
+        import h5py
+
+        if not isinstance(ds, h5py.Dataset):
+            raise ResnetError(f"{self.path}: '{name}' is not a dataset")
+        if ds.dtype.kind not in "fiu":
+            raise ResnetError(f"{self.path}: dataset '{name}' holds {ds.dtype}, not numbers")
+        self.left -= ds.size * ds.dtype.itemsize
+        if self.left < 0:
+            raise ResnetError(f"{self.path}: more weights than any ResNet holds; refused")
+        return np.asarray(ds[()])
 
 
 def _keras3_weights(f, config: dict | None, path: str) -> dict[str, list[np.ndarray]]:
@@ -73,85 +151,104 @@ def _keras3_weights(f, config: dict | None, path: str) -> dict[str, list[np.ndar
     the model config (a .keras file's config.json) turns back into layer names."""
     by_folder = {}
     counts: dict[str, int] = {}
-    for layer in _config_layers(config):
+    budget = _Budget(path)
+    for layer in _config_layers(config, path):
         base = _snake(layer["class_name"])
         k = counts.get(base, 0)
         counts[base] = k + 1
         by_folder[base if k == 0 else f"{base}_{k}"] = layer["config"]["name"]
     out = {}
     for folder, group in f["layers"].items():
-        if "vars" not in group or not len(group["vars"]):
+        if not hasattr(group, "keys") or "vars" not in group or not len(group["vars"]):
             continue
-        name = group["vars"].attrs.get("name") or by_folder.get(folder)
-        if name is None:
+        name = _attr(group["vars"], "name", path)
+        name = (_text(np.asarray(name).reshape(-1)[0])
+                if name is not None and np.size(name) == 1 else by_folder.get(folder))
+        if not name:
             raise ResnetError(f"{path}: a Keras weights file without layer names (written by "
                               "Keras < 3.6): convert the .keras file, which holds them")
         values = group["vars"]
-        out[_text(name)] = [np.asarray(values[str(i)]) for i in range(len(values))]
+        out[_text(name)] = [budget.read(values[str(i)], f"layers/{folder}/vars/{i}")
+                            for i in range(len(values))]
     return out
 
 
-def _legacy_weights(f) -> dict[str, list[np.ndarray]]:
+def _legacy_weights(f, path: str) -> dict[str, list[np.ndarray]]:
     """layer name -> its weights, from a Keras 2 file or a Keras 3 whole-model .h5
     (layer_names, then each layer's weight_names in the layer's own order)."""
     root = f["model_weights"] if "model_weights" in f else f
+    budget = _Budget(path)
     out = {}
-    for name in _attr_list(root, "layer_names"):
-        names = _attr_list(root[name], "weight_names")
+    for name in _attr_list(root, "layer_names", path):
+        names = _attr_list(root[name], "weight_names", path)
         if names:
-            out[name] = [np.asarray(root[name][w]) for w in names]
+            out[name] = [budget.read(root[name][w], f"{name}/{w}") for w in names]
     return out
 
 
 def _open(path: str):
-    """(h5py file, model config or None) of any Keras file."""
-    import h5py
+    """(h5py file, model config or None, where the config came from) of any Keras file.
 
+    Every HDF5 file goes through hdf5.open_checked, which refuses data kept outside it
+    (external storage, virtual datasets, external links) and datasets larger than the
+    largest parameter of any network, before a byte of them is read."""
     with open(path, "rb") as f:
         head = f.read(8)
+    limit = max_tensor_bytes()
     if head.startswith(ZIP_MAGIC):
-        with zipfile.ZipFile(path) as z:
+        with open_zip(path) as z:
             names = set(z.namelist())
             if "model.weights.h5" not in names:
                 raise ResnetError(f"{path}: a zip file without model.weights.h5: not a .keras "
                                   "model")
-            config = json.loads(z.read("config.json")) if "config.json" in names else None
-            data = z.read("model.weights.h5")
-        return h5py.File(io.BytesIO(data), "r"), config
+            where = f"{path}: config.json"
+            config = (jsonread.loads(read_member(z, "config.json", path, MAX_CONFIG), where)
+                      if "config.json" in names else None)
+            data = read_member(z, "model.weights.h5", path, MAX_WEIGHTS_MEMBER)
+        return hdf5.open_checked(io.BytesIO(data), max_bytes=limit, heaps=True,
+                                 name=f"{path}: model.weights.h5"), config, where
     if not head.startswith(HDF5_MAGIC):
         raise ResnetError(f"{path}: not a Keras file (neither HDF5 nor a .keras zip)")
-    f = h5py.File(path, "r")
-    config = f.attrs.get("model_config")
-    return f, (json.loads(_text(config)) if config is not None else None)
-
-
-def read_layers(path: str) -> tuple[dict[str, list[np.ndarray]], dict | None]:
-    """(layer name -> weights in Keras' order, model config or None)."""
+    f = hdf5.open_checked(path, max_bytes=limit, heaps=True)
+    where = f"{path}: model_config"
     try:
-        f, config = _open(path)
+        config = _attr(f, "model_config", path)
+        config = jsonread.loads(_text(config), where) if config is not None else None
+    except BaseException:
+        f.close()
+        raise
+    return f, config, where
+
+
+def read_layers(path: str) -> tuple[dict[str, list[np.ndarray]], list[dict], str]:
+    """(layer name -> weights in Keras' order, the model config's layers, where they are)."""
+    try:
+        f, config, where = _open(path)
         with f:
+            layers_config = _config_layers(config, where)
             if "layers" in f and "vars" in f:
                 layers = _keras3_weights(f, config, path)
             else:
-                layers = _legacy_weights(f)
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise ResnetError(f"{path}: not a readable Keras file ({e})") from None
+                layers = _legacy_weights(f, path)
+    except (OSError, KeyError, ValueError, TypeError, AttributeError, RuntimeError,
+            zipfile.BadZipFile, EOFError) as e:  # h5py's errors on a damaged file
+        raise ResnetError(f"{path}: not a readable Keras file "
+                          f"({first_line(str(e)) or type(e).__name__})") from None
     if not layers:
         raise ResnetError(f"{path}: a Keras file without weights")
-    return layers, config
+    return layers, layers_config, where
 
 
 def state(path: str) -> dict[str, np.ndarray]:
     """`<layer>.weight` (out, in, kh, kw) for convs, `<layer>.{gamma,beta,moving_mean,
     moving_variance}` with conv biases and eps folded in, `<dense>.{weight,bias}`."""
-    layers, config = read_layers(path)
+    layers, layers_config, where = read_layers(path)
     if any(n.endswith("_preact_bn") or n == "post_bn" for n in layers):
         raise ResnetError(f"{path}: a Keras ResNet V2 (ResNet50V2/101V2/152V2), whose "
                           "pre-activation network (stride on a stage's last block, max-pool "
                           "shortcuts) is none of the supported variants")
     legacy = "bn_conv1" in layers
-    eps = {layer["config"]["name"]: float(layer["config"].get("epsilon", LEGACY_EPS))
-           for layer in _config_layers(config) if layer["class_name"] == "BatchNormalization"}
+    eps = _epsilons(layers_config, where)
     if not eps:
         log.info("%s: no model config; BatchNorm eps %g assumed (%s naming)", path,
                  LEGACY_EPS if legacy else EPS, "the older Caffe" if legacy else "Keras'")

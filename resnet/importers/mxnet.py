@@ -11,6 +11,8 @@ variances) and ignore `bn_data`'s stored gamma (fix_gamma: it is 1).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from resnet.errors import ResnetError
@@ -23,16 +25,24 @@ LIST_MAGIC = 0x112
 V1, V2, V3 = 0xF993FAC8, 0xF993FAC9, 0xF993FACA
 DTYPES = {0: "<f4", 1: "<f8", 2: "<f2", 3: "u1", 4: "<i4", 5: "i1", 6: "<i8"}
 SYMBOLIC_BN_EPS = 2e-5
+MAX_NDIM = 32  # MXNet's own limit on an NDArray's dimensions
 
 
 class _Reader:
     def __init__(self, data: bytes, path: str):
         self.data, self.pos, self.path = data, 0, path
 
+    def left(self) -> int:
+        return len(self.data) - self.pos
+
     def take(self, fmt: str, count: int = 1) -> np.ndarray:
+        """`count` values of `fmt` at the current position; every count is checked against
+        the bytes left before anything is read, so a damaged count cannot loop or allocate."""
         size = np.dtype(fmt).itemsize * count
-        if self.pos + size > len(self.data):
-            raise ResnetError(f"{self.path}: truncated MXNet params file")
+        if count < 0 or self.pos + size > len(self.data):
+            raise ResnetError(f"{self.path}: truncated MXNet params file (at byte {self.pos}, "
+                              f"{count} values of {size // max(count, 1)} bytes wanted, "
+                              f"{self.left()} bytes left)")
         out = np.frombuffer(self.data, fmt, count, self.pos)
         self.pos += size
         return out
@@ -48,9 +58,17 @@ def read_params(path: str) -> dict[str, np.ndarray]:
     if len(r.data) < 24 or r.one("<u8") != LIST_MAGIC:
         raise ResnetError(f"{path}: not an MXNet params file (no NDArray list header)")
     r.one("<u8")
-    arrays = [_array(r) for _ in range(r.one("<u8"))]
+    count = r.one("<u8")
+    if count > r.left() // 8:  # an array takes at least its 4-byte magic and 4-byte ndim
+        raise ResnetError(f"{path}: declares {count} arrays in {len(r.data)} bytes; damaged "
+                          "MXNet params file")
+    arrays = [_array(r) for _ in range(count)]
     names = []
-    for _ in range(r.one("<u8")):
+    count = r.one("<u8")
+    if count > r.left() // 8:  # each name takes at least its 8-byte length
+        raise ResnetError(f"{path}: declares {count} names in {r.left()} bytes left; damaged "
+                          "MXNet params file")
+    for _ in range(count):
         size = r.one("<u8")
         names.append(bytes(r.take("u1", size)).decode("utf-8", "replace"))
     if len(names) != len(arrays):
@@ -63,18 +81,33 @@ def _array(r: _Reader) -> np.ndarray:
     if magic in (V2, V3):
         if r.one("<i4") != 0:
             raise ResnetError(f"{r.path}: sparse arrays are not model weights")
-        shape = tuple(r.take("<i8", r.one("<i4")))
+        shape = tuple(int(d) for d in r.take("<i8", _ndim(r, r.one("<i4"))))
     elif magic == V1:
-        shape = tuple(r.take("<i8", r.one("<i4")))
+        shape = tuple(int(d) for d in r.take("<i8", _ndim(r, r.one("<i4"))))
     else:  # legacy: the magic was the dimension count, dims as u32
-        shape = tuple(r.take("<u4", magic))
+        shape = tuple(int(d) for d in r.take("<u4", _ndim(r, magic)))
+    if any(d < 0 for d in shape):
+        raise ResnetError(f"{r.path}: array of shape {shape}: negative dimension")
+    if math.prod(max(d, 1) for d in shape) > 1 << 48:  # numpy cannot shape even an
+        raise ResnetError(f"{r.path}: array of shape {shape}: too large")  # empty one
     if not shape:
         return np.zeros(0, np.float32)
     r.take("<i4", 2)  # device type and id
     code = r.one("<i4")
     if code not in DTYPES:
         raise ResnetError(f"{r.path}: unknown MXNet dtype code {code}")
-    return r.take(DTYPES[code], int(np.prod(shape))).reshape(shape).copy()
+    count = math.prod(shape)
+    if count * np.dtype(DTYPES[code]).itemsize > r.left():
+        raise ResnetError(f"{r.path}: array of shape {shape} needs more bytes than the "
+                          f"{r.left()} left in the file; damaged MXNet params file")
+    return r.take(DTYPES[code], count).reshape(shape).copy()
+
+
+def _ndim(r: _Reader, ndim: int) -> int:
+    if not 0 <= ndim <= MAX_NDIM:
+        raise ResnetError(f"{r.path}: an array with {ndim} dimensions (at byte {r.pos}); not "
+                          "an MXNet params file, or a damaged one")
+    return ndim
 
 
 def _symbolic(raw: dict) -> dict:

@@ -8,12 +8,32 @@ Gluon's under an instance prefix (`resnetv17_stage1_conv0_weight`), stripped her
 bias is folded into the batch norm that follows it (BN(conv + b) is BN(conv) with its running
 mean moved by b), so the weights are exactly a v1-pad1 network. Anything else (another
 graph) fits neither and is refused with its first mismatching names.
+
+Initializers kept as external data are read here, never by onnx (which resolves their
+location against the working directory): only from a regular file inside the .onnx file's
+own folder, named relatively, within its bounds. Each initializer's dims must match its data
+before numpy sees it.
 """
 from __future__ import annotations
 
-from resnet.errors import ResnetError
+import math
+import os
+import stat
+
+import numpy as np
+
+from resnet.common.files import open_existing
+from resnet.errors import ResnetError, file_error
 from resnet.importers import IMPORTERS
 from resnet.importers._gluon import PREFIX, dotted, fold_conv_biases
+
+#: TensorProto data types an initializer of weights may have -> numpy dtype, and the typed
+#: field that holds their values when they are not raw bytes
+_DTYPES = {1: ("<f4", "float_data"), 11: ("<f8", "double_data"), 10: ("<f2", "int32_data"),
+           7: ("<i8", "int64_data"), 6: ("<i4", "int32_data"), 5: ("<i2", "int32_data"),
+           3: ("i1", "int32_data"), 2: ("u1", "int32_data"), 4: ("<u2", "int32_data"),
+           12: ("<u4", "uint64_data"), 13: ("<u8", "uint64_data"), 9: ("?", "int32_data")}
+_EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
 
 
 @IMPORTERS.register("onnx")
@@ -34,14 +54,93 @@ class OnnxZooImporter:
             from onnx import numpy_helper
         except ImportError:
             raise ResnetError("--from=onnx needs the onnx package: pip install onnx (or "
-                              "pip install -e '.[export]')") from None
+                              "pip install -e \".[export]\")") from None
         try:
             model = onnx.load(path, load_external_data=False)
         except Exception as e:  # DecodeError and friends: the file is not an ONNX model
             raise ResnetError(f"{path}: not an ONNX model ({type(e).__name__})") from None
         state = {}
         for tensor in model.graph.initializer:
-            state[dotted(PREFIX.sub("", tensor.name))] = numpy_helper.to_array(tensor)
+            name = tensor.name  # bytes where the file's name is not UTF-8
+            name = name.decode("utf-8", "replace") if isinstance(name, bytes) else name
+            where = f"{path}: initializer {name!r:.100}"
+            _check_tensor(tensor, path, where)
+            try:
+                value = numpy_helper.to_array(tensor)
+            except Exception as e:  # a tensor the checks above let through but onnx can't read
+                raise ResnetError(f"{where}: unreadable ({type(e).__name__})") from None
+            state[dotted(PREFIX.sub("", name))] = value
         if not state:
             raise ResnetError(f"{path}: an ONNX model without weights (initializers)")
         return fold_conv_biases(state, path)
+
+
+def _check_tensor(tensor, path: str, where: str) -> None:
+    """Refuse an initializer whose type is not a plain number, whose dims are negative, or
+    whose values do not number exactly what its dims say; external data is read (from the
+    .onnx file's own folder only) into the tensor first, so nothing else opens a file."""
+    if tensor.data_type not in _DTYPES:
+        raise ResnetError(f"{where}: data type {tensor.data_type} is not a plain number type")
+    dims = list(tensor.dims)
+    if any(d < 0 for d in dims):
+        raise ResnetError(f"{where}: negative dimension in {dims}")
+    count = math.prod(dims)
+    dtype, field = _DTYPES[tensor.data_type]
+    itemsize = np.dtype(dtype).itemsize
+    if tensor.data_location == _EXTERNAL:
+        tensor.raw_data = _external_data(tensor, path, where, count * itemsize)
+        tensor.data_location = 0
+        del tensor.external_data[:]
+    elif tensor.external_data:
+        raise ResnetError(f"{where}: external_data entries on a tensor not marked EXTERNAL")
+    if tensor.HasField("raw_data"):
+        if len(tensor.raw_data) != count * itemsize:
+            raise ResnetError(f"{where}: shape {dims} needs {count * itemsize} bytes, "
+                              f"raw_data holds {len(tensor.raw_data)}")
+    elif len(getattr(tensor, field)) != count:
+        raise ResnetError(f"{where}: shape {dims} needs {count} values, {field} holds "
+                          f"{len(getattr(tensor, field))}")
+
+
+def _external_data(tensor, path: str, where: str, nbytes: int) -> bytes:
+    """The bytes of an EXTERNAL initializer. Its file must be a regular file inside the .onnx
+    file's own folder, named relatively without '..' and not leaving that folder through a
+    symlink (never resolved against the working directory), and offset + length must lie
+    within it; anything else could copy a file the user never named into the model."""
+    info = {e.key: e.value for e in tensor.external_data}
+    location = info.get("location", "")
+    where = f"{where}: external data {location!r:.200}"
+    if not location or "\0" in location:
+        raise ResnetError(f"{where}: no file named; refused")
+    parts = location.replace("\\", "/").split("/")
+    if os.path.isabs(location) or location.startswith(("/", "\\")) or ".." in parts:
+        raise ResnetError(f"{where}: not a plain relative path inside the model's folder; "
+                          "refused")
+    folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    target = os.path.realpath(os.path.join(folder, location))
+    if os.path.commonpath([folder, target]) != folder:
+        raise ResnetError(f"{where}: leads out of the model's folder {folder} (a symlink); "
+                          "refused")
+    try:
+        offset, length = int(info.get("offset") or 0), info.get("length")
+        length = nbytes if length in (None, "") else int(length)
+    except ValueError:
+        raise ResnetError(f"{where}: offset or length is not a number") from None
+    if offset < 0 or length != nbytes:
+        raise ResnetError(f"{where}: offset {offset} and length {length} do not fit the "
+                          f"tensor's {nbytes} bytes")
+    try:
+        if not stat.S_ISREG(os.stat(target).st_mode):  # a FIFO would block the open
+            raise ResnetError(f"{where}: not a regular file; refused")
+        with open_existing(target, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if offset + length > size:
+                raise ResnetError(f"{where}: offset {offset} + length {length} is past the "
+                                  f"end of its {size}-byte file")
+            f.seek(offset)
+            data = f.read(length)
+    except OSError as e:
+        raise ResnetError(f"{where}: {file_error(target, e, 'expected a data file')}") from None
+    if len(data) != length:
+        raise ResnetError(f"{where}: file shorter than offset + length")
+    return data

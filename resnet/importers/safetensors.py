@@ -18,7 +18,7 @@ class SafetensorsImporter:
             from safetensors.numpy import load_file
         except ImportError:
             raise ResnetError("reading .safetensors needs the safetensors package: "
-                              "pip install 'resnet[convert]' (or: pip install safetensors)") \
+                              "pip install -e \".[convert]\" (or: pip install safetensors)") \
                 from None
         try:
             return load_file(path)

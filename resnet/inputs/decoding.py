@@ -19,15 +19,28 @@ passes with the cores to themselves: 2-3% more images/s end to end on 300-640 px
 
 A run's workers live in one Decoders object (no module state): started before the engine
 loads, used by the runner, closed at the end.
+
+The workers are plain `python -c` child processes that import this module and serve
+(`_child`), not multiprocessing's `spawn` children: spawn re-runs the caller's main module in
+every child, so a user's script without an `if __name__ == "__main__":` guard would start its
+run again there (and a script fed on stdin cannot be re-run at all). fork is no option either
+once Paddle's threads run. The ring is an anonymous shared file (memfd) handed down as a file
+descriptor; its first bytes carry the run's preprocessing settings.
 """
 from __future__ import annotations
 
-import multiprocessing as mp
+import mmap
 import os
+import pickle
 import signal
+import struct
+import subprocess
+import sys
+import tempfile
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from multiprocessing.connection import wait
+from multiprocessing import Pipe
+from multiprocessing.connection import Connection, wait
 
 import numpy as np
 
@@ -51,7 +64,7 @@ def _decoder_kind() -> str:
     kind = os.environ.get(DECODER_ENV, "process").strip().lower()
     if kind not in ("process", "thread"):
         raise ResnetError(f"{DECODER_ENV}={kind!r}: choose process or thread")
-    return kind
+    return kind if os.name == "posix" else "thread"  # workers get descriptors (pass_fds)
 
 
 def crops_or_error(path, mean, multi_crop):
@@ -64,10 +77,29 @@ def crops_or_error(path, mean, multi_crop):
         return ImageError(f"{path}: cannot decode ({type(e).__name__}: {e})")
 
 
-def _worker(conn, ring, slot_size, mean, multi_crop):
-    """A decoding process: (seq, path, slot) in, (seq, kind, payload) out, until None/EOF."""
+#: the child's command: sys.path is set to the parent's before anything is imported, so the
+#: child finds the same resnet whatever its working folder holds
+_BOOT = ("import sys; sys.path[:] = sys.argv[3:]; "
+         "from resnet.inputs.decoding import _child; _child(int(sys.argv[1]), int(sys.argv[2]))")
+_HEADER = struct.Struct("<Q")  # the ring starts with the pickled settings' length
+
+
+def _child(conn_fd: int, ring_fd: int) -> None:
+    """A decoding process (started by _Worker): the settings and slots from the ring, then
+    (seq, path, slot) in, (seq, kind, payload) out, until None or EOF (the parent is gone)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    slots = np.frombuffer(ring, dtype=np.float32).reshape(-1, slot_size)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    conn = Connection(conn_fd)
+    ring = mmap.mmap(ring_fd, os.fstat(ring_fd).st_size)
+    os.close(ring_fd)
+    length = _HEADER.unpack_from(ring)[0]
+    slot_size, slots_n, mean, multi_crop = pickle.loads(ring[_HEADER.size:_HEADER.size + length])
+    slots = np.frombuffer(ring, np.float32, slots_n * slot_size,
+                          _slots_offset(length)).reshape(slots_n, slot_size)
+    _serve(conn, slots, slot_size, mean, multi_crop)
+
+
+def _serve(conn, slots, slot_size, mean, multi_crop) -> None:
     conn.send((None, "ready", None))
     while True:
         try:
@@ -87,15 +119,53 @@ def _worker(conn, ring, slot_size, mean, multi_crop):
             conn.send((seq, "array", out))
 
 
+def _slots_offset(settings_length: int) -> int:
+    return -(-(_HEADER.size + settings_length) // 64) * 64
+
+
+def _shared_file(size: int) -> int:
+    """A file descriptor of `size` zero bytes only this process and its children can reach:
+    a memfd on Linux, else an unlinked temporary file."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("resnet-decode", getattr(os, "MFD_CLOEXEC", 0))
+    else:
+        fd, name = tempfile.mkstemp(prefix="resnet-decode-")
+        os.unlink(name)
+    try:
+        os.ftruncate(fd, size)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
 class _Worker:
-    def __init__(self, ctx, args):
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker, args=(child, *args), daemon=True,
-                                name="resnet-decode")
-        self.proc.start()
-        child.close()
+    """One decoding child process and the connection to it."""
+
+    def __init__(self, ring_fd: int):
+        self.conn, child = Pipe()
+        fds = (child.fileno(), ring_fd)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, *map(str, fds), *sys.path], pass_fds=fds,
+                stdin=subprocess.DEVNULL)
+        except OSError as e:
+            self.conn.close()
+            raise ResnetError(f"cannot start a decoding worker ({e.strerror or e}); run with "
+                              "RESNET_DECODER=thread or --workers=0") from None
+        finally:
+            child.close()
         self.tasks = deque()  # seqs sent and not answered, in the order it works on them
         self.ready = False  # it sends one "ready" once its imports are done
+        self.gone = False  # its connection ended: it exited or was killed
+
+    def exit_code(self):
+        """The exit status of a worker whose connection ended (killed if it lingers)."""
+        try:
+            return self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
 
 
 class _Processes:
@@ -106,11 +176,22 @@ class _Processes:
         size = getattr(mean, "crop", INPUT_SIZE)
         self.slot_size = crops * 3 * size * size
         self.slots_n = max(2, min(prefetch, SLOT_BYTES // (4 * self.slot_size)))
-        self.ctx = mp.get_context("spawn")  # no fork of a process holding Paddle's threads
-        self.ring = self.ctx.RawArray("f", self.slots_n * self.slot_size)
-        self.slots = np.frombuffer(self.ring, dtype=np.float32).reshape(self.slots_n, -1)
-        self.args = (self.ring, self.slot_size, mean, multi_crop)
-        self.workers = [_Worker(self.ctx, self.args) for _ in range(workers)]
+        settings = pickle.dumps((self.slot_size, self.slots_n, mean, multi_crop),
+                                pickle.HIGHEST_PROTOCOL)
+        offset = _slots_offset(len(settings))
+        self.ring_fd = _shared_file(offset + 4 * self.slots_n * self.slot_size)
+        self.ring = mmap.mmap(self.ring_fd, offset + 4 * self.slots_n * self.slot_size)
+        _HEADER.pack_into(self.ring, 0, len(settings))
+        self.ring[_HEADER.size:_HEADER.size + len(settings)] = settings
+        self.slots = np.frombuffer(self.ring, np.float32, self.slots_n * self.slot_size,
+                                   offset).reshape(self.slots_n, -1)
+        self.workers = []
+        try:
+            for _ in range(workers):
+                self.workers.append(_Worker(self.ring_fd))
+        except BaseException:
+            self.close()
+            raise
         self.free = list(range(self.slots_n))
         self.jobs = {}  # seq -> (item, slot)
         self.done = {}  # seq -> ("slot", shape) | ("array", array) | ("error", text)
@@ -122,10 +203,11 @@ class _Processes:
         worker.conn.send((seq, item.path, slot))
 
     def _receive(self, worker) -> None:
-        while worker.conn.poll():
+        while not worker.gone and worker.conn.poll():
             try:
                 seq, kind, payload = worker.conn.recv()
             except (EOFError, OSError):
+                worker.gone = True
                 return
             if kind == "ready":
                 worker.ready = True
@@ -136,7 +218,7 @@ class _Processes:
     def _replace(self, worker) -> None:
         """A worker died: its current file is the culprit, the files queued behind it move."""
         self._receive(worker)
-        code = worker.proc.exitcode
+        code = worker.exit_code()
         self.workers.remove(worker)
         worker.conn.close()
         if not worker.ready:
@@ -148,21 +230,19 @@ class _Processes:
             how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
             self.done[culprit] = ("error", f"{path}: the image decoder crashed on this file "
                                   f"({how})")
-        fresh = _Worker(self.ctx, self.args)
+        fresh = _Worker(self.ring_fd)
         self.workers.append(fresh)
         for seq in worker.tasks:
             self._send(seq, fresh)
 
     def _poll(self) -> None:
+        """Wait for answers; a worker that died shows as the end of its connection (only it
+        holds the other end)."""
         by_conn = {w.conn: w for w in self.workers}
-        by_sentinel = {w.proc.sentinel: w for w in self.workers}
-        ready = wait(list(by_conn) + list(by_sentinel))
-        for obj in ready:
-            if obj in by_conn:
-                self._receive(by_conn[obj])
-        for obj in ready:
-            if obj in by_sentinel:
-                self._replace(by_sentinel[obj])
+        for conn in wait(list(by_conn)):
+            self._receive(by_conn[conn])
+        for worker in [w for w in self.workers if w.gone]:
+            self._replace(worker)
 
     def ordered(self, items, lockstep: int = 0):
         """(item, crops | ImageError, release) in list order; release() frees crops' slot.
@@ -206,18 +286,24 @@ class _Processes:
             nxt += 1
 
     def close(self) -> None:
+        """Stop the workers (they ignore SIGINT and SIGTERM: a worker still busy after 2 s is
+        killed) and release the ring's descriptor (the mapping goes with its last view)."""
         for w in self.workers:
             try:
                 w.conn.send(None)
             except OSError:
                 pass
         for w in self.workers:
-            w.proc.join(timeout=2)
-            if w.proc.is_alive():
-                w.proc.terminate()
-                w.proc.join(timeout=2)
+            try:
+                w.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+                w.proc.wait()
             w.conn.close()
         self.workers = []
+        if self.ring_fd is not None:
+            os.close(self.ring_fd)
+            self.ring_fd = None
 
 
 def _noop():

@@ -7,11 +7,12 @@ crop after cropping and mirroring, as v1 did.
 from __future__ import annotations
 
 import os
+import stat
+import sys
 
-import cv2
 import numpy as np
 
-from resnet.errors import ImageError, file_error
+from resnet.errors import ImageError, file_error, first_line
 from resnet.inputs.remote import is_uri, read_bytes
 from resnet.models.graph import INPUT_SIZE
 
@@ -23,6 +24,30 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", "
 #: Images with more pixels are refused before their pixels are decoded (decompression bombs);
 #: RESNET_MAX_PIXELS overrides it.
 MAX_PIXELS = int(os.environ.get("RESNET_MAX_PIXELS", 100_000_000))
+OPENCV_PIXELS_ENV = "OPENCV_IO_MAX_IMAGE_PIXELS"
+
+
+def _cap_opencv() -> bool:
+    """Give OpenCV the same pixel limit, for the formats Pillow cannot size (Radiance HDR,
+    PFM, PAM, ...): OpenCV checks it between reading a header and allocating the pixels, for
+    every format. It reads the setting once, when it is loaded, so it goes into the
+    environment before `import cv2` (decoding processes inherit it). Returns whether this
+    process's OpenCV has the cap: not if it was loaded before, without the setting."""
+    before = os.environ.get(OPENCV_PIXELS_ENV)
+    os.environ[OPENCV_PIXELS_ENV] = str(MAX_PIXELS)
+    if "cv2" not in sys.modules:
+        return True
+    try:
+        return before is not None and 0 < int(before) <= MAX_PIXELS
+    except ValueError:
+        return False
+
+
+#: whether OpenCV refuses images over MAX_PIXELS itself in this process (decode() refuses a
+#: file whose size it cannot read first where it does not)
+OPENCV_CAPPED = _cap_opencv()
+
+import cv2  # noqa: E402 - after its pixel limit is in the environment
 
 cv2.setNumThreads(1)  # decoding runs in parallel workers; nested OpenCV threads only contend
 
@@ -59,11 +84,7 @@ def decode(path: str, at_least=None) -> np.ndarray:
     read through resnet.inputs.remote. `at_least` (the size the resize will need: (w, h), or
     a short side) lets a large JPEG be decoded at reduced scale.
     """
-    try:
-        raw = (np.frombuffer(read_bytes(path), dtype=np.uint8) if is_uri(path)
-               else np.fromfile(path, dtype=np.uint8))
-    except OSError as e:
-        raise ImageError(file_error(path, e, "not an image")) from None
+    raw = np.frombuffer(read_bytes(path), dtype=np.uint8) if is_uri(path) else _read_local(path)
     if raw.size == 0:
         raise ImageError(f"{path}: empty file")
     size = _header_size(raw)
@@ -73,10 +94,13 @@ def decode(path: str, at_least=None) -> np.ndarray:
     jpeg = raw[:2].tobytes() == b"\xff\xd8"
     if jpeg and b"\xff\xd9" not in raw[-4096:].tobytes():
         raise ImageError(f"{path}: truncated JPEG (no end-of-image marker)")
+    if size is None and not OPENCV_CAPPED:  # nothing would bound what OpenCV allocates
+        raise ImageError(f"{path}: not a readable image (its size cannot be read before "
+                         "decoding: an unknown format)")
     k = _reduction(size, at_least) if jpeg and size and at_least else 1
     # EXIF orientation is ignored on both paths, as IMREAD_UNCHANGED does
-    img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED if k == 1
-                       else _REDUCED_FLAGS[k] | cv2.IMREAD_IGNORE_ORIENTATION)
+    img = _imdecode(path, raw, cv2.IMREAD_UNCHANGED if k == 1
+                    else _REDUCED_FLAGS[k] | cv2.IMREAD_IGNORE_ORIENTATION)
     if img is None or img.size == 0:
         raise ImageError(f"{path}: not a readable image (corrupt, truncated or unsupported format)")
     if img.dtype == np.uint16:
@@ -94,6 +118,50 @@ def decode(path: str, at_least=None) -> np.ndarray:
     elif img.shape[2] != 3:
         raise ImageError(f"{path}: unsupported channel count {img.shape[2]}")
     return img
+
+
+def _read_local(path: str) -> np.ndarray:
+    """The bytes of a regular file. Anything else (a FIFO, a device, a socket, a folder) is
+    refused from its stat, before it is opened: opening a FIFO waits for a writer forever.
+    The open itself does not wait either (O_NONBLOCK), should the name change in between."""
+    try:
+        kind = _not_regular(os.stat(path).st_mode)
+        if kind:
+            raise ImageError(f"{path}: is {kind}, not an image")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+                     | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as f:
+            kind = _not_regular(os.fstat(fd).st_mode)
+            if kind:
+                raise ImageError(f"{path}: is {kind}, not an image")
+            return np.fromfile(f, dtype=np.uint8)
+    except OSError as e:
+        raise ImageError(file_error(path, e, "not an image")) from None
+
+
+def _not_regular(mode: int) -> str | None:
+    """What a file that is not a regular file is, in words; None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device")):
+        if test(mode):
+            return what
+    return "something other than a regular file"
+
+
+def _imdecode(path: str, raw: np.ndarray, flags: int):
+    """cv2.imdecode, its errors as ImageError: OpenCV's own pixel limit (OPENCV_CAPPED) is an
+    assertion raised after the header is read, before the pixels are allocated."""
+    try:
+        return cv2.imdecode(raw, flags)
+    except cv2.error as e:
+        if "CV_IO_MAX_IMAGE" in str(e):
+            raise ImageError(f"{path}: over the limit of {MAX_PIXELS:,} pixels (refused by "
+                             "OpenCV from its header, before decoding; set RESNET_MAX_PIXELS "
+                             "to allow it)") from None
+        raise ImageError(f"{path}: not a readable image ({first_line(str(e))})") from None
 
 
 def _header_size(raw: np.ndarray):

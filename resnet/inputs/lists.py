@@ -11,6 +11,8 @@ from resnet.inputs import remote
 from resnet.inputs.imaging import is_image_name
 
 _LABELLED = re.compile(r"^(.*\S)\s+(-?\d+)$")
+#: labels are stored as 64-bit integers (HDF5 i8, Parquet int64)
+LABEL_RANGE = (-2**63, 2**63 - 1)
 _TWO_COLUMNS = re.compile(r"^(.*\S)\s+(\S+)$")
 
 
@@ -61,11 +63,22 @@ def _parse(list_path: str, lines: list[str], resolve, exists) -> list[Item]:
         if not text or text.startswith("#"):
             continue
         m = _LABELLED.match(text)
-        path, label = (m.group(1), int(m.group(2))) if m else (text, None)
+        path, label = (m.group(1), _label(list_path, lineno, m.group(2))) if m else (text, None)
         if label is None:
             _refuse_bad_label(list_path, lineno, text, exists)
         items.append(Item(path, resolve(path), label))
     return items
+
+
+def _label(list_path: str, lineno: int, digits: str) -> int:
+    """A list line's label, refused with its line when a 64-bit integer cannot hold it (the
+    outputs store int64), before any work is done."""
+    value = int(digits) if len(digits) <= 20 else None  # int() of 5,000 digits is an error
+    if value is None or not LABEL_RANGE[0] <= value <= LABEL_RANGE[1]:
+        shown = digits if len(digits) <= 30 else digits[:27] + "..."
+        raise ResnetError(f"{list_path}:{lineno}: label {shown} is out of range (a label is a "
+                          "64-bit integer)")
+    return value
 
 
 def _refuse_bad_label(list_path: str, lineno: int, text: str, exists) -> None:

@@ -25,6 +25,7 @@ import logging
 import os
 from typing import NamedTuple
 
+from resnet.common.files import atomic_path, atomic_write
 from resnet.errors import ResnetError
 from resnet.introspect.table import shape_text, title
 from resnet.models.graph import Spec, block_of
@@ -190,17 +191,17 @@ def render(spec: Spec, output: str, highlight=(), compact: bool = False) -> list
     fmt = FORMATS[suffix.lower()]
     dot_path = output if fmt is None else stem + ".dot"
     text = to_dot(spec, highlight, compact)
-    try:
+    try:  # written by rename, never through a link someone left at the name
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-        with open(dot_path, "w", encoding="utf-8") as f:
-            f.write(text)
+        atomic_write(dot_path, text.encode("utf-8"), fsync=False)
     except OSError as e:
         where = f" ({e.filename})" if e.filename else ""
         raise ResnetError(f"cannot write {dot_path}: {e.strerror or e}{where}") from None
     if fmt is None:
         return [dot_path]
     try:
-        graphviz.render("dot", fmt, dot_path, outfile=output, quiet=True)
+        with atomic_path(output, fsync=False) as target:  # dot opens it by name
+            graphviz.render("dot", fmt, dot_path, outfile=target, quiet=True)
     except graphviz.ExecutableNotFound:
         raise GraphvizMissing(
             f"Graphviz 'dot' not found on PATH: wrote {dot_path} but not {output}; "

@@ -8,8 +8,11 @@ jobs.
 """
 from resnet.registry import Registry
 
-#: job name -> run(config) returning an exit code or a Summary; `run.needs`: required flags
+#: job name -> run(config) returning an exit code or a Summary; `run.needs`: required flags,
+#: `run.reads`: every flag it reads
 JOBS = Registry("job", __name__)
+#: settings every job takes
+COMMON = ("job", "debug")
 
 
 def missing(run, settings) -> str | None:
@@ -17,9 +20,22 @@ def missing(run, settings) -> str | None:
     return next((flag for flag in run.needs if not getattr(settings, flag)), None)
 
 
-def job(name: str, needs: tuple = ()):
-    """Register `run(config)` as --job=name; `needs` names the flags it cannot run without."""
+def foreign(run, given) -> list[str]:
+    """The settings in `given` (names of RunConfig fields) that `run` never reads: a flag
+    the job would silently ignore is refused instead."""
+    return [name for name in given if name not in run.reads]
+
+
+def readers(name: str) -> list[str]:
+    """The jobs that read setting `name`, for the message refusing it elsewhere."""
+    return [job_name for job_name, run in JOBS.items() if name in run.reads]
+
+
+def job(name: str, needs: tuple = (), reads: tuple = ()):
+    """Register `run(config)` as --job=name; `needs` names the flags it cannot run without,
+    `reads` every other flag it reads (RunConfig field names; COMMON ones go without saying)."""
     def add(fn):
         fn.needs = tuple(needs)
+        fn.reads = frozenset((*needs, *reads, *COMMON))
         return JOBS.register(name)(fn)
     return add

@@ -1,10 +1,12 @@
 """`--job=cache`: list the compiled engines on disk (model, layers, checked precisions, size,
-last use) or, with --clear, remove them all."""
+last use) or, with --clear, remove them all (only entries the cache made: a cache folder
+holding anything else is refused, see runtime/cache.py)."""
 from __future__ import annotations
 
 import datetime
 import logging
 
+from resnet.errors import ResnetError
 from resnet.jobs import job
 
 log = logging.getLogger("resnet")
@@ -14,7 +16,7 @@ def _when(stamp: float) -> str:
     return datetime.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M")
 
 
-@job("cache")
+@job("cache", reads=("clear",))
 def run(config) -> int:
     from resnet.runtime import cache
 
@@ -22,7 +24,10 @@ def run(config) -> int:
     found = cache.entries(where)
     total = sum(e.size for e in found)
     cap = cache.max_bytes()
+    strange = cache.foreign(where)
     if config.clear:
+        if strange:  # the folder is not only the cache's: remove nothing, say what is there
+            raise ResnetError(cache.refusal(where, strange[0], "--clear removes nothing"))
         for entry in found:
             cache.remove(entry)
         log.info("removed %d engine cache entr%s (%.0f MB) from %s", len(found),
@@ -31,6 +36,8 @@ def run(config) -> int:
     print(f"engine cache {where}: {len(found)} entr{'y' if len(found) == 1 else 'ies'}, "
           f"{total / 1e6:.0f} MB of " + (f"{cap / 1e9:.1f} GB" if cap else "no cap")
           + f" ({cache.MAX_ENV}); least recently used first")
+    if strange:
+        log.warning("%s", cache.refusal(where, strange[0], "--clear and the cap remove nothing"))
     if not found:
         return 0
     rows = [("entry", "model", "net", "layers", "checked", "MB", "last use")]

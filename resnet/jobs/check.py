@@ -12,7 +12,7 @@ from resnet.jobs import job
 log = logging.getLogger("resnet")
 
 
-@job("check", needs=("model",))
+@job("check", needs=("model",), reads=("layer_num", "variant", "mean"))
 def run(config) -> int:
     """Validate a model directory (and --mean) without running anything."""
     from resnet.modelio import loaded, modelinfo

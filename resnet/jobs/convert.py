@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from resnet.errors import ResnetError
 from resnet.jobs import job
@@ -9,8 +10,10 @@ from resnet.jobs import job
 log = logging.getLogger("resnet")
 
 
-@job("convert")
+@job("convert", reads=("from_format", "input", "model", "layer_num", "variant",
+                      "overwrite"))
 def run(config) -> int:
+    from resnet.common.lock import folder_lock
     from resnet.importers import IMPORTERS
     from resnet.importers.base import convert
     from resnet.modelio import modelinfo
@@ -21,8 +24,11 @@ def run(config) -> int:
         raise ResnetError("--job=convert needs --input=FILE (the checkpoint to convert)")
     if not config.model:
         raise ResnetError("--job=convert needs --model=OUT_DIR (the v1 directory to write)")
-    info = convert(config.from_format, config.input, config.model, config.layer_num,
-                   config.variant, config.overwrite)
+    out_dir = os.path.abspath(config.model)  # one run per model folder: a lock beside it
+    parent, base = os.path.split(out_dir)
+    with folder_lock(parent, name=f".{base}.lock", subject=config.model, create=True):
+        info = convert(config.from_format, config.input, config.model, config.layer_num,
+                       config.variant, config.overwrite)
     log.info("wrote ResNet-%d (%s, %s names) to %s with %s", info.layer_num, info.variant,
              info.source["names"], config.model, modelinfo.MODEL_JSON)
     return 0

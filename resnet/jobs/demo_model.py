@@ -6,7 +6,7 @@ import logging
 from resnet.jobs import job
 
 
-@job("demo_model", needs=("model",))
+@job("demo_model", needs=("model",), reads=("layer_num", "seed"))
 def run(config) -> int:
     from resnet.modelio.demo import write_demo_model
 

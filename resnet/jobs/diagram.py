@@ -8,7 +8,7 @@ from resnet.jobs import job
 log = logging.getLogger("resnet")
 
 
-@job("diagram")
+@job("diagram", reads=("layer_num", "variant", "output", "output_layer", "compact"))
 def run(config) -> int:
     """Render to --output (default resnet_N.png), with the .dot source beside it."""
     from resnet.introspect.diagram import render

@@ -11,7 +11,8 @@ from resnet.jobs import job
 log = logging.getLogger("resnet")
 
 
-@job("export")
+@job("export", reads=("model", "layer_num", "variant", "mean", "to", "output",
+                     "output_layer"))
 def run(config) -> int:
     from resnet.modelio import loaded
     from resnet.runtime.export import onnx_file, paddle_inference, sidecar

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 
+from resnet.errors import ResnetError
 from resnet.jobs import job
 from resnet.jobs.summary import Summary
 
@@ -35,25 +36,41 @@ def shard_dir(output_dir: str, shard) -> str:
     return os.path.join(output_dir, f"shard-{shard[0]}-of-{shard[1]}") if shard else output_dir
 
 
-@job("extract", needs=("data", "model"))
+@job("extract", needs=("data", "model"), reads=(
+    "layer_num", "variant", "labels_from_folders", "mean", "multi_crop", "output_layer",
+    "output_dir", "use_gpu", "batch_size", "format", "pool", "dtype", "compression",
+    "no_space_check", "strict", "resume", "overwrite", "shard", "workers", "runner",
+    "ray_address", "actors", "cpus_per_actor", "gpus_per_actor", "engine", "threads", "trt",
+    "precision", "check", "calibration", "reduced_decode"))
 def run(config) -> Summary:
+    """Check the output folder can be written, then hold its lock (common/lock.py: one run
+    per folder) for the whole run, before anything is read or compiled. The folder is made
+    for the lock if missing, and removed again if the run leaves nothing in it."""
+    from resnet.common.lock import folder_lock
+    from resnet.outputs import FORMATS
+    from resnet.outputs.base import check_writable
+
+    out_dir = shard_dir(config.output_dir, config.shard)
+    FORMATS[config.format].check_available()  # e.g. pyarrow, before anything is loaded
+    check_writable(out_dir)  # checked, never created, before the lock
+    with folder_lock(out_dir, create=True):
+        return _extract(config, out_dir)
+
+
+def _extract(config, out_dir: str) -> Summary:
     from resnet.common.files import sha256_lines
     from resnet.inputs.lists import folder_classes
     from resnet.inputs.remote import absolute
     from resnet.jobs import _steps as steps
     from resnet.modelio import modelinfo
     from resnet.outputs import FORMATS, journal, space
-    from resnet.outputs.base import check_writable, existing_outputs, key_bytes, open_sink
+    from resnet.outputs.base import existing_outputs, key_bytes, open_sink
     from resnet.runners import RUNNERS
 
-    out_dir = shard_dir(config.output_dir, config.shard)
     plan = steps.plan(config)
-    # the output folder is checked, never created, before the model and engine pass
     sink_type = FORMATS[config.format]
-    sink_type.check_available()  # e.g. pyarrow, before anything is loaded
     outputs = all_outputs(out_dir)  # any format's: a folder holds one run
     journal.check_free(out_dir, outputs, config.resume, config.overwrite)
-    check_writable(out_dir)
     model = plan.model.load()
     spec, mean = model.spec, model.preprocessing
     everything = len(plan.items)
@@ -65,6 +82,9 @@ def run(config) -> Summary:
         "model_sha256": model.sha256,
         "data": absolute(config.data), "items": len(items),
         "list_sha256": sha256_lines(it.key for it in items),
+        # the whole list's identity, so merge never joins shards of different lists
+        "full_list_sha256": sha256_lines(it.key for it in plan.items),
+        "full_items": everything,
         "shard": f"{config.shard[0]}/{config.shard[1]} of {everything}" if config.shard
         else None,
         "mean": modelinfo.describe_mean(mean, config.mean),
@@ -118,18 +138,29 @@ def run(config) -> Summary:
                            saved) as sink:
                 commit_every = float(os.environ.get(COMMIT_ENV, sink.commit_every))
                 last_commit = [time.monotonic()]
+                # where the last whole batch left the list and the failure count
+                written = {"position": done, "whole": True, "failed": book.state["failed"]}
 
                 def on_batch(batch_items, out, consumed):
+                    written["whole"] = False
                     sink.write(batch_items,
                                {k: v.astype(dtype, copy=False) for k, v in out.items()})
                     if time.monotonic() - last_commit[0] >= commit_every:  # fsyncs: not always
                         sink.flush()
                         book.commit(consumed, sink.count, sink.state())
                         last_commit[0] = time.monotonic()
+                    written.update(position=consumed, whole=True, failed=book.state["failed"])
 
-                outcome = runner.run(items, on_batch,
-                                     lambda item, reason: book.fail(item.key, reason), "extract",
-                                     skip=done)
+                try:
+                    outcome = runner.run(items, on_batch,
+                                         lambda item, reason: book.fail(item.key, reason),
+                                         "extract", skip=done)
+                except ResnetError:  # e.g. --strict: keep the batches written before it
+                    if (written["whole"] and written["position"] > book.state["position"]
+                            and written["failed"] == book.state["failed"]):
+                        sink.flush()
+                        book.commit(written["position"], sink.count, sink.state())
+                    raise
                 sink.flush()
                 book.commit(len(items), sink.count, sink.state())
             complete = True  # only once the sink is closed: its last file is whole and named
@@ -180,7 +211,7 @@ def _in_parts(config, plan, model, items, out_dir, manifest, shapes, meta) -> Su
                 if todo:
                     written, _ = runner.run_parts(items, todo, job, before)
         except BaseException:
-            book.finish(False)
+            book.finish(False, discard_empty=False)  # parts already done stay for --resume
             raise
     try:
         if not finished:
@@ -193,7 +224,7 @@ def _in_parts(config, plan, model, items, out_dir, manifest, shapes, meta) -> Su
             book.commit(len(items), store.rows(), {})
         complete = True
     finally:
-        book.finish(complete)
+        book.finish(complete, discard_empty=False)
     if not finished:
         store.remove_stage()
     seconds = time.monotonic() - start

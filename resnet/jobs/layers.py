@@ -4,7 +4,7 @@ from __future__ import annotations
 from resnet.jobs import job
 
 
-@job("layers")
+@job("layers", reads=("layer_num", "variant", "output_layer"))
 def run(config) -> int:
     from resnet.introspect.table import format_table
     from resnet.models import build

@@ -4,7 +4,7 @@ from __future__ import annotations
 from resnet.jobs import job
 
 
-@job("merge")
+@job("merge", reads=("output_dir", "overwrite"))
 def run(config) -> int:
     from resnet.outputs.merge import merge
 

@@ -1,6 +1,7 @@
 """`--job=predict`: top-k classes per image (v1's `Label of <path> is: <index>` lines)."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import os
@@ -9,6 +10,7 @@ import time
 
 import numpy as np
 
+from resnet.common.files import atomic_file
 from resnet.errors import ResnetError
 from resnet.jobs import job
 from resnet.jobs.summary import Summary
@@ -35,7 +37,10 @@ class _Accuracy:
             self.topk += label in [i for i, _ in best]
 
 
-@job("predict", needs=("data", "model"))
+@job("predict", needs=("data", "model"), reads=(
+    "layer_num", "variant", "labels_from_folders", "mean", "multi_crop", "output_dir",
+    "use_gpu", "batch_size", "output_file", "top_k", "strict", "overwrite", "workers", "runner",
+    "engine", "threads", "trt", "precision", "check", "calibration", "reduced_decode"))
 def run(config, collect: bool = False, out=None) -> Summary:
     """Print predictions to `out` (stdout); with `collect`, also return them in the Summary
     (the Python API: nothing printed)."""
@@ -74,15 +79,16 @@ def run(config, collect: bool = False, out=None) -> Summary:
                 writer.writerow([item.key] + [i for i, _ in best]
                                 + [class_name(i) for i, _ in best]
                                 + [f"{p:.6g}" for _, p in best])
-                csv_file.flush()
 
     csv_file = writer = None
-    with steps.runner(config, plan, model, plan.items) as runner:
-        if config.output_file:
+    with steps.runner(config, plan, model, plan.items) as runner, \
+            contextlib.ExitStack() as publish:
+        if config.output_file:  # whole when the run ends, never written through a link
             folder = os.path.dirname(os.path.abspath(config.output_file))
-            os.makedirs(folder, exist_ok=True)
             try:
-                csv_file = open(config.output_file, "w", newline="", encoding="utf-8")
+                os.makedirs(folder, exist_ok=True)
+                csv_file = publish.enter_context(atomic_file(
+                    config.output_file, "w", newline="", encoding="utf-8"))
             except OSError as e:
                 raise ResnetError(f"{config.output_file}: cannot write ({e.strerror or e})") \
                     from None
@@ -98,8 +104,6 @@ def run(config, collect: bool = False, out=None) -> Summary:
             outcome = runner.run(plan.items, on_batch, lambda item, reason: failures and
                                  failures.add(item.key, reason), "predict")
         finally:
-            if csv_file:
-                csv_file.close()
             if failures:
                 failures.close()
     seconds = time.monotonic() - start

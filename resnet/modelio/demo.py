@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+from resnet.common.files import atomic_write
 from resnet.modelio import params as params_io
 from resnet.models import build
 
@@ -24,6 +25,7 @@ def write_demo_model(model_dir: str, layer_num: int = 50, seed: int = 0) -> str:
     if is_demo(model_dir):
         return model_dir
     params_io.save_model(model_dir, spec, params_io.random_params(spec, seed))
-    with open(os.path.join(model_dir, MARKER), "w") as f:
-        f.write(f"ResNet-{spec.layer_num} with seeded random weights (seed {seed}).\n{WARNING}\n")
+    atomic_write(os.path.join(model_dir, MARKER),  # never written through a planted link
+                 f"ResNet-{spec.layer_num} with seeded random weights (seed {seed}).\n"
+                 f"{WARNING}\n".encode())
     return model_dir

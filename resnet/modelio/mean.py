@@ -2,12 +2,14 @@
 the default values."""
 from __future__ import annotations
 
+import math
 import os
+import tokenize
 
 import numpy as np
 
 from resnet.modelio import safepickle
-from resnet.errors import ResnetError
+from resnet.errors import ResnetError, file_error, first_line
 from resnet.models.graph import INPUT_SIZE
 
 #: Per-channel BGR means v1 used when no mean file was given.
@@ -21,30 +23,78 @@ def load_mean(path: str | None) -> np.ndarray:
         return np.asarray(DEFAULT_BGR, dtype=np.float32).reshape(3, 1, 1)
     if not os.path.exists(path):
         raise ResnetError(f"{path}: mean file not found")
+    key = "data_mean"
     if path.endswith(".npy"):
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise ResnetError(f"{path}: not a valid .npy mean file ({e})") from None
+        arr, key = _read_npy(path), "the array"
     elif path.endswith(".binaryproto"):  # Caffe's mean image (ResNet_mean.binaryproto)
         from resnet.modelio.caffeblob import read_binaryproto
 
         try:
-            arr = read_binaryproto(path)
+            arr, key = read_binaryproto(path), "the blob"
         except ValueError as e:
-            raise ResnetError(f"{path}: not a Caffe mean blob ({e})") from None
+            raise ResnetError(f"{path}: not a Caffe mean blob ({first_line(str(e))})") from None
+        except OSError as e:
+            raise ResnetError(file_error(path, e, "expected a mean file")) from None
     else:
         obj = safepickle.load(path)
         if not isinstance(obj, dict) or "data_mean" not in obj:
             raise ResnetError(f"{path}: not a v1 mean file: expected a dict with 'data_mean'")
         arr = obj["data_mean"]
-    arr = np.asarray(arr, dtype=np.float32)
+        if not isinstance(arr, (np.ndarray, list, tuple)):
+            raise ResnetError(f"{path}: data_mean is a {type(arr).__name__}, expected an "
+                              "array of numbers")
+    try:
+        arr = np.asarray(arr)
+        if arr.dtype.kind not in "fiu":
+            raise TypeError(f"it holds {arr.dtype}")
+        arr = arr.astype(np.float32)
+    except (ValueError, TypeError, OverflowError) as e:  # text, ragged or nested lists
+        raise ResnetError(f"{path}: {key} is not an array of numbers "
+                          f"({first_line(str(e))})") from None
     if arr.size == 3:
-        return arr.reshape(3, 1, 1)
-    if arr.size != np.prod(MEAN_SHAPE):
-        raise ResnetError(f"{path}: mean has {arr.size} values (shape {arr.shape}), expected "
-                          f"3x{INPUT_SIZE}x{INPUT_SIZE} BGR CHW or 3 per-channel values")
-    return arr.reshape(MEAN_SHAPE)
+        arr = arr.reshape(3, 1, 1)
+    elif arr.size == np.prod(MEAN_SHAPE):
+        arr = arr.reshape(MEAN_SHAPE)
+    else:
+        raise ResnetError(_wrong_size(path, arr.size, arr.shape))
+    if not np.isfinite(arr).all():  # NaN or Inf would make every feature NaN or equal
+        raise ResnetError(f"{path}: {key} holds {int((~np.isfinite(arr)).sum())} non-finite "
+                          "values (NaN or Inf)")
+    return arr
+
+
+def _wrong_size(path: str, count: int, shape: tuple) -> str:
+    return (f"{path}: mean has {count} values (shape {tuple(shape)}), expected "
+            f"3x{INPUT_SIZE}x{INPUT_SIZE} BGR CHW or 3 per-channel values")
+
+
+def _read_npy(path: str) -> np.ndarray:
+    """A .npy mean, its header's shape and dtype checked before any data is read: only a
+    3-value or 3x224x224 array of plain numbers whose bytes are all in the file."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            header = {(1, 0): np.lib.format.read_array_header_1_0,
+                      (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if header is None:
+                raise ValueError(f".npy format version {version} (1.0 and 2.0 are read)")
+            shape, fortran, dtype = header(f)
+            if dtype.kind not in "fiu" or dtype.hasobject:
+                raise ValueError(f"dtype {dtype} is not a number type")
+            count = math.prod(shape)
+            if count not in (3, math.prod(MEAN_SHAPE)):  # before a byte of it is read
+                raise ResnetError(_wrong_size(path, count, shape))
+            data = f.read(count * dtype.itemsize + 1)
+            if len(data) != count * dtype.itemsize:
+                raise ValueError(f"{len(data)} data bytes for shape {shape} of {dtype}")
+    except OSError as e:
+        raise ResnetError(file_error(path, e, "expected a mean file")) from None
+    except (ValueError, TypeError, SyntaxError, RecursionError, tokenize.TokenError) as e:
+        # numpy's words for a damaged header (it parses the header as a Python literal)
+        raise ResnetError(f"{path}: not a valid .npy mean file ({first_line(str(e))})") \
+            from None
+    arr = np.frombuffer(data, dtype).copy()
+    return arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)
 
 
 def write_v1_mean(path: str, mean: np.ndarray) -> None:

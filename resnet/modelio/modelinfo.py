@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from resnet.common import jsonread
 from resnet.common.files import atomic_write
 from resnet.errors import ResnetError
 from resnet.modelio.mean import DEFAULT_BGR
@@ -25,6 +27,9 @@ log = logging.getLogger("resnet")
 MODEL_JSON = "model.json"
 FORMAT = "resnet-model/1"
 CLASS_SOURCES = ("imagenet",)  # the 1000 ImageNet classes in v1's order (resnet/data)
+#: the largest short side a recipe may resize to before its centre crop (torchvision's
+#: largest evaluation size is 480; a bigger one would only be a typo or an attack)
+MAX_SHORT_SIDE = 2048
 
 
 @dataclass(frozen=True)
@@ -117,11 +122,7 @@ def read(model_dir: str | None) -> ModelInfo | None:
     path = os.path.join(model_dir, MODEL_JSON)
     if not os.path.isfile(path):
         return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = json.load(f)
-    except (ValueError, OSError) as e:
-        raise ResnetError(f"{path}: unreadable ({e})") from None
+    raw = jsonread.load(path, max_bytes=1 << 20)  # bounded size and depth, one-line errors
     if not isinstance(raw, dict):
         raise ResnetError(f"{path}: expected a JSON object")
 
@@ -129,14 +130,14 @@ def read(model_dir: str | None) -> ModelInfo | None:
         return ResnetError(f"{path}: {what}")
 
     layer_num, variant = raw.get("layer_num", 50), raw.get("variant", "v1")
-    if variant not in variants():
-        raise bad(f"variant {variant!r} is not one of {', '.join(variants())}")
-    if layer_num not in depths(variant):
-        raise bad(f"layer_num {layer_num!r} is not one of "
+    if not isinstance(variant, str) or variant not in variants():
+        raise bad(f"variant {variant!r:.100} is not one of {', '.join(variants())}")
+    if not _number(layer_num) or layer_num not in depths(variant):
+        raise bad(f"layer_num {layer_num!r:.100} is not one of "
                   f"{', '.join(map(str, depths(variant)))}")
     classes = raw.get("classes", "imagenet")
     if classes not in CLASS_SOURCES:
-        raise bad(f"classes {classes!r}: only {', '.join(CLASS_SOURCES)} is supported")
+        raise bad(f"classes {classes!r:.100}: only {', '.join(CLASS_SOURCES)} is supported")
     pre = raw.get("preprocessing")
     recipe = None if pre is None else _recipe(pre, bad)
     source = raw.get("source") if isinstance(raw.get("source"), dict) else {}
@@ -157,22 +158,46 @@ def _recipe(pre, bad) -> Recipe:
     for key in ("mean", "std"):
         v = r[key]
         if not (isinstance(v, list) and len(v) == 3 and all(_number(x) for x in v)):
-            raise bad(f"preprocessing.{key} must be a list of 3 numbers, got {v!r}")
-    if not all(x > 0 for x in r["std"]):
-        raise bad("preprocessing.std values must be positive")
-    if not (_number(r["scale"]) and r["scale"] > 0):
-        raise bad(f"preprocessing.scale must be a positive number, got {r['scale']!r}")
-    if r["crop"] != INPUT_SIZE:
-        raise bad(f"preprocessing.crop {r['crop']!r}: the network takes {INPUT_SIZE}x{INPUT_SIZE}")
+            raise bad(f"preprocessing.{key} must be a list of 3 numbers, got {v!r:.100}")
+    # the values are applied in float32: each must stay finite there, and std and scale
+    # (a divisor and a factor) positive and normal, or every feature is NaN, Inf or equal
+    if not all(_finite32(x) for x in r["mean"]):
+        raise bad(f"preprocessing.mean must be finite numbers, got {r['mean']!r}")
+    if not all(_positive32(x) for x in r["std"]):
+        raise bad(f"preprocessing.std values must be positive finite numbers (float32 "
+                  f"normal), got {r['std']!r}")
+    if not (_number(r["scale"]) and _positive32(r["scale"])):
+        raise bad(f"preprocessing.scale must be a positive finite number (float32 normal), "
+                  f"got {r['scale']!r:.100}")
+    if not _number(r["crop"]) or r["crop"] != INPUT_SIZE:
+        raise bad(f"preprocessing.crop {r['crop']!r:.100}: the network takes "
+                  f"{INPUT_SIZE}x{INPUT_SIZE}")
     short = r["resize_short_side"]
-    if short is not None and not (isinstance(short, int) and short >= INPUT_SIZE):
-        raise bad(f"preprocessing.resize_short_side {short!r}: null or an integer >= {INPUT_SIZE}")
+    if short is not None and not (isinstance(short, int) and not isinstance(short, bool)
+                                  and INPUT_SIZE <= short <= MAX_SHORT_SIDE):
+        raise bad(f"preprocessing.resize_short_side {short!r:.100}: null or an integer from "
+                  f"{INPUT_SIZE} to {MAX_SHORT_SIDE}")
     return Recipe(r["channel_order"], float(r["scale"]), tuple(map(float, r["mean"])),
                   tuple(map(float, r["std"])), short, INPUT_SIZE)
 
 
 def _number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _finite32(x) -> bool:
+    """x stays a finite number once made float32 (a huge int would overflow float)."""
+    try:
+        x = float(x)
+    except OverflowError:
+        return False
+    return math.isfinite(x) and abs(x) <= float(np.finfo(np.float32).max)
+
+
+def _positive32(x) -> bool:
+    """x is a positive float32 normal number: a NaN, Inf, 0 or denormal std or scale would
+    make every input NaN, Inf or 0."""
+    return _finite32(x) and float(x) >= float(np.finfo(np.float32).tiny)
 
 
 def resolve(args):

@@ -13,7 +13,7 @@ import numpy as np
 
 from resnet.common.files import atomic_file, sha256_files
 from resnet.errors import ResnetError, file_error
-from resnet.models.graph import Spec
+from resnet.models.graph import BN_EPSILON, Spec
 
 HEADER = struct.Struct("<iIQ")
 FORMAT, VALUE_SIZE = 0, 4
@@ -57,7 +57,46 @@ def read_param(path: str, shape: tuple | None = None) -> np.ndarray:
         raise ModelError(file_error(path, e, "expected a parameter file",
                                     "missing parameter file")) from None
     data = data.astype(np.float32, copy=False)
+    problem = value_problem(data)
+    if problem:
+        raise ModelError(f"{path}: {problem}")
     return data.reshape(shape) if shape is not None else data
+
+
+def value_problem(values: np.ndarray, variance: bool = False,
+                  finite: bool = True) -> str | None:
+    """Why these parameter values cannot be run (None when they can): NaN or Inf anywhere,
+    or for a batch norm's variance a value that makes variance + eps <= 0 (a NaN or infinite
+    output for every image, which no later check would pin on the weights). `finite=False`
+    skips the first check, for values read_param has checked already."""
+    finite = np.isfinite(values) if finite or variance else None
+    if finite is not None and not finite.all():
+        bad = np.flatnonzero(~finite.reshape(-1))
+        return (f"{bad.size} non-finite values (NaN or Inf), the first at index {bad[0]} "
+                f"({values.reshape(-1)[bad[0]]})")
+    if variance:
+        low = np.flatnonzero(values.reshape(-1) + np.float32(BN_EPSILON) <= 0)
+        if low.size:
+            return (f"batch norm variance + eps <= 0 at {low.size} values, the first at index "
+                    f"{low[0]} ({values.reshape(-1)[low[0]]})")
+    return None
+
+
+def variance_files(spec: Spec) -> set[str]:
+    """The parameter files that hold batch norm variances (w2 of every batch norm node)."""
+    return {f"_{node.name}.w2" for node in spec if node.op == "bn"}
+
+
+def check_values(spec: Spec, params: dict[str, np.ndarray], where, finite: bool = True) -> None:
+    """Refuse (ModelError naming `where(file name)`) any parameter that value_problem finds
+    fault with: what load_model and save_model run, and convert before writing."""
+    variances = variance_files(spec)
+    for name, _ in spec.param_files():
+        if not finite and name not in variances:
+            continue
+        problem = value_problem(np.asarray(params[name], np.float32), name in variances)
+        if problem:
+            raise ModelError(f"{where(name)}: {problem}")
 
 
 def model_checksum(model_dir: str, spec: Spec) -> str:
@@ -82,7 +121,9 @@ def load_model(model_dir: str, spec: Spec) -> dict[str, np.ndarray]:
         raise ModelError(f"{model_dir}: {len(extra)} parameter files are not part of "
                          f"ResNet-{spec.layer_num} (e.g. {', '.join(extra[:3])})"
                          f"{_depth_hint(model_dir, spec)}")
-    return {name: read_param(os.path.join(model_dir, name), shape) for name, shape in files}
+    values = {name: read_param(os.path.join(model_dir, name), shape) for name, shape in files}
+    check_values(spec, values, lambda name: os.path.join(model_dir, name), finite=False)
+    return values
 
 
 def _param_names_in(model_dir: str) -> set[str]:
@@ -122,6 +163,7 @@ def save_model(model_dir: str, spec: Spec, params: dict[str, np.ndarray]) -> Non
         if tuple(np.shape(params[name])) != tuple(shape):
             raise ModelError(f"{model_dir}: parameter {name} has shape "
                              f"{tuple(np.shape(params[name]))}, expected {tuple(shape)}")
+    check_values(spec, params, lambda name: f"{model_dir}: parameter {name}")
     os.makedirs(model_dir, exist_ok=True)
     for name, _ in spec.param_files():
         write_param(os.path.join(model_dir, name), params[name])

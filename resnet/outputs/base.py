@@ -6,14 +6,15 @@ A format is one file in this folder: a Sink subclass registered in FORMATS. The 
 - `write(items, outputs)` appends a batch in list order; `flush()` makes everything written
   so far durable; `state()` then returns what the journal needs to cut the files back to
   exactly that point; a sink opened with `rows` and that `saved` state truncates its files
-  there and appends after it (this is --resume, after any crash or kill -9).
+  there and appends after it (this is --resume, after any crash or kill -9); before that,
+  `check_saved` compares the files with the recorded state and refuses any mismatch, and no
+  file is ever extended to a recorded size.
 - `files` / `owns(name)`: the names a run of this format writes into its output folder.
 - `read(folder)` returns the Features a run wrote; `merge(sources, folder)` joins complete
   shard folders into `folder`, in order.
 """
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -56,6 +57,11 @@ class Sink:
     def bytes_per_row(cls, shapes: dict, dtype: str) -> int:
         """The expected bytes one image takes, uncompressed (the disk check's estimate)."""
         return sum(int(np.prod(s)) for s in shapes.values()) * np.dtype(dtype).itemsize
+
+    @classmethod
+    def check_saved(cls, output_dir: str, layers: dict, rows: int, saved: dict) -> None:
+        """Before --resume changes anything: refuse, in one line naming the file, files that
+        do not hold the `rows` rows and the state `saved` (an earlier `state()`) records."""
 
     @classmethod
     def read(cls, path: str) -> "Features":
@@ -115,10 +121,20 @@ def check_writable(output_dir: str) -> None:
     why = None
     if not os.path.isdir(folder):
         why = f"{folder} is not a directory"
+    elif read_only(folder):  # os.access says no on it too: say the real reason
+        why = f"{folder}: read-only file system"
     elif not os.access(folder, os.W_OK | os.X_OK):
         why = f"{folder}: permission denied"
     if why:
         raise ResnetError(f"{output_dir}: cannot write output directory ({why})")
+
+
+def read_only(folder: str) -> bool:
+    """Whether `folder` lies on a file system mounted read-only."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
 
 
 class Features:
@@ -173,11 +189,16 @@ class Features:
 
 
 def read_manifest(folder: str) -> dict:
-    try:
-        with open(os.path.join(folder, MANIFEST), encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
+    """An output folder's manifest ({} when it has none), bounded in size and depth."""
+    from resnet.common import jsonread
+
+    path = os.path.join(folder, MANIFEST)
+    if not os.path.lexists(path):
         return {}
+    doc = jsonread.load(path)
+    if not isinstance(doc, dict):
+        raise ResnetError(f"{path}: not a manifest (expected a JSON object)")
+    return doc
 
 
 def read_shapes(folder: str) -> dict[str, tuple]:

@@ -3,10 +3,16 @@
 The one writer of failure lists: extract's journal (failed.txt, resumable: cut back to the
 byte size recorded at the last durable point) and predict (predict_failed.txt). A run that
 skips nothing leaves no file (and removes the list of an earlier run it replaces).
+
+A path or reason holding a backslash, newline, carriage return or tab is written with
+backslash escapes (`\\\\`, `\\n`, `\\r`, `\\t`; outputs/growing.py), so every record is one
+line whatever the file names; `read_failures` gives the records back unescaped.
 """
 from __future__ import annotations
 
 import os
+
+from resnet.outputs import growing
 
 
 class FailureLog:
@@ -14,21 +20,20 @@ class FailureLog:
 
     def __init__(self, path: str, keep: int = 0):
         self.path, self.file = path, None
-        if keep and os.path.exists(path):
-            self._open("r+b")
-            self.file.truncate(keep)
-            self.file.seek(0, os.SEEK_END)
-        elif os.path.exists(path):
+        if keep:  # --resume: the journal checked the file against its record already
+            self.file = growing.reopen(path, keep)
+        elif os.path.lexists(path) and not os.path.isdir(path):
             os.remove(path)
 
-    def _open(self, mode: str) -> None:
+    def _open(self) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        self.file = open(self.path, mode)
+        self.file = growing.create(self.path)
 
     def add(self, key: str, reason: str) -> None:
         if self.file is None:
-            self._open("wb")
-        self.file.write(f"{key}\t{reason}\n".encode("utf-8", "surrogateescape"))
+            self._open()
+        line = f"{growing.escape(key)}\t{growing.escape(reason)}\n"
+        self.file.write(line.encode("utf-8", "surrogateescape"))
         self.file.flush()
 
     def sync(self) -> int:
@@ -38,6 +43,12 @@ class FailureLog:
         os.fsync(self.file.fileno())
         return self.file.tell()
 
+    def tail(self) -> str | None:
+        """The checksum of the last committed block (growing.tail_digest), after `sync`."""
+        if self.file is None:
+            return None
+        return growing.tail_digest(self.file.fileno(), self.file.tell())
+
     def close(self) -> None:
         if self.file is None or self.file.closed:
             return
@@ -45,3 +56,15 @@ class FailureLog:
         self.file.close()
         if empty:
             os.remove(self.path)
+
+
+def read_failures(path: str) -> list[tuple[str, str]]:
+    """The (path, reason) records of a failure list, unescaped, in the order written."""
+    with open(path, "rb") as f:
+        lines = f.read().decode("utf-8", "surrogateescape").split("\n")
+    records = []
+    for line in lines:
+        if line:
+            key, _, reason = line.partition("\t")
+            records.append((growing.unescape(key), growing.unescape(reason)))
+    return records

@@ -5,20 +5,24 @@ Columns: `path` (as given in the list), `label` (-1 where none) and one column p
 fixed-size list of the layer's flattened values (float32 or float16); the layer shapes, the
 pooling and the model are in the schema metadata (`resnet` key, JSON). Rows are buffered into
 row groups of about 8 MB (memory stays flat) and appended to the open part. A Parquet file is
-readable only once closed, so each durable point closes the open part (written to a hidden
-temporary name, fsynced, renamed): a kill loses at most the open part, which --resume redoes.
+readable only once closed, so each durable point closes the open part (written inside a
+private folder the run made, `.resnet-tmp-*`, fsynced, renamed into place): a kill loses at
+most the open part, which --resume redoes. pyarrow opens files by name, following links, so
+a part is never written under a name someone else could have planted.
 Durable points come every `commit_every` seconds (30), so a part holds ~30 s of images.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 
 import numpy as np
 
-from resnet.common.files import concat
+from resnet.common.files import PRIVATE_PREFIX, concat
 from resnet.errors import ResnetError
-from resnet.outputs import FORMATS
+from resnet.outputs import FORMATS, growing
 from resnet.outputs.base import Features, Sink, read_dtype, read_shapes
 
 DIR_NAME = "features.parquet"
@@ -30,8 +34,8 @@ def _pa():
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise ResnetError("--format=parquet needs pyarrow: pip install 'resnet[parquet]' (or: "
-                          "pip install pyarrow)") from None
+        raise ResnetError('--format=parquet needs pyarrow: pip install -e ".[parquet]" in this '
+                          "repository (or: pip install pyarrow)") from None
     return pa, pq
 
 
@@ -112,11 +116,37 @@ class ParquetSink(Sink):
         for name in os.listdir(self.folder):  # past the durable point: redone by this run
             number = part_number(name)
             if name.startswith(".") or (number is not None and number >= self.parts):
-                os.remove(os.path.join(self.folder, name))
+                remove_entry(os.path.join(self.folder, name))
         self.schema = schema(layers, meta, self.dtype)
         self.group_rows = group_rows(layers, self.dtype)
         self.pending, self.pending_rows = [], 0
         self.writer = self.tmp = None
+        self.private = tempfile.mkdtemp(prefix=PRIVATE_PREFIX, dir=self.folder)
+
+    @classmethod
+    def check_saved(cls, output_dir, layers, rows, saved):
+        """The recorded parts all there, regular files, holding exactly the recorded rows."""
+        where = os.path.join(output_dir, "progress.json")
+        folder = os.path.join(output_dir, DIR_NAME)
+        parts = growing.number(saved.get("parts"), where, "sink.parts")
+        total = 0
+        _, pq = _pa()
+        for i in range(parts):
+            path = os.path.join(folder, part_name(i))
+            growing.check(path, 1, None)
+            try:
+                total += pq.read_metadata(path).num_rows
+            except Exception as e:  # pyarrow's own errors for a damaged footer
+                raise ResnetError(f"{path}: unreadable Parquet part ({str(e)[:200]}); "
+                                  f"{growing.AGAIN}") from None
+            if total > rows:
+                break
+        if total != rows:
+            raise ResnetError(f"{folder}: its first {parts} parts hold {total} rows or more, "
+                              f"but {rows} were recorded; {growing.AGAIN}"
+                              if total > rows else
+                              f"{folder}: its {parts} parts hold {total} rows, but {rows} "
+                              f"were recorded; {growing.AGAIN}")
 
     def write(self, items, outputs):
         self.pending.append(table(self.schema, items, outputs, self.dtype))
@@ -128,8 +158,8 @@ class ParquetSink(Sink):
     def _write_group(self):
         if not self.pending:
             return
-        if self.writer is None:
-            self.tmp = os.path.join(self.folder, f".{part_name(self.parts)}.tmp")
+        if self.writer is None:  # in the private folder: nobody else can link a name there
+            self.tmp = os.path.join(self.private, part_name(self.parts))
             self.writer = self.pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
         self.writer.write_table(self.pa.concat_tables(self.pending),
                                 row_group_size=self.pending_rows)
@@ -149,7 +179,10 @@ class ParquetSink(Sink):
         return {"parts": self.parts}
 
     def close(self):
-        self.flush()
+        try:
+            self.flush()
+        finally:
+            shutil.rmtree(self.private, ignore_errors=True)
 
     @classmethod
     def read(cls, path: str) -> Features:
@@ -175,6 +208,15 @@ class ParquetSink(Sink):
         paths = [path for src in sources for path in part_files(os.path.join(src, DIR_NAME))]
         for n, path in enumerate(paths):
             concat([path], os.path.join(target, part_name(n)))
+
+
+def remove_entry(path: str) -> None:
+    """Remove a leftover in a parts folder: a file, a link (never what it points to) or a
+    killed run's private folder."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.remove(path)
 
 
 def read_part(path: str, layers: dict, dtype) -> tuple[list, list, dict]:

@@ -81,8 +81,8 @@ class PartStore:
         for folder in {self.stage, self.data_dir}:
             os.makedirs(folder, exist_ok=True)
             for name in os.listdir(folder):
-                if name.startswith("."):
-                    os.remove(os.path.join(folder, name))
+                if name.startswith("."):  # a file, or an atomic_path's private folder
+                    parquet.remove_entry(os.path.join(folder, name))
 
     def done(self) -> set[int]:
         """Parts whose marker exists."""

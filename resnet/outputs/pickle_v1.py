@@ -7,8 +7,9 @@ import pickle
 import numpy as np
 
 from resnet.common.files import concat
+from resnet.errors import ResnetError
 from resnet.modelio import safepickle
-from resnet.outputs import FORMATS
+from resnet.outputs import FORMATS, growing
 from resnet.outputs.base import Features, Sink, read_shapes
 
 PICKLE_BATCH = 10000  # images per v1 batch_N file
@@ -35,18 +36,42 @@ class PickleSink(Sink):
         self.file = None
         if self.in_batch:  # reopen the partial batch, cut back to the durable point
             done = self.path(f"batch_{self.batch}")
-            if not os.path.exists(self.tmp) and os.path.exists(done):
+            if not os.path.lexists(self.tmp) and os.path.lexists(done):
                 os.replace(done, self.tmp)  # finished after the last durable point
-            self.file = open(self.tmp, "r+b")
-            self.file.truncate(saved["tmp_bytes"])
-            self.file.seek(0, os.SEEK_END)
+            self.file = growing.reopen(self.tmp, saved["tmp_bytes"])
+
+    @classmethod
+    def check_saved(cls, output_dir, layers, rows, saved):
+        """The finished batch files all there; the partial one (its temporary file, or the
+        batch file if it was finished after the durable point, never both) at least as long
+        as recorded with the recorded last block; rows = whole batches + the partial one."""
+        where = os.path.join(output_dir, "progress.json")
+        batch = growing.number(saved.get("batch"), where, "sink.batch")
+        in_batch = growing.number(saved.get("in_batch"), where, "sink.in_batch",
+                                  PICKLE_BATCH - 1)
+        size = growing.number(saved.get("tmp_bytes"), where, "sink.tmp_bytes")
+        digest = growing.digest_field(saved.get("tail"), where, "sink.tail")
+        if batch * PICKLE_BATCH + in_batch != rows:
+            raise ResnetError(f"{where}: {batch} whole batches and {in_batch} rows do not make "
+                              f"the recorded {rows} rows; {growing.AGAIN}")
+        for n in range(batch):
+            path = os.path.join(output_dir, f"batch_{n}")
+            growing.check(path, 1, None)
+        if not in_batch:
+            return
+        tmp = os.path.join(output_dir, f".batch_{batch}.tmp")
+        done = os.path.join(output_dir, f"batch_{batch}")
+        if os.path.lexists(tmp) and os.path.lexists(done):
+            raise ResnetError(f"{tmp}: beside the finished {done}; a run never leaves both, "
+                              f"so one is not this run's; {growing.AGAIN}")
+        growing.check(done if os.path.lexists(done) else tmp, size, digest)
 
     @property
     def tmp(self) -> str:
         return self.path(f".batch_{self.batch}.tmp")
 
     def _open(self):
-        self.file = open(self.tmp, "wb")
+        self.file = growing.create(self.tmp)
         self.file.write(b"\x80\x02}")  # PROTO 2, EMPTY_DICT
 
     def _finish(self):
@@ -80,8 +105,9 @@ class PickleSink(Sink):
             os.fsync(self.file.fileno())
 
     def state(self):
-        return {"batch": self.batch, "in_batch": self.in_batch,
-                "tmp_bytes": self.file.tell() if self.file is not None else 0}
+        size = self.file.tell() if self.file is not None else 0
+        return {"batch": self.batch, "in_batch": self.in_batch, "tmp_bytes": size,
+                "tail": growing.tail_digest(self.file.fileno(), size) if size else None}
 
     def close(self):
         if self.file is not None:
@@ -100,7 +126,8 @@ class PickleSink(Sink):
                 images.append(key)
                 for name, value in layers.items():
                     rows.setdefault(name, []).append(value)
-        return Features(images, {k: np.stack(v).reshape(-1, *shapes.get(k, (-1,)))
+        # without a manifest (a batch file on its own) each row stays the flat array it is
+        return Features(images, {k: np.stack(v).reshape(len(v), *shapes.get(k, (-1,)))
                                  for k, v in rows.items()})
 
     @classmethod

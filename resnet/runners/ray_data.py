@@ -28,7 +28,7 @@ from resnet.outputs.parts import PART_BYTES
 from resnet.runners import RUNNERS
 
 log = logging.getLogger("resnet")
-HINT = "--runner=ray needs Ray Data: pip install -e '.[ray]' (or: pip install 'ray[data]>=2.60')"
+HINT = "--runner=ray needs Ray Data: pip install -e \".[ray]\" (or: pip install 'ray[data]>=2.60')"
 #: CPUs kept free of engine actors: decoding tasks need one, or Ray waits forever (an actor
 #: pool on every CPU starves the tasks that feed it)
 DECODE_CPUS = 1

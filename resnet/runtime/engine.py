@@ -99,7 +99,7 @@ def _entry(key: str, info: dict, doing: str, build) -> str:
     root = cache_root()
     folder = os.path.join(root, key)
     prefix = os.path.join(folder, "model")
-    if os.path.exists(prefix + ".pdiparams"):
+    if _usable(folder):
         log.info("compiled model found in cache %s", folder)
         cache.touch(folder)
         return prefix
@@ -116,12 +116,36 @@ def _entry(key: str, info: dict, doing: str, build) -> str:
         try:
             os.rename(tmp, folder)
         except OSError:  # another run finished the same model first: use theirs
-            if not os.path.exists(prefix + ".pdiparams"):
+            if not _usable(folder):
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     cache.enforce_cap(keep=folder, where=root)
     return prefix
+
+
+def _usable(folder: str) -> bool:
+    """Whether cache entry `folder` is there and whole; a damaged one is removed (to be
+    compiled again), and anything in its place that the cache did not make is refused."""
+    if not os.path.lexists(folder):
+        return False
+    if not cache.is_entry(folder):
+        if not os.path.lexists(folder):  # removed by a concurrent run just now
+            return False
+        raise ResnetError(cache.refusal(os.path.dirname(folder), os.path.basename(folder),
+                                        "it is neither used nor replaced"))
+    why = cache.damage(folder)
+    if why is None:
+        return True
+    log.warning("engine cache entry %s is damaged (%s): removing it and compiling again",
+                folder, why)
+    try:
+        cache.discard(folder)
+    except OSError as e:
+        raise ResnetError(f"{folder}: damaged engine cache entry ({why}) that cannot be "
+                          f"removed ({e.strerror or e}); set {CACHE_ENV} to a writable "
+                          "folder or use --engine=dygraph") from None
+    return False
 
 
 def cpu_backend() -> str:

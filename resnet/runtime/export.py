@@ -15,20 +15,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import sys
-import tempfile
 
 from resnet.modelio import modelinfo
 from resnet.runtime import static
-from resnet.common.files import atomic_path
+from resnet.common.files import atomic_path, private_dir
 from resnet.errors import ResnetError
 from resnet.modelio.mean import DEFAULT_BGR
 from resnet.models.graph import Spec
 
 log = logging.getLogger("resnet")
 ONNX_OPSET = 13
-EXPORT_HELP = "pip install 'resnet[export]' (onnx, onnxruntime, paddle2onnx)"
+EXPORT_HELP = ('pip install -e ".[export]" in this repository (or: pip install onnx '
+               'onnxruntime paddle2onnx)')
 
 
 def _save(spec: Spec, values: dict, layers: list[str], prefix: str) -> None:
@@ -41,16 +40,13 @@ def paddle_inference(model_dir: str, spec: Spec, layers: list[str], prefix: str)
     """PREFIX.pdmodel and PREFIX.pdiparams (legacy program), written atomically."""
     folder = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(folder, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".exporting-", dir=folder)
-    try:
+    with private_dir(folder) as tmp:  # renamed over the targets: a link there is replaced
         static.export(model_dir, spec.layer_num, layers, os.path.join(tmp, "model"), spec.variant)
         written = []
         for ext in (".pdmodel", ".pdiparams"):
             os.replace(os.path.join(tmp, "model" + ext), prefix + ext)
             written.append(prefix + ext)
         return written
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def onnx_file(values: dict, spec: Spec, layers: list[str], path: str) -> list[str]:
@@ -64,8 +60,7 @@ def onnx_file(values: dict, spec: Spec, layers: list[str], path: str) -> list[st
         raise ResnetError(f"--to=onnx needs {e.name}: {EXPORT_HELP}") from None
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".exporting-", dir=folder)
-    try:
+    with private_dir(folder) as tmp:
         _save(spec, values, layers, os.path.join(tmp, "model"))
         program = next(os.path.join(tmp, n) for n in ("model.json", "model.pdmodel")
                        if os.path.exists(os.path.join(tmp, n)))
@@ -83,8 +78,6 @@ def onnx_file(values: dict, spec: Spec, layers: list[str], path: str) -> list[st
         with atomic_path(path) as target:
             onnx.save(model, target)
         return [path]
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -22,6 +22,22 @@ except ImportError as e:
     raise ResnetError(f"PaddlePaddle is installed but failed to import ({e}); reinstall it: "
                       f"{INSTALL_HELP}") from None
 
+
+def restore_python_sigterm() -> None:
+    """Give SIGTERM back to Python: Paddle's import installs a C++ handler that prints a
+    "FatalError" and kills the process, bypassing the CLI's (which stops a run like Ctrl-C:
+    manifest interrupted, exit 143). Re-setting Python's own handler re-installs it."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        handler = signal.getsignal(signal.SIGTERM)
+        if handler is not None:
+            signal.signal(signal.SIGTERM, handler)
+
+
+restore_python_sigterm()
+
 GPU_HELP = ("install the CUDA build of Paddle: pip uninstall paddlepaddle && "
             "pip install paddlepaddle-gpu (see https://www.paddlepaddle.org.cn/install)")
 
