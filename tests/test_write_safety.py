@@ -396,10 +396,20 @@ def test_damaged_cache_entry_is_compiled_again(tmp_path, monkeypatch, caplog):
     assert len(builds) == 3 and params.stat().st_size == 4096
     assert "model.pdiparams has 100 bytes, 4096 were written" in caplog.text
     # files the engine adds on first use (OpenVINO's blob) are recorded once checked
-    (params.parent / "blob.bin").write_bytes(b"blob")
+    blob = params.parent / "blob.bin"
+    blob.write_bytes(b"blob")
     cache.record_check(str(params.parent), "openvino/fp32", 1e-7)
-    record = json.loads((params.parent / cache.ENTRY).read_text())["files"]
-    assert "blob.bin" in record and cache.CHECKED not in record
+    info = json.loads((params.parent / cache.ENTRY).read_text())
+    assert "blob.bin" in info["derived"] and "blob.bin" not in info["files"]
+    assert cache.CHECKED not in info["files"] and cache.CHECKED not in info["derived"]
+    # the backend may write its blob again (another process, another size): that file
+    # alone is removed for the backend to write anew, the compiled entry stays
+    blob.write_bytes(b"blob, rewritten")
+    caplog.clear()
+    engine._entry(key, {"model_sha256": "0" * 64}, "compiling", build)
+    assert len(builds) == 3 and not blob.exists() and params.stat().st_size == 4096
+    assert "blob.bin changed since it was recorded; removed" in caplog.text
+    assert json.loads((params.parent / cache.ENTRY).read_text())["derived"] == {}
     assert not [n for n in os.listdir(tmp_path / "cache") if n.startswith(".")]
 
 

@@ -101,28 +101,68 @@ def _safe_name(rel) -> bool:
 
 def damage(folder: str) -> str | None:
     """Why entry `folder` cannot be used as it is (None: it is whole). Sizes are compared on
-    every call, checksums on this process's first use of the entry."""
+    every call, checksums on this process's first use of the entry.
+
+    The files compiled into the entry (`files`) are its identity: any change makes the whole
+    entry unusable. Files the backend added later (`derived`: OpenVINO's compiled blob, which
+    any process using the entry may write again) are a cache of their own: one that no
+    longer matches its record is removed alone, and the backend writes it anew.
+    """
     info = _read_json(os.path.join(folder, ENTRY))
     files = info.get("files")
     if not isinstance(files, dict) or not files:
         return "no file checksums recorded (made by an older version)"
     full = folder not in _verified
     for rel, want in files.items():
-        if not _safe_name(rel) or not isinstance(want, dict):
-            return f"{ENTRY} is malformed"
-        path = os.path.join(folder, rel)
-        try:
-            st = os.lstat(path)
-        except OSError:
-            return f"{rel} is missing"
-        if not stat.S_ISREG(st.st_mode):
-            return f"{rel} is not a plain file"
-        if st.st_size != want.get("size"):
-            return f"{rel} has {st.st_size} bytes, {want.get('size')} were written"
-        if full and sha256_file(path) != want.get("sha256"):
-            return f"{rel} was modified (checksum differs)"
+        why = _mismatch(folder, rel, want, full)
+        if why:
+            return why
+    derived = info.get("derived")
+    if isinstance(derived, dict):
+        stale = [rel for rel, want in derived.items() if _mismatch(folder, rel, want, full)]
+        if stale:
+            _drop_derived(folder, stale)
     _verified.add(folder)
     return None
+
+
+def _mismatch(folder: str, rel, want, full: bool) -> str | None:
+    if not _safe_name(rel) or not isinstance(want, dict):
+        return f"{ENTRY} is malformed"
+    path = os.path.join(folder, rel)
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return f"{rel} is missing"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{rel} is not a plain file"
+    if st.st_size != want.get("size"):
+        return f"{rel} has {st.st_size} bytes, {want.get('size')} were written"
+    if full and sha256_file(path) != want.get("sha256"):
+        return f"{rel} was modified (checksum differs)"
+    return None
+
+
+def _drop_derived(folder: str, names) -> None:
+    """Remove backend-written files that no longer match their record, and their records."""
+    path = os.path.join(folder, ENTRY)
+    info = _read_json(path)
+    derived = info.get("derived") if isinstance(info.get("derived"), dict) else {}
+    for rel in names:
+        log.info("engine cache entry %s: %s changed since it was recorded; removed, the "
+                 "backend writes it again", folder, rel)
+        derived.pop(rel, None)
+        target = os.path.join(folder, rel)
+        try:
+            if not stat.S_ISDIR(os.lstat(target).st_mode):
+                os.remove(target)
+        except OSError:
+            pass
+    info["derived"] = derived
+    try:
+        atomic_write(path, json.dumps(info, indent=1).encode())
+    except OSError as e:  # a read-only shared cache: checked again next time
+        log.debug("could not update %s: %s", path, e)
 
 
 def is_entry(folder: str) -> bool:
@@ -175,16 +215,18 @@ def record_check(folder: str, key: str, result) -> None:
 
 
 def _add_new_files(folder: str) -> None:
-    """Add the checksums of files the engine wrote into the entry on first use (OpenVINO's
+    """Record the checksums of files the engine wrote into the entry on first use (OpenVINO's
     compiled blob), now that its outputs were checked, so they are verified from now on."""
     path = os.path.join(folder, ENTRY)
     info = _read_json(path)
     files = info.get("files")
     if not isinstance(files, dict):
         return
-    new = [rel for rel in _entry_files(folder) if rel not in files]
+    derived = info.get("derived") if isinstance(info.get("derived"), dict) else {}
+    new = [rel for rel in _entry_files(folder) if rel not in files and rel not in derived]
     if new:
-        files.update(_file_sums(folder, new))
+        derived.update(_file_sums(folder, new))
+        info["derived"] = derived
         atomic_write(path, json.dumps(info, indent=1).encode())
 
 
