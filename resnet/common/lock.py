@@ -11,7 +11,7 @@ O_NOFOLLOW and must be a plain file with one link, so a name someone else plante
 written through; it is removed (while still locked) when the run ends. A run that finds the
 file it locked already unlinked by an ending holder starts again with a fresh one.
 
-Imports nothing of the package but `resnet.errors`.
+Imports `resnet.common.files` and `resnet.errors`.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ import socket
 import stat
 import time
 
+from resnet.common.files import is_same_file
 from resnet.errors import ResnetError, file_error
 
 LOCK_NAME = ".lock"
@@ -47,21 +48,13 @@ class Lock:
         if self.fd < 0:
             return
         try:
-            if _same_file(self.path, self.fd):  # unlink while still holding it
+            if is_same_file(self.path, self.fd):  # unlink while still holding it
                 os.unlink(self.path)
         except OSError:
             pass
         finally:
             os.close(self.fd)  # the flock goes with the last descriptor
             self.fd = -1
-
-
-def _same_file(path: str, fd: int) -> bool:
-    try:
-        a, b = os.lstat(path), os.fstat(fd)
-    except OSError:
-        return False
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _holder(fd: int) -> str:
@@ -110,7 +103,7 @@ def acquire(path: str, subject: str) -> Lock:
                 raise ResnetError(f"cannot lock {subject}: {path}: {e.strerror or e}") from None
             raise Busy(f"{subject}: in use by another run ({holder}); wait for it to end or "
                        "choose another folder") from None
-        if not _same_file(path, fd):  # its holder removed it as we opened it: a fresh one
+        if not is_same_file(path, fd):  # its holder removed it as we opened it: a fresh one
             os.close(fd)
             continue
         started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")

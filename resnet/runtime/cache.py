@@ -177,16 +177,21 @@ def is_entry(folder: str) -> bool:
     return bool(KEY.match(os.path.basename(folder))) and stat.S_ISREG(marker.st_mode)
 
 
-def foreign(where: str | None = None) -> list[str]:
-    """The names in the cache folder that are neither entries nor the cache's own temporary
-    folders: what the cache must never remove, and why it refuses to clear or cap."""
-    where = where or root()
+def _names(where: str) -> list[str]:
+    """The cache folder's names, sorted ([] when it does not exist yet)."""
     try:
-        names = sorted(os.listdir(where))
+        return sorted(os.listdir(where))
     except FileNotFoundError:
         return []
     except OSError as e:
         raise ResnetError(f"{where}: cannot read the engine cache ({e.strerror or e})") from None
+
+
+def foreign(where: str | None = None) -> list[str]:
+    """The names in the cache folder that are neither entries nor the cache's own temporary
+    folders: what the cache must never remove, and why it refuses to clear or cap."""
+    where = where or root()
+    names = _names(where)
     return [n for n in names if not (n.startswith(TEMP_PREFIXES)
                                      or is_entry(os.path.join(where, n)))]
 
@@ -283,12 +288,7 @@ def entries(where: str | None = None) -> list[Entry]:
     folder is passed over: see `foreign`)."""
     where = where or root()
     found = []
-    try:
-        names = sorted(os.listdir(where))
-    except FileNotFoundError:
-        return []
-    except OSError as e:
-        raise ResnetError(f"{where}: cannot read the engine cache ({e.strerror or e})") from None
+    names = _names(where)
     for name in names:
         folder = os.path.join(where, name)
         if not is_entry(folder):

@@ -1,0 +1,42 @@
+"""The test suite cleans up after itself (issue 21, item 19): a passing run leaves none of its
+temporary folders (models, compiled engines, outputs: GBs at peak), a failing run keeps its
+own for inspection. Checked by running pytest with this project's configuration on two tiny
+test files, in a temporary root of their own (PYTEST_DEBUG_TEMPROOT), so this session's
+folders are never touched."""
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+
+TEST = """
+def test_writes(tmp_path):
+    (tmp_path / "big.bin").write_bytes(b"x" * (1 << 20))
+    assert {ok}
+"""
+
+
+def _session(tmp_path, ok: bool):
+    tests = tmp_path / "case"
+    tests.mkdir(exist_ok=True)
+    (tests / "test_case.py").write_text(TEST.format(ok=ok))
+    root = tmp_path / "temproot"
+    root.mkdir(exist_ok=True)
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "-c", os.path.join(ROOT, "pyproject.toml"), "--rootdir", str(tests),
+                        str(tests / "test_case.py")],
+                       env=dict(os.environ, PYTEST_DEBUG_TEMPROOT=str(root),
+                                PYTEST_ADDOPTS="", PYTEST_XDIST_WORKER=""),
+                       capture_output=True, text=True, timeout=120, cwd=str(tests))
+    kept = [os.path.join(base, name) for base, _, names in os.walk(root) for name in names
+            if name == "big.bin"]
+    return r, kept
+
+
+def test_a_passing_run_leaves_no_temporary_files_and_a_failing_one_keeps_them(tmp_path):
+    r, kept = _session(tmp_path, ok=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert kept == []
+    r, kept = _session(tmp_path, ok=False)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert len(kept) == 1 and os.path.getsize(kept[0]) == 1 << 20
