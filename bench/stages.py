@@ -36,7 +36,7 @@ def per_image(fn, items, repeats=3) -> float:
 
 def stages(paths) -> dict[str, float]:
     from resnet.inputs import imaging
-    from resnet.models.graph import INPUT_SIZE
+    from resnet.models.resnet import INPUT_SIZE
 
     mean = np.asarray([103.939, 116.779, 123.68], np.float32).reshape(3, 1, 1)
     raws = [np.fromfile(p, dtype=np.uint8) for p in paths]

@@ -85,12 +85,15 @@ def make_workload(work: str, n: int) -> tuple[str, list[str], str]:
     return model, paths, data
 
 
-def make_model(folder: str) -> str:
-    from resnet.modelio import params
-    from resnet.models import build
+def make_model(folder: str, arch: str = "resnet50_v1") -> str:
+    """Seeded random weights of `arch`; a model.json names any other than the v1 zoo's."""
+    from resnet.modelio import modelinfo, params
+    from resnet.models import build_arch
 
-    spec = build(50)
+    spec = build_arch(arch)
     params.save_model(folder, spec, params.random_params(spec, seed=0))
+    if arch != "resnet50_v1":
+        modelinfo.write(folder, modelinfo.ModelInfo(None, None, arch=arch))
     return folder
 
 
@@ -203,24 +206,32 @@ def main():
                     help="paired engine / ONNX Runtime runs for the headline ratio (default 3)")
     ap.add_argument("--skip-variants", action="store_true",
                     help="leave out the comparison rows (thread decoding, oneDNN, bf16)")
+    ap.add_argument("--arch", default="resnet50_v1",
+                    help="the architecture measured (default resnet50_v1, the v1 zoo's; "
+                         "e.g. vgg16): random weights, its default features and output")
     ap.add_argument("--quick", action="store_true",
                     help="a smaller table in under 3 minutes: 64 images, one paired headline "
                          "run, no 10-crop or comparison rows (the error rows stay)")
     args = ap.parse_args()
+    global LAYERS
+    if args.arch != "resnet50_v1":
+        from resnet.models import build_arch
+
+        LAYERS = ",".join(build_arch(args.arch).default_features() + ["output"])
     if args.quick:
         args.images, args.baseline_images, args.repeats = [64], 8, 1
         args.skip_variants = True
     work = tempfile.mkdtemp(prefix="resnet-bench-")
     cache = os.path.join(work, "cache")
     os.environ["RESNET_CACHE_DIR"] = cache
-    model = make_model(os.path.join(work, "model"))
+    model = make_model(os.path.join(work, "model"), args.arch)
     os.makedirs(os.path.join(work, "images"))
     paths = make_images(os.path.join(work, "images"), max(args.images + [160]))
     os.makedirs(os.path.join(work, "large"))
     large = make_images(os.path.join(work, "large"), 32 if args.quick else 96, (1200, 2400))
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), "?")
-    print(f"machine: {len(os.sched_getaffinity(0))} cores ({cpu}); ResNet-50 random weights, "
+    print(f"machine: {len(os.sched_getaffinity(0))} cores ({cpu}); {args.arch} random weights, "
           f"layers {LAYERS}, real JPEGs 300-640 px, HDF5 output", flush=True)
 
     rows = []  # (label, crops, batch, n, result)

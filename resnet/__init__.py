@@ -1,4 +1,6 @@
-"""resnet: v1 model-zoo ResNet features and predictions on PaddlePaddle.
+"""resnet: named-layer features and predictions of the classic ImageNet CNNs on PaddlePaddle
+(ResNet exact to the v1 model zoo, its v1.5/v1-pad1/v2 variants, VGG-16/19 with and
+without batch norm).
 
 The Python API does what the CLI does:
 
@@ -6,33 +8,49 @@ The Python API does what the CLI does:
   `predict(model, data, **options)` run a job and return a Summary (counts, failures, output
   files, img/s; predict also its predictions); options are the CLI's flag names.
 - `load_features(path)` reads an extract run's output back.
-- `build(layer_num, variant)` gives the network spec, `load(model_dir)` a ready Paddle network
-  whose `run(batch, outputs=[...])` returns named layer outputs, `list_models()` what can be
-  built; `to_dot`, `render`, `layer_table`, `param_counts` draw and list a spec.
+- `build_arch(name)` gives the network spec of a registered architecture (`build(layer_num,
+  variant)`: a ResNet by its v1 spellings), `list_models()` every name with its input size,
+  parameters and default features, `load(model_dir)` a ready Paddle network whose
+  `run(batch, outputs=[...])` returns named layer outputs; `to_dot`, `render`,
+  `layer_table`, `param_counts` draw and list a spec.
 
 Importing the package is light: Paddle, h5py and graphviz load only when used.
+
+Layering: each folder is a room, and a room imports only rooms before it in this order
+(tests/test_layering.py checks every import, function-level ones included, and that no
+two modules import each other): errors < registry < config < common < models < modelio <
+inputs < introspect < importers < outputs < runtime < runners < jobs < api < cli < main.
+Why each sits where it does: errors and registry need nothing; config is plain data (the
+settings and their fixed option lists); common holds mechanisms with no model in them;
+models describe the networks without files; modelio reads them from disk; inputs turn
+--data into crops by a model's recipe; introspect and importers read specs and model
+directories; outputs write features; runtime (Paddle) builds engines; runners join inputs,
+engines and outputs; jobs compose runners; this API and the CLI (which reads the version
+here) sit on the jobs; main is `python -m resnet`. Settings travel as arguments, never
+through os.environ (the environment is read only for what a user sets there).
 """
 from resnet.errors import ResnetError
 from resnet.introspect.diagram import render, to_dot
 from resnet.introspect.table import layer_table, param_counts
-from resnet.models import build, list_models
+from resnet.models import build, build_arch, list_models
 from resnet.outputs import load_features
 from resnet.outputs.base import Features
 
 __version__ = "0.1.0"
-__all__ = ["extract", "predict", "build", "load", "load_features", "list_models", "Features",
+__all__ = ["extract", "predict", "build", "build_arch", "load", "load_features", "list_models", "Features",
            "ResnetError", "__version__", "to_dot", "render", "layer_table", "param_counts"]
 
 
-def load(model_dir: str, layer_num: int | None = None, variant: str | None = None):
+def load(model_dir: str, layer_num: int | None = None, variant: str | None = None,
+         arch: str | None = None):
     """A ready Network (Paddle) with the parameters of `model_dir` loaded and validated.
 
-    The depth and variant default to the directory's model.json, else what its parameter
-    files show (v1 zoo directories).
+    The architecture defaults to the directory's model.json, else what its parameter files
+    show (v1 zoo directories, VGG folders).
     """
     from resnet.runtime.network import load as _load
 
-    return _load(model_dir, layer_num, variant)
+    return _load(model_dir, layer_num, variant, arch)
 
 
 def _run(job: str, **options):

@@ -83,6 +83,11 @@ def parser() -> argparse.ArgumentParser:
                    help="what to do; a flag the job does not read is refused")
     p.add_argument("--version", action="version", version=f"resnet {__version__}")
     p.add_argument("--model", help="v1 model directory (one file per parameter)")
+    p.add_argument("--arch", default=None, metavar="NAME",
+                   help="the architecture by its registered name (resnet50, resnet50_v1, "
+                        "vgg16, vgg16_bn, ...: --job=models lists them); default: the "
+                        "model's model.json, else what its parameter files show, else "
+                        "resnet50_v1. --layer_num/--variant are a ResNet's v1 spellings")
     p.add_argument("--layer_num", type=int, default=None,
                    help="18, 34, 50, 101 or 152 (default: the model's model.json, else the "
                         "depth its parameter files show, else 50)")
@@ -120,7 +125,7 @@ def parser() -> argparse.ArgumentParser:
                         "values rounded from the float32 results)")
     p.add_argument("--compression", choices=COMPRESSIONS, default="none",
                    help="extract --format=hdf5: dataset compression (default none; lzf: ~10%% "
-                        "smaller, gzip ~17%%, both slower: README, Large dumps)")
+                        "smaller, gzip ~17%%, both slower: docs/outputs.md: large dumps)")
     p.add_argument("--no_space_check", action="store_true",
                    help="extract: skip the check that the output folder has room for the "
                         "expected output")
@@ -151,7 +156,7 @@ def parser() -> argparse.ArgumentParser:
                         "the main thread)")
     p.add_argument("--runner", choices=RUNNERS.names(), default="local",
                    help="extract: local (this machine, default) or ray (Ray Data: decoding "
-                        "tasks and engine actors on a Ray cluster; README: Scale out)")
+                        "tasks and engine actors on a Ray cluster; docs/scale_out.md)")
     p.add_argument("--ray_address", default=None,
                    help="--runner=ray: auto or HOST:PORT joins a running cluster (default: "
                         "start a local Ray sized to this machine)")
@@ -172,7 +177,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32 (default, checked); bf16 (CPU), fp16 (GPU) and int8 (CPU, or "
                         "GPU with --trt; calibrated, measured against fp32) are opt-in and "
-                        "less exact (README: Speed)")
+                        "less exact (docs/performance.md)")
     p.add_argument("--check", action="store_true",
                    help="compare the engine with the dygraph reference on a test batch "
                         "before this run (fp32: within 1e-4 relative, else stop); done "
@@ -183,7 +188,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--reduced_decode", action="store_true",
                    help="decode JPEGs at least twice the needed size at 1/2, 1/4 or 1/8 scale "
                         "(libjpeg's DCT scaling), then resize as usual: faster on large "
-                        "photos, not bit-exact (README: Speed)")
+                        "photos, not bit-exact (docs/performance.md)")
     p.add_argument("--output", help="diagram: output file; the suffix picks the format "
                    "(.dot, .png, .svg, .pdf; default resnet_N.png); export: the .onnx file or "
                    "the Paddle inference path prefix")

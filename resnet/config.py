@@ -3,6 +3,11 @@
 The CLI builds it from the flags (`from_args`), the Python API from keyword arguments
 (`RunConfig(job="extract", model=..., ...)`); jobs, runners and the engine read it and never
 write results back onto it. Field names are the CLI's flag names.
+
+Imports only `resnet.errors`: a RunConfig is built (and its fixed option lists checked)
+without Paddle, OpenCV or any registry's modules. The settings that name a registry entry
+(--format, --runner) are checked where that registry is used (jobs/extract.py, the runner's
+job), the one place each is checked.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ COMPRESSIONS = ("none", "lzf", "gzip")
 class RunConfig:
     job: str = "extract"
     model: str | None = None
+    arch: str | None = None
     layer_num: int | None = None
     variant: str | None = None
     data: str | None = None
@@ -107,14 +113,8 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise ResnetError(f"{name} must be 0 or more, got {value!r}")
-        from resnet.outputs import FORMATS
-        from resnet.runners import RUNNERS
-
-        for name, value, registry in (("format", self.format, FORMATS),
-                                      ("runner", self.runner, RUNNERS)):
-            if value not in registry:
-                raise ResnetError(f"unknown {name} {value!r}: choose one of "
-                                  f"{', '.join(registry.names())}")
+        # `format` and `runner` name registry entries: the job that loads the registry refuses
+        # an unknown name (naming the registered ones), so building a RunConfig stays light
 
     @classmethod
     def from_args(cls, namespace) -> "RunConfig":

@@ -73,11 +73,12 @@ def long_list(tmp_path_factory):
     return d / "list.txt"
 
 
-def readme_blocks(heading: str, lang: str = "python") -> list[str]:
-    """README's ```lang blocks under `heading` (the reader CI uses for the test command)."""
+def readme_blocks(heading: str, lang: str = "python", page: str = "README.md") -> list[str]:
+    """The ```lang blocks under `heading` of `page` (README.md or a docs/ page), read by the
+    reader CI uses for the test command."""
     from readme_block import blocks
 
-    return blocks(os.path.join(ROOT, "README.md"), heading, lang)
+    return blocks(os.path.join(ROOT, page), heading, lang)
 
 
 def write_jpeg(path, h=180, w=240, seed=0):

@@ -12,7 +12,7 @@ import resnet
 
 def test_readme_api_example_runs(tmp_path):
     shutil.copytree(EXAMPLES, tmp_path / "example")
-    r = subprocess.run([sys.executable, "-c", readme_blocks("## Python API")[0]],
+    r = subprocess.run([sys.executable, "-c", readme_blocks("## Python API", page="docs/api.md")[0]],
                        cwd=tmp_path, capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=ROOT))
     assert r.returncode == 0, r.stderr

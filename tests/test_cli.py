@@ -11,9 +11,9 @@ from conftest import EXAMPLES, run_cli, write_jpeg
 from reference import rel_err
 
 import resnet
+from resnet.models.preprocessing import V1
 from resnet.inputs import imaging
 from resnet.modelio.classes import class_name, imagenet_classes
-from resnet.modelio.mean import load_mean
 
 NAMES = ["cat.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg"]
 LAYERS = "res5_3_branch2c_bn,pool1,output"
@@ -32,7 +32,7 @@ def photos(tmp_path_factory):
 def expected(model50):
     """What the network gives for each photo, single and 10-crop, computed in-process."""
     net = resnet.load(model50, 50)
-    mean = load_mean(None)
+    mean = V1  # v1's preprocessing (a Recipe)
     layers = LAYERS.split(",")
     out = {}
     for multi in (False, True):

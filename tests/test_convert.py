@@ -24,6 +24,7 @@ from reference import rel_err
 
 from resnet.inputs import imaging
 from resnet.modelio import modelinfo, params
+from resnet.models.preprocessing import DEFAULT_BGR
 from resnet.runtime import network
 from resnet.errors import ResnetError
 from resnet.models import build
@@ -518,7 +519,9 @@ def test_model_json_drives_and_flags_win(zoo, image_list, tmp_path):
     assert spec.variant == "v1"
     spec, info = modelinfo.resolve(Namespace(model=str(tmp_path), layer_num=None, variant=None))
     assert (spec.layer_num, spec.variant, info) == (50, "v1", None)
-    assert isinstance(modelinfo.preprocessing(None, None), np.ndarray)  # v1 path untouched
+    v1 = modelinfo.preprocessing(None, None)  # v1's preprocessing: one value of the Recipe
+    assert (v1.origin, v1.channel_order, v1.scale, v1.resize_short_side, v1.crop) == \
+        ("v1", "BGR", 1.0, None, 224) and v1.mean == DEFAULT_BGR
     # an explicit --variant wins in both engines: the compiled one is built for it too
     outs = {}
     for eng in ("inference", "dygraph"):
@@ -559,6 +562,6 @@ def test_recipe_preprocessing_and_mean_override(tmp_path):
 
 
 def imaging_mean():
-    from resnet.modelio.mean import load_mean
+    from resnet.models.preprocessing import V1
 
-    return load_mean(None)
+    return V1

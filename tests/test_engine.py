@@ -10,19 +10,19 @@ from conftest import EXAMPLES, run_cli, write_jpeg
 from reference import rel_err
 
 import resnet
+from resnet.models.preprocessing import V1
 from resnet.common import cpu
 from resnet.runtime import engine
 from resnet.inputs import decoding as pipeline, imaging
 from resnet.modelio import params
 from resnet.errors import ImageError, ResnetError
 from resnet.inputs.lists import Item
-from resnet.modelio.mean import load_mean
 from resnet.models import build
 from resnet.runners.local import Writer
 
 
 def _batch():
-    mean = load_mean(None)
+    mean = V1  # v1's preprocessing (a Recipe)
     return np.concatenate([imaging.preprocess(os.path.join(EXAMPLES, n), mean)
                            for n in ("cat.jpg", "coffee.jpg", "rocket.jpg")])
 
@@ -216,7 +216,7 @@ def test_order_kept_with_many_workers_and_a_bad_file(model50, tmp_path):
     assert feats.images == [n for n in names if n != "broken.jpg"]
     assert (out / "failed.txt").read_text().startswith("broken.jpg\t")
     net = resnet.load(model50, 50)
-    mean = load_mean(None)
+    mean = V1  # v1's preprocessing (a Recipe)
     for i in (0, 7, 11):
         want = net.run(imaging.preprocess(str(tmp_path / f"p{i}.jpg"), mean), ["output"])
         row = feats.images.index(f"p{i}.jpg")
@@ -227,7 +227,7 @@ def test_order_kept_with_many_workers_and_a_bad_file(model50, tmp_path):
                                            ("thread", False)])
 def test_batched_in_order_with_bad_images(tmp_path, monkeypatch, kind, lockstep):
     monkeypatch.setenv(pipeline.DECODER_ENV, kind)
-    mean = load_mean(None)
+    mean = V1  # v1's preprocessing (a Recipe)
     items = []
     for i in range(11):
         path = str(tmp_path / f"{i}.jpg")
@@ -255,7 +255,7 @@ def test_batched_in_order_with_bad_images(tmp_path, monkeypatch, kind, lockstep)
 def test_lockstep_hands_out_a_batch_only_once_the_last_is_taken(tmp_path):
     """In lockstep the workers get nothing while the consumer holds a batch (its forward
     pass), then the next batch at once; otherwise they work ahead into the free slots."""
-    mean = load_mean(None)
+    mean = V1  # v1's preprocessing (a Recipe)
     items = [Item(f"{i}.jpg", write_jpeg(tmp_path / f"{i}.jpg", seed=i)) for i in range(7)]
     for lockstep, ahead, then in ((3, 0, 2), (0, 3, 3)):
         pool = pipeline._Processes(mean, False, 2, 6)
@@ -276,7 +276,7 @@ def test_lockstep_hands_out_a_batch_only_once_the_last_is_taken(tmp_path):
 def test_lockstep_tops_up_a_batch_a_bad_image_left_short(tmp_path):
     """A bad image leaves the consumer's batch one short: only that one is handed out, so
     the next batch still starts after the forward pass, not during it."""
-    mean = load_mean(None)
+    mean = V1  # v1's preprocessing (a Recipe)
     items = [Item(f"{i}.jpg", write_jpeg(tmp_path / f"{i}.jpg", seed=i)) for i in range(7)]
     open(items[0].path, "wb").write(b"not an image")
     pool = pipeline._Processes(mean, False, 2, 6)
@@ -295,13 +295,12 @@ def test_lockstep_tops_up_a_batch_a_bad_image_left_short(tmp_path):
 
 
 def test_lockstep_is_chosen_when_the_engine_takes_every_core(monkeypatch):
-    from resnet.jobs import _steps
-
-    monkeypatch.setattr(_steps, "usable_cores", lambda: 4)
-    assert _steps.decode_between_passes("cpu", 0)  # default --threads: every core
-    assert _steps.decode_between_passes("cpu", 4) and _steps.decode_between_passes("cpu", 8)
-    assert not _steps.decode_between_passes("cpu", 2)  # cores left over: decode beside it
-    assert not _steps.decode_between_passes("gpu", 0)  # the forward pass is the GPU's
+    monkeypatch.setattr(pipeline, "usable_cores", lambda: 4)
+    assert pipeline.decode_between_passes("cpu", 0)  # default --threads: every core
+    assert pipeline.decode_between_passes("cpu", 4) and pipeline.decode_between_passes("cpu", 8)
+    assert not pipeline.decode_between_passes("cpu", 2)  # cores left over: decode beside it
+    assert not pipeline.decode_between_passes("gpu", 0)  # the forward pass is the GPU's
+    monkeypatch.undo()
     # one worker per core in lockstep (the cores are idle then), half the cores otherwise
     assert pipeline.plan(100, None, 16, lockstep=True)[0] == min(8, cpu.usable_cores())
     assert pipeline.plan(100, None, 16)[0] == max(1, min(4, cpu.usable_cores() // 2))
@@ -310,7 +309,7 @@ def test_lockstep_is_chosen_when_the_engine_takes_every_core(monkeypatch):
 
 def test_a_crashing_decoder_costs_one_file(tmp_path):
     """A worker that dies (a decoder bug) fails the file in hand; the rest still come."""
-    mean = load_mean(None)
+    mean = V1  # v1's preprocessing (a Recipe)
     fifo = str(tmp_path / "hangs.jpg")  # a large PNG: the worker is still on it when killed
     big = np.zeros((4000, 6000, 3), np.uint8)
     big[::7] = 200

@@ -62,14 +62,15 @@ def test_every_layer_matches_reference_single_crop(model_factory, layer_num):
 @pytest.mark.parametrize("layer_num", [50, pytest.param(101, marks=pytest.mark.slow),
                                        pytest.param(152, marks=pytest.mark.slow)])
 def test_ten_crop_average_matches_reference(model_factory, layer_num, tmp_path):
-    from resnet.modelio.mean import load_mean, write_v1_mean
+    from resnet.modelio.mean import write_v1_mean
+    from resnet.modelio.modelinfo import preprocessing
 
     model = model_factory(layer_num)
     rng = np.random.default_rng(7)
     mean_arr = (rng.uniform(90, 130, (3, 224, 224))).astype(np.float32)  # not mirror-symmetric
     mean_path = str(tmp_path / "mean.meta")
     write_v1_mean(mean_path, mean_arr)
-    mean = load_mean(mean_path)
+    mean = preprocessing(None, mean_path)  # v1's recipe with the mean file
     bgr = cv2.imread(os.path.join(EXAMPLES, "coffee.jpg"))
     by_hand = _ten_crops_by_hand(bgr, mean_arr)
     crops = imaging.preprocess(os.path.join(EXAMPLES, "coffee.jpg"), mean, multi_crop=True)

@@ -3,6 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
+from resnet.models.preprocessing import V1
 from resnet.inputs import imaging
 from resnet.errors import ImageError
 
@@ -114,23 +115,20 @@ def test_reduced_decode_is_opt_in_and_close(tmp_path, monkeypatch):
     """Off: bit-for-bit the full decode. On: a large JPEG is decoded at 1/4 scale; the crops
     differ from the full path's by a few grey levels; small images are untouched; EXIF
     orientation is ignored on both paths."""
-    from resnet.modelio.mean import load_mean
 
-    mean = load_mean(None)
+    mean = V1  # v1's preprocessing (a Recipe)
     big = _photo(tmp_path / "big.jpg", 1800, 1200, orientation=6)
     small = _photo(tmp_path / "small.jpg", 400, 300)
-    monkeypatch.delenv(imaging.REDUCED_ENV, raising=False)
     full = imaging.preprocess(big, mean)
     full_small = imaging.preprocess(small, mean)
     assert imaging.decode(big).shape == (1200, 1800, 3)  # orientation 6 not applied
-    monkeypatch.setenv(imaging.REDUCED_ENV, "1")
     assert imaging.decode(big, (224, 224)).shape == (300, 450, 3)
-    reduced = imaging.preprocess(big, mean)
+    reduced = imaging.preprocess(big, mean, reduced=True)
     assert reduced.shape == full.shape
     diff = np.abs(reduced - full)
     assert 0 < diff.mean() < 1.5 and diff.max() < 40
-    np.testing.assert_array_equal(imaging.preprocess(small, mean), full_small)
-    ten = imaging.preprocess(big, mean, multi_crop=True)  # short side 256: 1/4 of 1200 = 300
+    np.testing.assert_array_equal(imaging.preprocess(small, mean, reduced=True), full_small)
+    ten = imaging.preprocess(big, mean, multi_crop=True, reduced=True)  # short side 256: 1/4 of 1200 = 300
     assert ten.shape == (10, 3, 224, 224)
 
 

@@ -20,7 +20,7 @@ from resnet.errors import ImageError, ResnetError
 from resnet.inputs import decoding, imaging
 from resnet.inputs.lists import Item, collect
 from resnet.jobs import JOBS
-from resnet.modelio.mean import load_mean
+from resnet.models.preprocessing import V1
 
 ENV = dict(os.environ, PYTHONPATH=ROOT)
 
@@ -153,7 +153,7 @@ def test_decoding_workers_skip_fifo_and_bomb_in_list_order(tmp_path, deadline):
     bad = {}
     start = time.monotonic()
     got = [it.key for batch, _ in decoding.batched(
-        items, load_mean(None), False, 2, lambda it, e: bad.setdefault(it.key, str(e)),
+        items, V1, False, 2, lambda it, e: bad.setdefault(it.key, str(e)),
         workers=2) for it in batch]
     assert time.monotonic() - start < 60
     assert got == ["a.jpg", "b.jpg"]
@@ -255,7 +255,7 @@ def test_sigterm_handler_is_installed_for_the_run_and_restored(monkeypatch):
 # --- item 15: README's Python API example as a plain script, and fed on stdin -----------------
 
 def test_readme_api_example_runs_as_a_script_and_on_stdin(tmp_path):
-    code = readme_blocks("## Python API")[0]
+    code = readme_blocks("## Python API", page="docs/api.md")[0]
     assert "__main__" not in code
     for how in ("file", "stdin"):
         work = tmp_path / how
@@ -412,7 +412,7 @@ def test_readme_pandas_example_extra_installs_pandas():
 
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
         extras = tomllib.load(f)["project"]["optional-dependencies"]
-    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    readme = open(os.path.join(ROOT, "docs", "outputs.md"), encoding="utf-8").read()
     head = readme[:readme.index("import pandas as pd")]
     extra = re.findall(r'pip install -e "\.\[(\w+)\]"', head)[-1]  # the hint above the example
     wanted = {re.split(r"[<>=\[]", r)[0] for r in extras[extra]}

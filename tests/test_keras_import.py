@@ -85,7 +85,9 @@ def test_extract_with_the_recipe_of_model_json(resnet50, tmp_path):
     info = json.loads((tmp_path / "m" / "model.json").read_text())
     assert info["preprocessing"] == {
         "channel_order": "BGR", "scale": 1.0, "mean": [103.939, 116.779, 123.68],
-        "std": [1.0, 1.0, 1.0], "resize_short_side": None, "crop": 224}
+        "std": [1.0, 1.0, 1.0], "resize_short_side": None, "crop": 224,
+        # model.json version 2 says the rest of the recipe too
+        "interpolation": "area", "resize": "direct", "ten_crop": {"short_side": 256, "crop": 224}}
     assert info["source"]["sha256"] == sha256_file(files["keras"])
     data = tmp_path / "photos.txt"
     data.write_text("".join(f"{p}\n" for p in PHOTOS))

@@ -15,7 +15,7 @@ import resnet
 from resnet.inputs import imaging
 from resnet.inputs.lists import Item
 from resnet.modelio import params
-from resnet.modelio.mean import load_mean
+from resnet.models.preprocessing import V1
 from resnet.models import build
 from resnet.outputs import FORMATS
 from resnet.runtime import engine
@@ -27,7 +27,7 @@ GLOBAL = {"avg": np.mean, "max": np.max}
 
 def _inputs(multi_crop):
     """Two photos, single crop; one photo's ten crops."""
-    mean = load_mean(None)
+    mean = V1
     return [imaging.preprocess(os.path.join(EXAMPLES, n), mean, multi_crop)
             for n in NAMES[:1 if multi_crop else 2]]
 
@@ -89,7 +89,7 @@ def photo_list(tmp_path_factory):
 @pytest.fixture(scope="module")
 def unpooled(model50):
     net = resnet.load(model50)
-    mean = load_mean(None)
+    mean = V1
     return {multi: [net.run(imaging.preprocess(os.path.join(EXAMPLES, n), mean, multi),
                             ["res5_3_branch2c_bn"])["res5_3_branch2c_bn"] for n in NAMES]
             for multi in (False, True)}
@@ -234,7 +234,7 @@ def test_readme_large_dumps_examples_run(model50, photo_list, tmp_path):
                  "--output_layer=res5_3_branch2c_bn", "--pool=avg", "--dtype=float16",
                  "--format=parquet")
     assert r.returncode == 0, r.stderr
-    pandas_block, faiss_block = readme_blocks("## Large dumps")
+    pandas_block, faiss_block = readme_blocks("## Large dumps", page="docs/outputs.md")
     code = pandas_block
     try:
         import faiss  # noqa: F401

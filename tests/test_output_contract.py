@@ -17,7 +17,7 @@ from runs import cmd, interrupt
 
 import resnet
 from resnet.inputs import imaging
-from resnet.modelio.mean import load_mean
+from resnet.models.preprocessing import V1
 from resnet.outputs import FORMATS
 from resnet.outputs.base import existing_outputs
 
@@ -49,7 +49,7 @@ def expected(model50, long_list):
     """The dygraph network's outputs for the good images of the list, computed here."""
     folder = os.path.dirname(long_list)
     names = [n for n in open(long_list).read().split() if not n.startswith("missing")]
-    batch = np.concatenate([imaging.preprocess(os.path.join(folder, n), load_mean(None))
+    batch = np.concatenate([imaging.preprocess(os.path.join(folder, n), V1)
                             for n in names])
     return names, resnet.load(model50).run(batch, LAYERS)
 

@@ -52,7 +52,7 @@ def test_first_run_extract_sh_uses_loud_demo_model(tmp_path):
     r = _run([str(project / "extract.sh"), "--use_gpu=0"], cwd=work)  # again: replaced
     assert r.returncode == 0, r.stderr
     # README's HDF5 snippet reads the file the Quick start made
-    snippet = readme_blocks("**`hdf5`** (default)")[0]
+    snippet = readme_blocks("**`hdf5`** (default)", page="docs/outputs.md")[0]
     assert "output_demo/features.h5" in snippet
     r = _run([sys.executable, "-c", snippet], cwd=work)
     assert r.returncode == 0, r.stderr

@@ -19,8 +19,10 @@ from resnet.modelio import modelinfo, params as params_io
 from resnet.common.files import sha256_file
 from resnet.errors import ResnetError
 from resnet.importers import IMPORTERS
-from resnet.models import build, depths
-from resnet.models.graph import BN_EPSILON, Spec, parse_branch
+from resnet.models import ARCHS, build, build_arch, depths
+from resnet.models.graph import Spec
+from resnet.models.ops import DEFAULT_EPS
+from resnet.models.resnet import parse_branch
 
 log = logging.getLogger("resnet")
 
@@ -33,7 +35,8 @@ POST_ACTIVATION = ("v1", "v1-pad1", "v1.5")
 
 
 class Style:
-    """One ecosystem's key naming: module path per node, parameter names, fc layout."""
+    """One ecosystem's key naming of a ResNet: module path per node, parameter names, fc
+    layout. Another family's naming subclasses it (`describes` and `module`)."""
 
     def __init__(self, name, stem, block, bn, fc_out_in, ignore=(), fc="fc", extra=None,
                  variants=POST_ACTIVATION, recipe=None):
@@ -42,6 +45,10 @@ class Style:
         self.extra = extra or {}  # other layers by node name (v2's input_bn, final_bn)
         self.variants = variants  # the networks these names can describe
         self.recipe = recipe  # the source's preprocessing, where it is not the importer's
+
+    def describes(self, spec: Spec) -> bool:
+        """Whether these names can name the spec's parameters."""
+        return spec.family.name == "resnet" and spec.variant in self.variants
 
     def module(self, node: str, block_index: dict) -> str:
         if node == "output":
@@ -85,7 +92,7 @@ STYLES = {
 def mapping(spec: Spec, style: Style) -> list[tuple[str, str, tuple, bool]]:
     """(v1 file name, foreign key, foreign shape, transposed) for every parameter of the spec."""
     blocks = [n.name[:-len("_addto")] for n in spec if n.op == "addto"]
-    index = {b: i for i, b in enumerate(blocks)}
+    index = {b: i for i, b in enumerate(blocks)} if spec.family.name == "resnet" else spec
     rows = []
     for node in spec:
         for suffix, shape in node.params():
@@ -118,39 +125,66 @@ def to_v1(state: dict, spec: Spec, style: Style) -> dict[str, np.ndarray]:
     return out
 
 
-def fit(state: dict, styles, layer_num: int | None, variants, path: str):
+#: checkpoint format -> the style names other families add to its importer's (a family's
+#: naming file registers them: importers/vgg_names.py)
+FAMILY_STYLES: dict[str, list[str]] = {}
+
+
+def styles_of(fmt: str, importer) -> list[str]:
+    return list(importer.styles) + FAMILY_STYLES.get(fmt, [])
+
+
+def fit(state: dict, styles, layer_num: int | None, variants, path: str,
+        arch: str | None = None):
     """(spec, style) that `state` fits exactly, or a ResnetError listing the first mismatches.
 
-    Without layer_num the depth is read off the checkpoint. `variants` are tried in order,
+    With `arch` only that architecture is tried. Otherwise, for ResNet names, the depth is
+    read off the checkpoint unless layer_num is given, and `variants` are tried in order,
     each with the styles that can name it (keys and shapes are the same in v1, v1-pad1 and
-    v1.5, so among those the variant is the importer's or the user's word).
+    v1.5, so among those the variant is the importer's or the user's word); the other
+    families' architectures are tried with their styles.
     """
     tried = []
 
     def candidates(depth_list):
+        if arch:
+            spec = build_arch(arch)
+            for style_name in styles:
+                if STYLES[style_name].describes(spec):
+                    yield spec, style_name
+            return
         for variant in variants:
             for depth in depth_list(variant):
                 for style_name in styles:
-                    if variant in STYLES[style_name].variants:
+                    if variant in STYLES[style_name].variants and \
+                            STYLES[style_name].describes(build(depth, variant)):
                         yield build(depth, variant), style_name
+        if layer_num is None:
+            for name, entry in ARCHS.items():
+                if entry.v1_spelling:
+                    continue
+                for style_name in styles:
+                    if STYLES[style_name].describes(entry.build()):
+                        yield entry.build(), style_name
 
     for spec, style_name in candidates(lambda v: [layer_num] if layer_num else depths(v)):
         problems = mismatches(state, spec, STYLES[style_name])
         if not problems:
             return spec, STYLES[style_name]
-        tried.append((len(problems), spec.layer_num, style_name, problems))
+        tried.append((len(problems), spec, style_name, problems))
     if not tried:
-        raise ResnetError(f"{path}: these checkpoints hold no {' or '.join(variants)} network")
-    _, depth, style_name, problems = min(tried, key=lambda t: t[0])
+        what = arch or " or ".join(variants)
+        raise ResnetError(f"{path}: these checkpoints hold no {what} network")
+    _, best, style_name, problems = min(tried, key=lambda t: t[0])
     hint = ""
-    if layer_num is not None:
+    if layer_num is not None and not arch:
         for spec, s in candidates(depths):
             if spec.layer_num != layer_num and not mismatches(state, spec, STYLES[s]):
                 hint = f" (it fits ResNet-{spec.layer_num}: pass --layer_num={spec.layer_num})"
                 break
     shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5
                                        else "")
-    raise ResnetError(f"{path}: does not fit ResNet-{depth} ({style_name} names): "
+    raise ResnetError(f"{path}: does not fit {best.family.short(best)} ({style_name} names): "
                       f"{len(problems)} mismatches: {shown}{hint}")
 
 
@@ -175,7 +209,7 @@ def fold_conv_biases(state: dict, path: str, mean_after) -> dict:
 def variance_for_v1_eps(var, eps: float) -> np.ndarray:
     """The variance that makes a batch norm with v1's eps (1e-5) compute what one with `eps`
     computes: var + eps - 1e-5, exactly."""
-    return (np.asarray(var, np.float32) + np.float32(eps - BN_EPSILON)).astype(np.float32)
+    return (np.asarray(var, np.float32) + np.float32(eps - DEFAULT_EPS)).astype(np.float32)
 
 
 # ------------------------------------------------------------------ reading checkpoints
@@ -184,19 +218,14 @@ def variance_for_v1_eps(var, eps: float) -> np.ndarray:
 def largest_param() -> int:
     """Values in the largest parameter of any network this project builds: a checkpoint
     tensor larger than that fits none of them, so readers refuse one before reading it."""
-    from resnet.models import variants
-
-    return max(int(np.prod(shape)) for v in variants() for d in depths(v)
-               for _, shape in build(d, v).param_files())
+    return max(int(np.prod(shape)) for _, arch in ARCHS.items()
+               for _, shape in arch.build().param_files())
 
 
 @functools.cache
 def largest_model() -> int:
-    """Parameter values of the largest network this project builds (ResNet-152)."""
-    from resnet.models import variants
-
-    return max(sum(int(np.prod(shape)) for _, shape in build(d, v).param_files())
-               for v in variants() for d in depths(v))
+    """Parameter values of the largest network this project builds."""
+    return max(arch.build().param_count() for _, arch in ARCHS.items())
 
 
 def max_tensor_bytes() -> int:
@@ -279,23 +308,31 @@ def read_checkpoint(fmt: str, path: str) -> dict[str, np.ndarray]:
 
 
 def convert(fmt: str, path: str, out_dir: str, layer_num: int | None = None,
-            variant: str | None = None, overwrite: bool = False) -> modelinfo.ModelInfo:
-    """Convert one checkpoint; returns what was written to OUT_DIR/model.json."""
+            variant: str | None = None, overwrite: bool = False,
+            arch: str | None = None) -> modelinfo.ModelInfo:
+    """Convert one checkpoint; returns what was written to OUT_DIR/model.json. The
+    architecture is detected from the names and shapes unless `arch` (or a ResNet's
+    layer_num / variant) says it."""
     importer = IMPORTERS[fmt]  # an unknown format: one line naming the registered ones
     variants = (variant,) if variant else getattr(importer, "variants", ("v1.5",))
+    if arch:  # an unknown name, or one mixed with the v1 spellings, fails before reading
+        from resnet.models import select
+
+        select(arch, layer_num, variant)
     for v in variants:  # an unsupported depth or variant fails before reading
         build(layer_num or 50, v)
     check_out_dir(out_dir, overwrite)
     state = read_checkpoint(fmt, path)
-    spec, style = fit(state, importer.styles, layer_num, variants, path)
+    spec, style = fit(state, styles_of(fmt, importer), layer_num, variants, path, arch)
     values = to_v1(state, spec, style)
     keys = {name: key for name, key, _, _ in mapping(spec, style)}
     params_io.check_values(spec, values, lambda name: f"{path}: {keys[name]}")
+    spelling = ARCHS[spec.arch].v1_spelling or (None, None)
     info = modelinfo.ModelInfo(
-        spec.layer_num, spec.variant,
-        style.recipe or getattr(importer, "recipe", modelinfo.IMAGENET_RGB),
+        *spelling, style.recipe or getattr(importer, "recipe", modelinfo.IMAGENET_RGB),
         "imagenet",
         {"format": fmt, "names": style.name, "file": os.path.basename(path),
-         "sha256": sha256_file(path)})
+         "sha256": sha256_file(path), **getattr(style, "source", {})},
+        spec.arch)
     write_model(out_dir, spec, values, info, overwrite)
     return info

@@ -1,6 +1,10 @@
-"""From `--data` to network input: image lists and directory trees (lists), decoding and
-v1 / recipe preprocessing with OpenCV (imaging), and the pool of decoding worker processes
-that delivers crops in list order with memory bounded (decoding).
+"""From `--data` to network input: what an image name is and how many crops multi-crop
+takes (facts: no OpenCV), objects in storage (remote), image lists and directory trees
+(lists), decoding and recipe preprocessing with OpenCV (imaging), the pool of decoding
+worker processes that delivers crops in list order with memory bounded (decoding), and the
+int8 calibration images (calibration).
 
-Imports `resnet.models` (input size), `resnet.modelio` (recipes), `resnet.common`; never Paddle.
+Inside: facts < remote < imaging < lists < decoding, calibration. Imports `resnet.models`
+(recipes), `resnet.common`, `resnet.errors`; never Paddle. Settings such as
+--reduced_decode come as arguments (workers get them with their pickled settings).
 """

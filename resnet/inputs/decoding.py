@@ -46,8 +46,8 @@ import numpy as np
 
 from resnet.common.cpu import usable_cores
 from resnet.errors import ImageError, ResnetError
-from resnet.inputs.imaging import CROPS, preprocess
-from resnet.models.graph import INPUT_SIZE
+from resnet.inputs.facts import CROPS
+from resnet.inputs.imaging import preprocess
 
 DECODER_ENV = "RESNET_DECODER"
 SLOT_BYTES = 256 << 20  # the shared ring's ceiling; 10-crop images are 6 MB each
@@ -60,6 +60,12 @@ def default_workers(lockstep: bool = False) -> int:
     return max(1, min(8, usable_cores())) if lockstep else max(1, min(4, usable_cores() // 2))
 
 
+def decode_between_passes(device: str, threads: int) -> bool:
+    """Whether decoding waits for the forward passes: yes where the engine has a thread on
+    every core (a CPU engine with the default --threads), which leaves none for decoding."""
+    return device == "cpu" and not 0 < threads < usable_cores()
+
+
 def _decoder_kind() -> str:
     kind = os.environ.get(DECODER_ENV, "process").strip().lower()
     if kind not in ("process", "thread"):
@@ -67,10 +73,10 @@ def _decoder_kind() -> str:
     return kind if os.name == "posix" else "thread"  # workers get descriptors (pass_fds)
 
 
-def crops_or_error(path, mean, multi_crop):
+def crops_or_error(path, mean, multi_crop, reduced=False):
     """Crops of one image, or the ImageError saying why not (any decoder failure is one)."""
     try:
-        return preprocess(path, mean, multi_crop)
+        return preprocess(path, mean, multi_crop, reduced)
     except ImageError as e:
         return e
     except Exception as e:  # e.g. cv2.error or MemoryError on a hostile file: this file only
@@ -93,13 +99,14 @@ def _child(conn_fd: int, ring_fd: int) -> None:
     ring = mmap.mmap(ring_fd, os.fstat(ring_fd).st_size)
     os.close(ring_fd)
     length = _HEADER.unpack_from(ring)[0]
-    slot_size, slots_n, mean, multi_crop = pickle.loads(ring[_HEADER.size:_HEADER.size + length])
+    slot_size, slots_n, mean, multi_crop, reduced = pickle.loads(
+        ring[_HEADER.size:_HEADER.size + length])
     slots = np.frombuffer(ring, np.float32, slots_n * slot_size,
                           _slots_offset(length)).reshape(slots_n, slot_size)
-    _serve(conn, slots, slot_size, mean, multi_crop)
+    _serve(conn, slots, slot_size, mean, multi_crop, reduced)
 
 
-def _serve(conn, slots, slot_size, mean, multi_crop) -> None:
+def _serve(conn, slots, slot_size, mean, multi_crop, reduced=False) -> None:
     conn.send((None, "ready", None))
     while True:
         try:
@@ -109,7 +116,7 @@ def _serve(conn, slots, slot_size, mean, multi_crop) -> None:
         if task is None:
             return
         seq, path, slot = task
-        out = crops_or_error(path, mean, multi_crop)
+        out = crops_or_error(path, mean, multi_crop, reduced)
         if isinstance(out, ImageError):
             conn.send((seq, "error", str(out)))
         elif out.size <= slot_size:
@@ -171,12 +178,12 @@ class _Worker:
 class _Processes:
     """Worker processes sharing a ring of slots; `ordered` yields results in list order."""
 
-    def __init__(self, mean, multi_crop, workers, prefetch):
+    def __init__(self, mean, multi_crop, workers, prefetch, reduced=False):
         crops = CROPS if multi_crop else 1
-        size = getattr(mean, "crop", INPUT_SIZE)
+        size = mean.crop
         self.slot_size = crops * 3 * size * size
         self.slots_n = max(2, min(prefetch, SLOT_BYTES // (4 * self.slot_size)))
-        settings = pickle.dumps((self.slot_size, self.slots_n, mean, multi_crop),
+        settings = pickle.dumps((self.slot_size, self.slots_n, mean, multi_crop, reduced),
                                 pickle.HIGHEST_PROTOCOL)
         offset = _slots_offset(len(settings))
         self.ring_fd = _shared_file(offset + 4 * self.slots_n * self.slot_size)
@@ -310,20 +317,22 @@ def _noop():
     pass
 
 
-def _ordered_threads(items, mean, multi_crop, workers, prefetch):
+def _ordered_threads(items, mean, multi_crop, workers, prefetch, reduced=False):
     """The thread-pool variant: useful where a process cannot be started."""
     with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
         pending = deque()
         it = iter(items)
         for item in it:
-            pending.append((item, pool.submit(crops_or_error, item.path, mean, multi_crop)))
+            pending.append((item, pool.submit(crops_or_error, item.path, mean, multi_crop,
+                                              reduced)))
             if len(pending) >= prefetch:
                 break
         while pending:
             item, fut = pending.popleft()
             nxt = next(it, None)
             if nxt is not None:
-                pending.append((nxt, pool.submit(crops_or_error, nxt.path, mean, multi_crop)))
+                pending.append((nxt, pool.submit(crops_or_error, nxt.path, mean, multi_crop,
+                                                 reduced)))
             yield item, fut.result(), _noop
 
 
@@ -338,24 +347,27 @@ def plan(items_count: int, workers, batch_size: int, lockstep: bool = False) -> 
 class Decoders:
     """The decoding workers of one run, started early (about 0.3 s each) so they warm up
     while the engine loads; `batched` uses them, `close` stops them. `lockstep`: the engine
-    takes every core, so worker processes decode between its forward passes (module doc)."""
+    takes every core, so worker processes decode between its forward passes (module doc).
+    `reduced`: --reduced_decode, handed to the workers with the preprocessing."""
 
     def __init__(self, preprocessing, multi_crop, batch_size, workers, items_count,
-                 lockstep: bool = False):
+                 lockstep: bool = False, reduced: bool = False):
         self.preprocessing, self.multi_crop = preprocessing, bool(multi_crop)
+        self.reduced = bool(reduced)
         self.batch_size, self.lockstep = batch_size, lockstep
         self.workers, self.prefetch = plan(items_count, workers, batch_size, lockstep)
         self.kind = _decoder_kind() if self.workers > 0 else "inline"
-        self.pool = (_Processes(preprocessing, multi_crop, self.workers, self.prefetch)
-                     if self.kind == "process" else None)
+        self.pool = (_Processes(preprocessing, multi_crop, self.workers, self.prefetch,
+                                self.reduced) if self.kind == "process" else None)
 
     def ordered(self, items):
         """(item, crops | ImageError, release) in list order."""
-        mean, multi = self.preprocessing, self.multi_crop
+        mean, multi, reduced = self.preprocessing, self.multi_crop, self.reduced
         if self.kind == "inline":  # for debugging, and nothing to do for an empty list
-            return ((item, crops_or_error(item.path, mean, multi), _noop) for item in items)
+            return ((item, crops_or_error(item.path, mean, multi, reduced), _noop)
+                    for item in items)
         if self.kind == "thread":
-            return _ordered_threads(items, mean, multi, self.workers, self.prefetch)
+            return _ordered_threads(items, mean, multi, self.workers, self.prefetch, reduced)
         return self.pool.ordered(items, self.batch_size if self.lockstep else 0)
 
     def batched(self, items, on_error):

@@ -1,25 +1,26 @@
-"""Decoding and v1 preprocessing: BGR, CHW, float32, minus the mean, no scaling.
+"""Decoding, and preprocessing by a model card's Recipe (models/preprocessing.py).
 
-Single crop resizes straight to 224x224; multi-crop resizes the short side to 256 and takes
-v1's 10 crops (4 corners, centre, then the same 5 mirrored), subtracting the mean from each
-crop after cropping and mirroring, as v1 did.
+Every recipe is one code path: resize (straight to the input size, or the short side then a
+centre crop), channel order, x scale, minus the mean, divided by std. v1's own (BGR minus
+the mean, straight to 224x224) is one recipe. Multi-crop resizes the short side to the
+recipe's ten-crop size (256 for 224) and takes v1's 10 crops (4 corners, centre, then the
+same 5 mirrored), subtracting the mean from each crop after cropping and mirroring, as v1
+did.
 """
 from __future__ import annotations
 
 import os
 import stat
 import sys
+from dataclasses import replace
 
 import numpy as np
 
 from resnet.errors import ImageError, file_error, first_line
 from resnet.inputs.remote import is_uri, read_bytes
-from resnet.models.graph import INPUT_SIZE
+from resnet.models.preprocessing import V1, Recipe
 
 SHORT_SIDE = 256
-CROPS = 10
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
-                    ".pbm", ".jp2")
 
 #: Images with more pixels are refused before their pixels are decoded (decompression bombs);
 #: RESNET_MAX_PIXELS overrides it.
@@ -32,7 +33,11 @@ def _cap_opencv() -> bool:
     PFM, PAM, ...): OpenCV checks it between reading a header and allocating the pixels, for
     every format. It reads the setting once, when it is loaded, so it goes into the
     environment before `import cv2` (decoding processes inherit it). Returns whether this
-    process's OpenCV has the cap: not if it was loaded before, without the setting."""
+    process's OpenCV has the cap: not if it was loaded before, without the setting.
+
+    The one write into os.environ in the package's inputs: not a way to pass a setting
+    between parts of the program, but a process-start setting OpenCV reads from the
+    environment only (it has no API for it)."""
     before = os.environ.get(OPENCV_PIXELS_ENV)
     os.environ[OPENCV_PIXELS_ENV] = str(MAX_PIXELS)
     if "cv2" not in sys.modules:
@@ -53,15 +58,10 @@ cv2.setNumThreads(1)  # decoding runs in parallel workers; nested OpenCV threads
 
 #: `--reduced_decode` (opt-in): JPEGs at least twice the size the resize needs are decoded at
 #: 1/2, 1/4 or 1/8 scale in the DCT (libjpeg's scaling, through OpenCV's IMREAD_REDUCED_*),
-#: then resized as usual. Not bit-exact (README: Speed); set in the environment so decoding
-#: workers and Ray tasks see the same choice.
-REDUCED_ENV = "RESNET_REDUCED_DECODE"
+#: then resized as usual. Not bit-exact (docs/performance.md). A parameter of preprocess(): the
+#: decoding workers get it with their pickled settings, Ray tasks as an argument.
 _REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
                   8: cv2.IMREAD_REDUCED_COLOR_8}
-
-
-def reduced_decoding() -> bool:
-    return os.environ.get(REDUCED_ENV, "") not in ("", "0")
 
 
 def _reduction(size, at_least) -> int:
@@ -181,20 +181,28 @@ def _header_size(raw: np.ndarray):
         return None
 
 
-def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
+#: OpenCV's filter for each recipe interpolation, (shrinking, enlarging)
+_FILTERS = {"area": (cv2.INTER_AREA, cv2.INTER_LINEAR),
+            "bilinear": (cv2.INTER_LINEAR, cv2.INTER_LINEAR),
+            "nearest": (cv2.INTER_NEAREST, cv2.INTER_NEAREST),
+            "bicubic": (cv2.INTER_CUBIC, cv2.INTER_CUBIC)}
+
+
+def _resize(img: np.ndarray, width: int, height: int, interpolation: str = "area") -> np.ndarray:
     shrinking = width * height < img.shape[0] * img.shape[1]
     return cv2.resize(img, (width, height),
-                      interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+                      interpolation=_FILTERS[interpolation][0 if shrinking else 1])
 
 
-def resize_short_side(img: np.ndarray, short: int = SHORT_SIDE) -> np.ndarray:
+def resize_short_side(img: np.ndarray, short: int = SHORT_SIDE,
+                      interpolation: str = "area") -> np.ndarray:
     """Resize so the short side is `short`, aspect kept, sizes rounded as v1's image_util."""
     h, w = img.shape[:2]
     scale = short / float(min(h, w))
-    return _resize(img, int(round(w * scale)), int(round(h * scale)))
+    return _resize(img, int(round(w * scale)), int(round(h * scale)), interpolation)
 
 
-def crop_offsets(h: int, w: int, size: int = INPUT_SIZE) -> list[tuple[int, int]]:
+def crop_offsets(h: int, w: int, size: int = 224) -> list[tuple[int, int]]:
     """(top, left) of v1's five crops: top-left, top-right, bottom-left, bottom-right, centre."""
     return [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size),
             (int(h / 2.0 - size / 2.0), int(w / 2.0 - size / 2.0))]
@@ -202,7 +210,7 @@ def crop_offsets(h: int, w: int, size: int = INPUT_SIZE) -> list[tuple[int, int]
 
 def _minus_mean(out: np.ndarray, planes, top: int, left: int, mean: np.ndarray,
                 mirror: bool = False) -> None:
-    """out (3, S, S) = the crop of the BGR planes at (top, left), mirrored if asked, minus the
+    """out (3, S, S) = the crop of the planes at (top, left), mirrored if asked, minus the
     mean: per plane straight from uint8, about 6x faster than a float CHW transpose first."""
     size = out.shape[-1]
     for ch, plane in enumerate(planes):
@@ -210,70 +218,48 @@ def _minus_mean(out: np.ndarray, planes, top: int, left: int, mean: np.ndarray,
         np.subtract(crop[:, ::-1] if mirror else crop, mean[ch], out=out[ch], dtype=np.float32)
 
 
-def single_crop(img: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """(1, 3, 224, 224) float32: resized straight to 224x224, minus the mean."""
-    out = np.empty((1, 3, INPUT_SIZE, INPUT_SIZE), dtype=np.float32)
-    _minus_mean(out[0], cv2.split(_resize(img, INPUT_SIZE, INPUT_SIZE)), 0, 0, mean)
-    return out
-
-
-def ten_crops(img: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """(10, 3, 224, 224) float32: v1's oversample() on the short-side-256 image, minus the mean
-    (after cropping and mirroring, as v1)."""
-    resized = resize_short_side(img)
+def crops(img: np.ndarray, recipe: Recipe, multi_crop: bool = False) -> np.ndarray:
+    """(crops, 3, S, S) float32, S the recipe's input size: one centre crop (the whole image
+    resized when the recipe resizes straight to S), or with `multi_crop` v1's 10 crops of the
+    image resized to the recipe's ten-crop short side."""
+    size, how = recipe.crop, recipe.interpolation
+    short = recipe.ten_crop_short_side if multi_crop else recipe.resize_short_side
+    resized = resize_short_side(img, short, how) if short else _resize(img, size, size, how)
     planes = cv2.split(resized)
-    out = np.empty((CROPS, 3, INPUT_SIZE, INPUT_SIZE), dtype=np.float32)
-    for k, (top, left) in enumerate(crop_offsets(*resized.shape[:2])):
-        _minus_mean(out[k], planes, top, left, mean)
-        _minus_mean(out[k + 5], planes, top, left, mean, mirror=True)
-    return out
-
-
-def recipe_crops(img: np.ndarray, recipe, multi_crop: bool = False) -> np.ndarray:
-    """(crops, 3, crop, crop) float32 by a model.json recipe (resnet.modelio.modelinfo.Recipe).
-
-    The torchvision / paddle.vision evaluation transform: short side resized, centre crop at
-    round((h - crop) / 2), channel order, x scale, minus mean, divided by std. With
-    `multi_crop`, v1's 10 crops of that image instead (short side 256 if the recipe has none).
-    """
-    size = recipe.crop
-    short = recipe.resize_short_side or (SHORT_SIDE if multi_crop else None)
-    resized = resize_short_side(img, short) if short else _resize(img, size, size)
     if recipe.channel_order == "RGB":
-        resized = resized[:, :, ::-1]
-    chw = resized.transpose(2, 0, 1)
+        planes = planes[::-1]
     h, w = resized.shape[:2]
     offsets = (crop_offsets(h, w, size) if multi_crop
                else [(int(round((h - size) / 2.0)), int(round((w - size) / 2.0)))])
-    out = np.empty((2 * len(offsets) if multi_crop else 1, 3, size, size), dtype=np.float32)
+    n = len(offsets)
+    out = np.empty((2 * n if multi_crop else 1, 3, size, size), dtype=np.float32)
+    # v1's arithmetic (uint8 minus the mean) when there is nothing else to apply
+    mean = recipe.mean_array if recipe.plain else np.zeros((3, 1, 1), np.float32)
     for k, (top, left) in enumerate(offsets):
-        out[k] = chw[:, top:top + size, left:left + size]
+        _minus_mean(out[k], planes, top, left, mean)
         if multi_crop:
-            out[k + len(offsets)] = out[k, :, :, ::-1]
-    out *= np.float32(recipe.scale)
-    out -= recipe.mean_array
-    out /= recipe.std_array
+            _minus_mean(out[k + n], planes, top, left, mean, mirror=True)
+    if not recipe.plain:
+        out *= np.float32(recipe.scale)
+        out -= recipe.mean_array
+        out /= recipe.std_array
     return out
 
 
-def preprocess(path: str, mean, multi_crop: bool = False) -> np.ndarray:
-    """Decode `path` and return its crops, shaped (crops, 3, 224, 224).
-
-    `mean` is v1's mean array, or a model.json Recipe (resnet.modelio.modelinfo) for converted models.
-    """
-    img = decode(path, needed_size(mean, multi_crop) if reduced_decoding() else None)
-    if not isinstance(mean, np.ndarray):
-        return recipe_crops(img, mean, multi_crop)
-    return ten_crops(img, mean) if multi_crop else single_crop(img, mean)
+def single_crop(img: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """(1, 3, 224, 224) float32: v1's single crop (straight to 224x224, minus `mean`)."""
+    return crops(img, replace(V1, mean_override=mean))
 
 
-def needed_size(mean, multi_crop: bool):
-    """What the resize of this preprocessing reads: a short side (int) or (w, h)."""
-    if isinstance(mean, np.ndarray):
-        return SHORT_SIDE if multi_crop else (INPUT_SIZE, INPUT_SIZE)
-    short = mean.resize_short_side or (SHORT_SIDE if multi_crop else None)
-    return short or (mean.crop, mean.crop)
+def ten_crops(img: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """(10, 3, 224, 224) float32: v1's oversample() on the short-side-256 image, minus `mean`
+    (after cropping and mirroring, as v1)."""
+    return crops(img, replace(V1, mean_override=mean), multi_crop=True)
 
 
-def is_image_name(path: str) -> bool:
-    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
+def preprocess(path: str, recipe: Recipe, multi_crop: bool = False,
+               reduced: bool = False) -> np.ndarray:
+    """Decode `path` and return its crops, shaped (crops, 3, S, S); `reduced`: --reduced_decode
+    (a large JPEG decoded at reduced scale in the DCT)."""
+    img = decode(path, recipe.resize_target(multi_crop) if reduced else None)
+    return crops(img, recipe, multi_crop)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from resnet.errors import ImageError, ResnetError
 from resnet.inputs import remote
-from resnet.inputs.imaging import is_image_name
+from resnet.inputs.facts import is_image_name
 
 _LABELLED = re.compile(r"^(.*\S)\s+(-?\d+)$")
 #: labels are stored as 64-bit integers (HDF5 i8, Parquet int64)

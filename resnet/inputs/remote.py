@@ -16,6 +16,7 @@ import re
 import threading
 
 from resnet.errors import ImageError, ResnetError, first_line
+from resnet.inputs.facts import is_image_name
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")  # 2+ letters: C:\ or C:/ is a path
 _ENDPOINT_VARS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
@@ -99,8 +100,6 @@ def list_images(uri: str) -> list[str]:
     The order is a local copy's walk (each folder's images by name, then its subfolders by
     name), so a tree gives the same rows from storage as from disk.
     """
-    from resnet.inputs.imaging import is_image_name
-
     found = []
     for rel, is_file in _entries(uri):
         parts = rel.split("/")

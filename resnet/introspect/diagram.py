@@ -1,15 +1,15 @@
 """Network diagrams, read from the one network spec.
 
-Diagram: one node per v1 layer, labelled with its name, type and output shape (C x H x W);
-edges follow the data flow, so every `addto` gets two: its shortcut and its `branch2c_bn`.
-Each stage res2..res5 is a cluster. Layers named in `highlight` (`--output_layer`) get a
-thick red border and a yellow fill, so a user sees where their features come from.
+Diagram: one node per layer, labelled with its name, type and output shape (C x H x W);
+edges follow the data flow, so a ResNet `addto` gets two: its shortcut and its branch. The
+family groups layers into clusters (a ResNet's stages res2..res5, a VGG's five blocks).
+Layers named in `highlight` (`--output_layer`) get a thick red border and a yellow fill, so
+a user sees where their features come from.
 
-Compact (`compact=True`, `--compact`): in each stage blocks 1 (the projection block) and 2
-(the pattern of an identity block) stay in full and every run of the remaining identity
-blocks becomes one summary node, e.g. "res4_3 … res4_23 (21 identity blocks)". A block
-holding a highlighted layer always stays expanded, splitting the run around it.
-ResNet-152 goes from 364 nodes to 74 (so do 50 and 101: 126 and 245 to 74).
+Compact (`compact=True`, `--compact`): the family folds repeated units into summary nodes
+(a ResNet's identity blocks after the second of each stage, e.g. "res4_3 … res4_23 (21
+identity blocks)"); a unit holding a highlighted layer always stays expanded, splitting the
+run around it. Families with nothing to fold (VGG) draw the same picture either way.
 
 Rendering needs the Graphviz `dot` binary (Debian: `apt-get install graphviz`); the `.dot`
 source is always written next to the rendered file. Without `dot` the `.dot` is still written
@@ -23,12 +23,10 @@ from __future__ import annotations
 import html
 import logging
 import os
-from typing import NamedTuple
-
 from resnet.common.files import atomic_path, atomic_write
 from resnet.errors import ResnetError
 from resnet.introspect.table import shape_text, title
-from resnet.models.graph import Spec, block_of
+from resnet.models.graph import Spec
 
 #: Output suffixes `render` understands, and the Graphviz format each one asks for.
 FORMATS = {".dot": None, ".png": "png", ".svg": "svg", ".pdf": "pdf"}
@@ -42,46 +40,6 @@ log = logging.getLogger("resnet")
 
 class GraphvizMissing(ResnetError):
     """The `dot` binary is not on PATH; the `.dot` source was written anyway."""
-
-
-def _stages(spec: Spec) -> dict:
-    """{stage: its last layer} for res2..res5: block count and output shape read from it."""
-    return {block_of(n.name)[0]: n for n in spec if block_of(n.name)}
-
-
-def _collapsed(spec: Spec, highlight: set) -> dict:
-    """{(stage, block): Fold} for the identity blocks that compact mode folds away."""
-    keep = {block_of(name) for name in highlight if block_of(name)}
-    folded = {}
-    for stage, last in _stages(spec).items():
-        run: list[int] = []
-        for j in list(range(3, block_of(last.name)[1] + 1)) + [None]:  # None flushes the run
-            if j is not None and (stage, j) not in keep:
-                run.append(j)
-                continue
-            if run:
-                fold = Fold(stage, run[0], run[-1])
-                folded.update({(stage, b): fold for b in run})
-            run = []
-    return folded
-
-
-class Fold(NamedTuple):
-    """A run of identity blocks first..last of one stage, drawn as one summary node."""
-
-    stage: int
-    first: int
-    last: int
-
-    @property
-    def id(self) -> str:
-        first, last = f"res{self.stage}_{self.first}", f"res{self.stage}_{self.last}"
-        return first if first == last else f"{first} … {last}"
-
-    def label(self, spec: Spec) -> str:
-        n = self.last - self.first + 1
-        out = spec[f"res{self.stage}_{self.last}_addto"].shape
-        return _label(self.id, f"{n} identity block{'s' * (n > 1)}", shape_text(out))
 
 
 def _label(title: str, *lines: str, note: str = "") -> str:
@@ -99,23 +57,29 @@ def diagram(spec: Spec, highlight=(), compact: bool = False):
     import graphviz
 
     marked = set(spec.check_layers(list(highlight))) if highlight else set()
-    folded = _collapsed(spec, marked) if compact else {}
+    family = spec.family
+    folded = family.folds(spec, marked) if compact else {}
 
     def ident(name):
-        fold = folded.get(block_of(name))
+        fold = folded.get(name)
         return fold.id if fold else name
 
-    # Consecutive layers of one stage form a group; the stem and the head have stage None.
+    # Consecutive layers of one cluster form a group; layers outside every cluster (a
+    # ResNet's stem and head) have cluster None.
     groups: list[tuple] = []
+    members: dict = {}
     seen = set()
     for node in spec:
+        cluster = family.cluster_of(node.name)
+        if cluster is not None:
+            members.setdefault(cluster, []).append(node.name)
         nid = ident(node.name)
         if nid in seen:
             continue
         seen.add(nid)
-        fold = folded.get(block_of(node.name))
+        fold = folded.get(node.name)
         if fold:
-            item = (nid, fold.label(spec),
+            item = (nid, _label(fold.id, fold.text, shape_text(spec[fold.last].shape)),
                     {"shape": "box3d", "style": "filled", "fillcolor": "#f3f3f3"})
         else:
             attrs, note = {"fillcolor": node.operation.fill}, ""
@@ -123,50 +87,49 @@ def diagram(spec: Spec, highlight=(), compact: bool = False):
                 attrs.update(HIGHLIGHT)
                 note = "--output_layer"
             item = (nid, _label(node.name, node.kind, shape_text(node.shape), note=note), attrs)
-        stage = (block_of(node.name) or (None,))[0]
-        if not groups or groups[-1][0] != stage:
-            groups.append((stage, []))
+        if not groups or groups[-1][0] != cluster:
+            groups.append((cluster, []))
         groups[-1][1].append(item)
 
     heading = title(spec) + (", compact" if compact else "")
-    g = graphviz.Digraph(f"resnet_{spec.layer_num}", comment=heading)
+    g = graphviz.Digraph(family.stem(spec), comment=heading)
     g.attr(label=heading, labelloc="t", fontsize="20", fontname="Helvetica", newrank="true")
     g.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="11")
     g.attr("edge", arrowsize="0.6")
-    for stage, items in groups:
-        if stage is None:
+    for cluster, items in groups:
+        if cluster is None:
             for nid, label, attrs in items:
                 g.node(nid, label, **attrs)
             continue
-        last = _stages(spec)[stage]
-        with g.subgraph(name=f"cluster_res{stage}") as c:
-            c.attr(label=f"res{stage}: {block_of(last.name)[1]} blocks, {shape_text(last.shape)}",
+        with g.subgraph(name=f"cluster_{cluster}") as c:
+            c.attr(label=family.cluster_label(spec, cluster, members[cluster]),
                    style="rounded,filled", fillcolor="#fafafa", color="#999999",
                    fontname="Helvetica", fontsize="14", labeljust="l")
             for nid, label, attrs in items:
                 c.node(nid, label, **attrs)
 
-    # Layout: the stages stand side by side as columns, not as one very tall strip. Edges into
-    # a new stage do not constrain the ranks, the stages' first layers share a rank, and
-    # invisible edges from the stem (pool1) order the columns res2 | res3 | res4 | res5.
+    # Layout: the clusters stand side by side as columns, not as one very tall strip. Edges
+    # into a new cluster do not constrain the ranks, the clusters' first layers share a rank,
+    # and invisible edges from the layer before the first cluster order the columns.
     edges = set()
     for node in spec:
-        dst, stage = ident(node.name), block_of(node.name)
+        dst, here = ident(node.name), family.cluster_of(node.name)
         for name in node.inputs:
             src = ident(name)
             if src == dst or (src, dst) in edges:
                 continue
             edges.add((src, dst))
-            before = block_of(name)
-            jump = stage and before and before[0] != stage[0]
+            before = family.cluster_of(name)
+            jump = here is not None and before is not None and before != here
             g.edge(src, dst, **({"constraint": "false", "color": "#555555"} if jump else {}))
-    tops = [f"res{stage}_1_branch2a_conv" for stage, _ in groups if stage is not None]
+    tops = [items[0][0] for cluster, items in groups if cluster is not None]
     with g.subgraph() as row:
         row.attr(rank="same")
         for top in tops:
             row.node(top)
-    stem = groups[0][1][-1][0]
-    for top in tops[1:]:
+    first = next(i for i, (cluster, _) in enumerate(groups) if cluster is not None)
+    stem = groups[first - 1][1][-1][0] if first else None
+    for top in tops[1:] if stem else ():
         g.edge(stem, top, style="invis")
     return g
 

@@ -79,5 +79,4 @@ def format_table(spec: Spec) -> str:
 
 
 def title(spec) -> str:
-    return f"ResNet-{spec.layer_num} " + (
-        "(v1 model zoo)" if spec.variant == "v1" else f"({spec.variant})")
+    return spec.title

@@ -3,8 +3,9 @@
 both come through here.
 
 Job modules import the heavy rooms (runtime, hence Paddle) inside `run`, so listing the jobs
-(the CLI's choices) stays light. May import every other room; only the CLI and the API import
-jobs.
+(the CLI's choices) stays light. May import every room below (resnet/__init__.py gives the
+order); only the CLI and the API import jobs. A job never asks which runner it has: the
+runner's protocol (runners/base.py) covers what differs.
 """
 from resnet.registry import Registry
 

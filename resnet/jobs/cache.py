@@ -42,7 +42,8 @@ def run(config) -> int:
         return 0
     rows = [("entry", "model", "net", "layers", "checked", "MB", "last use")]
     for e in found:
-        net = (f"ResNet-{e.info['layer_num']} {e.info.get('variant', '')}"
+        net = ((e.info["arch"] if "arch" in e.info else
+                f"ResNet-{e.info['layer_num']} {e.info.get('variant', '')}")
                + (f" pool={e.info['pool']}" if e.info.get("pool", "none") != "none" else "")
                + (f" {e.info['precision']}" if "precision" in e.info else "")
                if "layer_num" in e.info else "?")

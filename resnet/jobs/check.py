@@ -12,15 +12,20 @@ from resnet.jobs import job
 log = logging.getLogger("resnet")
 
 
-@job("check", needs=("model",), reads=("layer_num", "variant", "mean"))
+@job("check", needs=("model",), reads=("arch", "layer_num", "variant", "mean"))
 def run(config) -> int:
     """Validate a model directory (and --mean) without running anything."""
     from resnet.modelio import loaded, modelinfo
 
     model = loaded.resolve(config).load()
     total = sum(v.size for v in model.values.values())
-    print(f"ok: {config.model} is a valid v1 ResNet-{model.spec.layer_num} model "
-          + (f"({model.spec.variant}, {modelinfo.MODEL_JSON}) " if model.resolved.info else "")
+    spec = model.spec
+    what = (f"v1 ResNet-{spec.layer_num}" if spec.family.name == "resnet"
+            else f"{spec.title} ({spec.arch})")
+    print(f"ok: {config.model} is a valid {what} model "
+          + (f"({spec.variant}, {modelinfo.MODEL_JSON}) " if model.resolved.info
+             and spec.family.name == "resnet" else
+             f"({modelinfo.MODEL_JSON}) " if model.resolved.info else "")
           + f"({len(model.values)} parameter files, {total:,} values)"
           + (f"; mean {config.mean} ok" if config.mean else ""))
     return 0

@@ -10,7 +10,7 @@ from resnet.jobs import job
 log = logging.getLogger("resnet")
 
 
-@job("convert", reads=("from_format", "input", "model", "layer_num", "variant",
+@job("convert", reads=("from_format", "input", "model", "arch", "layer_num", "variant",
                       "overwrite"))
 def run(config) -> int:
     from resnet.common.lock import folder_lock
@@ -28,7 +28,14 @@ def run(config) -> int:
     parent, base = os.path.split(out_dir)
     with folder_lock(parent, name=f".{base}.lock", subject=config.model, create=True):
         info = convert(config.from_format, config.input, config.model, config.layer_num,
-                       config.variant, config.overwrite)
-    log.info("wrote ResNet-%d (%s, %s names) to %s with %s", info.layer_num, info.variant,
-             info.source["names"], config.model, modelinfo.MODEL_JSON)
+                       config.variant, config.overwrite, arch=config.arch)
+    log.info("wrote %s (%s names) to %s with %s", _what(info), info.source["names"],
+             config.model, modelinfo.MODEL_JSON)
     return 0
+
+
+def _what(info) -> str:
+    """'ResNet-50 (v1.5)' as convert has always said it, or the architecture's name."""
+    if info.layer_num is not None:
+        return f"ResNet-{info.layer_num} ({info.variant})"
+    return info.architecture

@@ -6,10 +6,10 @@ import logging
 from resnet.jobs import job
 
 
-@job("demo_model", needs=("model",), reads=("layer_num", "seed"))
+@job("demo_model", needs=("model",), reads=("arch", "layer_num", "seed"))
 def run(config) -> int:
     from resnet.modelio.demo import write_demo_model
 
-    write_demo_model(config.model, config.layer_num or 50, config.seed)
+    write_demo_model(config.model, config.layer_num or 50, config.seed, config.arch)
     logging.getLogger("resnet").info("demo model (random weights) in %s", config.model)
     return 0

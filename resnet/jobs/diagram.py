@@ -8,15 +8,15 @@ from resnet.jobs import job
 log = logging.getLogger("resnet")
 
 
-@job("diagram", reads=("layer_num", "variant", "output", "output_layer", "compact"))
+@job("diagram", reads=("arch", "layer_num", "variant", "output", "output_layer", "compact"))
 def run(config) -> int:
-    """Render to --output (default resnet_N.png), with the .dot source beside it."""
+    """Render to --output (default resnet_N.png, or ARCH.png), with the .dot source beside it."""
     from resnet.introspect.diagram import render
-    from resnet.models import build
+    from resnet.models import select
 
-    spec = build(config.layer_num or 50, config.variant or "v1")
-    output = config.output or f"resnet_{spec.layer_num}.png"
+    spec = select(config.arch, config.layer_num, config.variant)
+    output = config.output or f"{spec.family.stem(spec)}.png"
     written = render(spec, output, config.layers_or(()), config.compact)
-    log.info("wrote %s (ResNet-%d%s)", " and ".join(written), spec.layer_num,
+    log.info("wrote %s (%s%s)", " and ".join(written), spec.family.short(spec),
              ", compact" if config.compact else "")
     return 0

@@ -11,7 +11,7 @@ from resnet.jobs import job
 log = logging.getLogger("resnet")
 
 
-@job("export", reads=("model", "layer_num", "variant", "mean", "to", "output",
+@job("export", reads=("model", "arch", "layer_num", "variant", "mean", "to", "output",
                      "output_layer"))
 def run(config) -> int:
     from resnet.modelio import loaded
@@ -40,7 +40,7 @@ def run(config) -> int:
             base = base[:-len(ext)] if base.endswith(ext) else base
         written = paddle_inference(args.model, spec, layers, base)
     written.append(sidecar(base + ".resnet.json", spec, layers, info, args.to))
-    log.info("exported ResNet-%d (%s) with outputs %s: %s", spec.layer_num, spec.variant,
+    log.info("exported %s with outputs %s: %s", spec.family.label(spec),
              ",".join(layers), ", ".join(written))
     return 0
 

@@ -38,7 +38,7 @@ class _Accuracy:
 
 
 @job("predict", needs=("data", "model"), reads=(
-    "layer_num", "variant", "labels_from_folders", "mean", "multi_crop", "output_dir",
+    "arch", "layer_num", "variant", "labels_from_folders", "mean", "multi_crop", "output_dir",
     "use_gpu", "batch_size", "output_file", "top_k", "strict", "overwrite", "workers", "runner",
     "engine", "threads", "trt", "precision", "check", "calibration", "reduced_decode"))
 def run(config, collect: bool = False, out=None) -> Summary:
@@ -47,13 +47,10 @@ def run(config, collect: bool = False, out=None) -> Summary:
     from resnet.jobs import _steps as steps
     from resnet.modelio.classes import class_name, imagenet_classes
     from resnet.outputs.failures import FailureLog
-
     from resnet.runners import RUNNERS
 
-    if RUNNERS[config.runner].parallel_writers:
-        raise ResnetError(f"--runner={config.runner} runs --job=extract; predict runs on this "
-                          "machine (--runner=local)")
-    plan = steps.plan(config, layers=["output"])
+    runner = RUNNERS[config.runner](config)  # a runner for extract only refuses here
+    plan = steps.plan(config, runner, layers=["output"])
     if config.output_file and os.path.exists(config.output_file) and not config.overwrite:
         raise ResnetError(f"{config.output_file}: already exists; pass --overwrite to replace "
                           "it or choose another --output_file")
@@ -81,7 +78,7 @@ def run(config, collect: bool = False, out=None) -> Summary:
                                 + [f"{p:.6g}" for _, p in best])
 
     csv_file = writer = None
-    with steps.runner(config, plan, model, plan.items) as runner, \
+    with runner.streaming(model, plan.layers, plan.device, len(plan.items)) as runner, \
             contextlib.ExitStack() as publish:
         if config.output_file:  # whole when the run ends, never written through a link
             folder = os.path.dirname(os.path.abspath(config.output_file))

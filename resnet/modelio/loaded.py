@@ -1,7 +1,7 @@
 """A model directory read once per run: what it is (cheap), then its weights (loaded once).
 
 `resolve(config)` reads model.json and the file names only: depth, variant, spec and the
-preprocessing (the v1 mean array, or the directory's Recipe). `ResolvedModel.load()` then
+preprocessing (the directory's Recipe, or v1's with its mean). `ResolvedModel.load()` then
 reads and validates every parameter file and computes their sha256, once per run, so a job
 and everything it calls share one LoadedModel (the files' bytes come from the page cache the
 second time).
@@ -21,7 +21,7 @@ class ResolvedModel:
     directory: str | None
     spec: object
     info: modelinfo.ModelInfo | None
-    preprocessing: object  # np.ndarray (v1 mean) or modelinfo.Recipe
+    preprocessing: modelinfo.Recipe  # model.json's, else v1's; --mean applied
     mean_path: str | None = None
 
     def load(self) -> "LoadedModel":
@@ -55,4 +55,5 @@ def resolve(config) -> ResolvedModel:
     """The run's model as model.json, the parameter files' depth and the flags describe it."""
     spec, info = modelinfo.resolve(config)
     return ResolvedModel(config.model, spec, info,
-                         modelinfo.preprocessing(info, config.mean), config.mean)
+                         modelinfo.preprocessing(info, config.mean, spec.input_size),
+                         config.mean)

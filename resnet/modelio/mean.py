@@ -10,22 +10,23 @@ import numpy as np
 
 from resnet.modelio import safepickle
 from resnet.errors import ResnetError, file_error, first_line
-from resnet.models.graph import INPUT_SIZE
+from resnet.models.preprocessing import DEFAULT_BGR  # noqa: F401 - its historical home
 
-#: Per-channel BGR means v1 used when no mean file was given.
-DEFAULT_BGR = (103.939, 116.779, 123.68)
+#: v1's input size: the mean image v1 wrote, and the default size of one here
+INPUT_SIZE = 224
 MEAN_SHAPE = (3, INPUT_SIZE, INPUT_SIZE)
 
 
-def load_mean(path: str | None) -> np.ndarray:
-    """The mean as float32, shaped (3, 224, 224) from a file or (3, 1, 1) for the defaults."""
+def load_mean(path: str | None, size: int = INPUT_SIZE) -> np.ndarray:
+    """The mean as float32, shaped (3, size, size) from a mean image or (3, 1, 1) for a
+    mean pixel (the defaults when no path is given); `size` is the network's input size."""
     if not path:
         return np.asarray(DEFAULT_BGR, dtype=np.float32).reshape(3, 1, 1)
     if not os.path.exists(path):
         raise ResnetError(f"{path}: mean file not found")
     key = "data_mean"
     if path.endswith(".npy"):
-        arr, key = _read_npy(path), "the array"
+        arr, key = _read_npy(path, size), "the array"
     elif path.endswith(".binaryproto"):  # Caffe's mean image (ResNet_mean.binaryproto)
         from resnet.modelio.caffeblob import read_binaryproto
 
@@ -53,22 +54,22 @@ def load_mean(path: str | None) -> np.ndarray:
                           f"({first_line(str(e))})") from None
     if arr.size == 3:
         arr = arr.reshape(3, 1, 1)
-    elif arr.size == np.prod(MEAN_SHAPE):
-        arr = arr.reshape(MEAN_SHAPE)
+    elif arr.size == 3 * size * size:
+        arr = arr.reshape(3, size, size)
     else:
-        raise ResnetError(_wrong_size(path, arr.size, arr.shape))
+        raise ResnetError(_wrong_size(path, arr.size, arr.shape, size))
     if not np.isfinite(arr).all():  # NaN or Inf would make every feature NaN or equal
         raise ResnetError(f"{path}: {key} holds {int((~np.isfinite(arr)).sum())} non-finite "
                           "values (NaN or Inf)")
     return arr
 
 
-def _wrong_size(path: str, count: int, shape: tuple) -> str:
+def _wrong_size(path: str, count: int, shape: tuple, size: int = INPUT_SIZE) -> str:
     return (f"{path}: mean has {count} values (shape {tuple(shape)}), expected "
-            f"3x{INPUT_SIZE}x{INPUT_SIZE} BGR CHW or 3 per-channel values")
+            f"3x{size}x{size} BGR CHW or 3 per-channel values")
 
 
-def _read_npy(path: str) -> np.ndarray:
+def _read_npy(path: str, size: int = INPUT_SIZE) -> np.ndarray:
     """A .npy mean, its header's shape and dtype checked before any data is read: only a
     3-value or 3x224x224 array of plain numbers whose bytes are all in the file."""
     try:
@@ -82,8 +83,8 @@ def _read_npy(path: str) -> np.ndarray:
             if dtype.kind not in "fiu" or dtype.hasobject:
                 raise ValueError(f"dtype {dtype} is not a number type")
             count = math.prod(shape)
-            if count not in (3, math.prod(MEAN_SHAPE)):  # before a byte of it is read
-                raise ResnetError(_wrong_size(path, count, shape))
+            if count not in (3, 3 * size * size):  # before a byte of it is read
+                raise ResnetError(_wrong_size(path, count, shape, size))
             data = f.read(count * dtype.itemsize + 1)
             if len(data) != count * dtype.itemsize:
                 raise ValueError(f"{len(data)} data bytes for shape {shape} of {dtype}")

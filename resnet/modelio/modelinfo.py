@@ -1,9 +1,13 @@
-"""`model.json`: what a model directory says about itself, so its weights are run as trained.
+"""`model.json`: the model card of a weights folder, so its weights are run as trained.
 
-v1 zoo directories have none and keep v1's defaults (ResNet-50, v1 variant, BGR minus the
-mean). A converted paddle.vision / torchvision / timm model carries its depth, variant and
-evaluation recipe (RGB, short side 256, centre crop 224, /255, mean/std), so extract and
-predict need no extra flags. Flags given explicitly (--layer_num, --variant, --mean) win.
+Version 2 (`resnet-model/2`, what convert writes) records the architecture by its registered
+name (`resnet50`, `vgg16_bn`, ...), the preprocessing as data (models/preprocessing.Recipe:
+channel order, scale, mean, std, resize mode, interpolation, input size and the 10-crop
+geometry derived from it), the classes and the source (format, file, sha256, the published
+accuracy where the source states one). Version 1 files (a ResNet's layer_num and variant,
+the recipe keys of then) load unchanged. v1 zoo directories have none and run as v1 did
+(BGR minus the mean, straight to 224). Flags given explicitly (--arch, --layer_num,
+--variant, --mean) win.
 """
 from __future__ import annotations
 
@@ -12,20 +16,21 @@ import logging
 import math
 import os
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from resnet.common import jsonread
 from resnet.common.files import atomic_write
 from resnet.errors import ResnetError
-from resnet.modelio.mean import DEFAULT_BGR
-from resnet.models import build, depths, variants
-from resnet.models.graph import INPUT_SIZE
+from resnet.models import ARCHS, build_arch, depths, variants
+from resnet.models.preprocessing import IMAGENET_RGB, INTERPOLATIONS, V1, Recipe  # noqa: F401
 
 log = logging.getLogger("resnet")
 MODEL_JSON = "model.json"
-FORMAT = "resnet-model/1"
+FORMAT = "resnet-model/2"
+#: the versions read (1: ResNet only, named by layer_num and variant)
+FORMATS_READ = ("resnet-model/1", FORMAT)
 CLASS_SOURCES = ("imagenet",)  # the 1000 ImageNet classes in v1's order (resnet/data)
 #: the largest short side a recipe may resize to before its centre crop (torchvision's
 #: largest evaluation size is 480; a bigger one would only be a typo or an attack)
@@ -33,68 +38,32 @@ MAX_SHORT_SIDE = 2048
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """How an image becomes the network input: resize, crop, channel order, x scale, - mean, / std.
-
-    mean and std are per channel, in `channel_order`, in scaled units. `resize_short_side`
-    None resizes straight to crop x crop (v1's single crop); --multi_crop then uses 256.
-    """
-
-    channel_order: str = "BGR"
-    scale: float = 1.0
-    mean: tuple = DEFAULT_BGR
-    std: tuple = (1.0, 1.0, 1.0)
-    resize_short_side: int | None = None
-    crop: int = INPUT_SIZE
-    #: a --mean file overriding `mean`: (3, 1, 1) or (3, crop, crop), recipe order and units
-    mean_override: np.ndarray | None = field(default=None, compare=False, repr=False)
-
-    @property
-    def mean_array(self) -> np.ndarray:
-        if self.mean_override is not None:
-            return self.mean_override
-        return np.asarray(self.mean, np.float32).reshape(3, 1, 1)
-
-    @property
-    def std_array(self) -> np.ndarray:
-        return np.asarray(self.std, np.float32).reshape(3, 1, 1)
-
-    def with_v1_mean(self, bgr_mean: np.ndarray) -> "Recipe":
-        """This recipe with a v1 mean (BGR, pixel units) put into its channel order and scale."""
-        m = np.asarray(bgr_mean, np.float32)
-        m = m[::-1] if self.channel_order == "RGB" else m
-        return replace(self, mean_override=np.ascontiguousarray(m * np.float32(self.scale)))
-
-    def describe(self, multi_crop: bool = False) -> str:
-        size = (f"short side {self.resize_short_side or 256}, 10 crops averaged" if multi_crop
-                else f"short side {self.resize_short_side}, centre crop {self.crop}"
-                if self.resize_short_side else f"resize to {self.crop}x{self.crop}")
-        mean = "the --mean file" if self.mean_override is not None else list(self.mean)
-        return (f"model.json: {self.channel_order}, CHW, x {self.scale:.6g}, minus mean {mean}, "
-                f"divided by std {list(self.std)}, {size}")
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d.pop("mean_override")
-        d["mean"], d["std"] = list(self.mean), list(self.std)
-        return d
-
-
-#: The evaluation recipe of paddle.vision, PaddleClas and torchvision ImageNet ResNets.
-IMAGENET_RGB = Recipe("RGB", 1.0 / 255.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 256,
-                      INPUT_SIZE)
-
-
-@dataclass(frozen=True)
 class ModelInfo:
-    layer_num: int = 50
-    variant: str = "v1"
-    preprocessing: Recipe | None = None  # None: v1 (BGR minus --mean or v1's default mean)
+    """What model.json says: the architecture (a ResNet's by layer_num and variant, any by
+    `arch`), the preprocessing (None: v1's), the classes and the source."""
+
+    layer_num: int | None = 50
+    variant: str | None = "v1"
+    preprocessing: Recipe | None = None
     classes: str = "imagenet"
     source: dict = field(default_factory=dict)
+    arch: str | None = None
+
+    @property
+    def architecture(self) -> str:
+        """The registered architecture name."""
+        if self.arch:
+            return self.arch
+        from resnet.models.resnet import arch_name
+
+        return arch_name(self.layer_num, self.variant)
 
     def to_json(self) -> dict:
-        out = {"format": FORMAT, "layer_num": self.layer_num, "variant": self.variant}
+        arch = ARCHS[self.architecture]
+        out = {"format": FORMAT, "arch": arch.name}
+        if arch.v1_spelling:  # what readers of version 1 looked for
+            out["layer_num"], out["variant"] = arch.v1_spelling
+        out["input_size"] = arch.build().input_size
         if self.preprocessing is not None:
             out["preprocessing"] = self.preprocessing.to_json()
         out["classes"] = self.classes
@@ -129,30 +98,50 @@ def read(model_dir: str | None) -> ModelInfo | None:
     def bad(what):
         return ResnetError(f"{path}: {what}")
 
+    fmt = raw.get("format", FORMATS_READ[0])
+    if fmt not in FORMATS_READ:
+        raise bad(f"format {fmt!r:.100} is not one this version reads "
+                  f"({', '.join(FORMATS_READ)}); a newer resnet wrote it?")
+    arch = raw.get("arch")
     layer_num, variant = raw.get("layer_num", 50), raw.get("variant", "v1")
-    if not isinstance(variant, str) or variant not in variants():
-        raise bad(f"variant {variant!r:.100} is not one of {', '.join(variants())}")
-    if not _number(layer_num) or layer_num not in depths(variant):
-        raise bad(f"layer_num {layer_num!r:.100} is not one of "
-                  f"{', '.join(map(str, depths(variant)))}")
+    if arch is not None:
+        if not isinstance(arch, str) or arch not in ARCHS:
+            raise bad(f"arch {arch!r:.100} is not a registered architecture "
+                      "(list them with --job=models)")
+        layer_num, variant = ARCHS[arch].v1_spelling or (None, None)
+    else:
+        if not isinstance(variant, str) or variant not in variants():
+            raise bad(f"variant {variant!r:.100} is not one of {', '.join(variants())}")
+        if not _number(layer_num) or layer_num not in depths(variant):
+            raise bad(f"layer_num {layer_num!r:.100} is not one of "
+                      f"{', '.join(map(str, depths(variant)))}")
+        layer_num = int(layer_num)
     classes = raw.get("classes", "imagenet")
     if classes not in CLASS_SOURCES:
         raise bad(f"classes {classes!r:.100}: only {', '.join(CLASS_SOURCES)} is supported")
+    info = ModelInfo(layer_num, variant, None, classes,
+                     raw.get("source") if isinstance(raw.get("source"), dict) else {}, arch)
+    size = build_arch(info.architecture).input_size
     pre = raw.get("preprocessing")
-    recipe = None if pre is None else _recipe(pre, bad)
-    source = raw.get("source") if isinstance(raw.get("source"), dict) else {}
-    return ModelInfo(int(layer_num), variant, recipe, classes, source)
+    if pre is None:
+        return info
+    from dataclasses import replace
+
+    return replace(info, preprocessing=_recipe(pre, bad, size))
 
 
-def _recipe(pre, bad) -> Recipe:
+def _recipe(pre, bad, size: int) -> Recipe:
+    """The Recipe a preprocessing object describes, every value checked; `size` is the
+    architecture's input size, which `crop` must equal."""
     if not isinstance(pre, dict):
         raise bad("preprocessing must be an object")
-    known = set(Recipe.__dataclass_fields__) - {"mean_override"}
+    derived = {"resize", "ten_crop"}  # written for readers; checked against the rest
+    known = (set(Recipe.__dataclass_fields__) - {"mean_override", "origin"}) | derived
     unknown = sorted(set(pre) - known)
     if unknown:  # a typo here would silently change every feature
         raise bad(f"unknown preprocessing key(s) {', '.join(unknown)}; known: "
                   f"{', '.join(sorted(known))}")
-    r = {**Recipe().to_json(), **pre}
+    r = {**Recipe(crop=size).to_json(), "resize": None, "ten_crop": None, **pre}
     if r["channel_order"] not in ("RGB", "BGR"):
         raise bad(f"preprocessing.channel_order {r['channel_order']!r}: use RGB or BGR")
     for key in ("mean", "std"):
@@ -169,16 +158,25 @@ def _recipe(pre, bad) -> Recipe:
     if not (_number(r["scale"]) and _positive32(r["scale"])):
         raise bad(f"preprocessing.scale must be a positive finite number (float32 normal), "
                   f"got {r['scale']!r:.100}")
-    if not _number(r["crop"]) or r["crop"] != INPUT_SIZE:
-        raise bad(f"preprocessing.crop {r['crop']!r:.100}: the network takes "
-                  f"{INPUT_SIZE}x{INPUT_SIZE}")
+    if not _number(r["crop"]) or r["crop"] != size:
+        raise bad(f"preprocessing.crop {r['crop']!r:.100}: the network takes {size}x{size}")
     short = r["resize_short_side"]
     if short is not None and not (isinstance(short, int) and not isinstance(short, bool)
-                                  and INPUT_SIZE <= short <= MAX_SHORT_SIDE):
+                                  and size <= short <= MAX_SHORT_SIDE):
         raise bad(f"preprocessing.resize_short_side {short!r:.100}: null or an integer from "
-                  f"{INPUT_SIZE} to {MAX_SHORT_SIDE}")
-    return Recipe(r["channel_order"], float(r["scale"]), tuple(map(float, r["mean"])),
-                  tuple(map(float, r["std"])), short, INPUT_SIZE)
+                  f"{size} to {MAX_SHORT_SIDE}")
+    if r["resize"] not in (None, "short_side" if short else "direct"):
+        raise bad(f"preprocessing.resize {r['resize']!r:.100} contradicts resize_short_side "
+                  f"{short!r}: 'short_side' goes with a number, 'direct' with null")
+    if r["interpolation"] not in INTERPOLATIONS:
+        raise bad(f"preprocessing.interpolation {r['interpolation']!r:.100}: use one of "
+                  f"{', '.join(INTERPOLATIONS)}")
+    recipe = Recipe(r["channel_order"], float(r["scale"]), tuple(map(float, r["mean"])),
+                    tuple(map(float, r["std"])), short, size, r["interpolation"])
+    if r["ten_crop"] not in (None, recipe.to_json()["ten_crop"]):
+        raise bad(f"preprocessing.ten_crop {r['ten_crop']!r:.100} is not the geometry this "
+                  f"recipe derives ({recipe.to_json()['ten_crop']})")
+    return recipe
 
 
 def _number(x) -> bool:
@@ -201,22 +199,52 @@ def _positive32(x) -> bool:
 
 
 def resolve(args):
-    """(spec, info) for a job: model.json's depth and variant unless --layer_num / --variant.
+    """(spec, info) for a job: --arch, else --layer_num / --variant over model.json's ResNet,
+    else model.json's architecture, else the one the parameter files show (a v1 zoo
+    ResNet-101 needs no --layer_num; a VGG-16 folder is told from a ResNet's by its files).
+    An explicit choice that does not fit the files stays an error when they are read."""
+    from resnet.models import build
+    from resnet.models.resnet import arch_name
 
-    A directory without model.json runs at the depth its parameter files show, so a v1 zoo
-    ResNet-101 needs no --layer_num; an explicit --layer_num that does not fit stays an error.
-    """
-    info = read(getattr(args, "model", None))
+    model_dir = getattr(args, "model", None)
+    info = read(model_dir)
+    arch = getattr(args, "arch", None)
     layer_num, variant = getattr(args, "layer_num", None), getattr(args, "variant", None)
-    if info is not None:
-        for flag, given, own in (("layer_num", layer_num, info.layer_num),
-                                 ("variant", variant, info.variant)):
-            if given is not None and given != own:
-                log.warning("--%s=%s overrides %s's %s", flag, given, MODEL_JSON, own)
+    if arch and (layer_num is not None or variant is not None):
+        raise ResnetError("--arch names the whole network: leave out --layer_num and "
+                          "--variant (their v1 spellings)")
+    own = info.architecture if info else None
+    if arch:
+        if own and arch != own:
+            log.warning("--arch=%s overrides %s's %s", arch, MODEL_JSON, own)
+        return build_arch(arch), info
+    if info is not None and info.layer_num is not None:
+        for flag, given, mine in (("layer_num", layer_num, info.layer_num),
+                                  ("variant", variant, info.variant)):
+            if given is not None and given != mine:
+                log.warning("--%s=%s overrides %s's %s", flag, given, MODEL_JSON, mine)
+    elif info is not None and (layer_num is not None or variant is not None):
+        raise ResnetError(f"--layer_num/--variant describe a ResNet, but {MODEL_JSON} says "
+                          f"{own}: pass --arch to override it")
+    if info is not None and info.layer_num is None:
+        return build_arch(own), info
+    if layer_num is None and variant is None and info is None:
+        found = _found_arch(model_dir)
+        if found:
+            return build_arch(found), info
     if layer_num is None:
-        layer_num = info.layer_num if info else _found_depth(getattr(args, "model", None))
+        layer_num = info.layer_num if info else _found_depth(model_dir)
     spec = build(layer_num, variant or (info.variant if info else "v1"))
+    assert spec.arch == arch_name(spec.layer_num, spec.variant)
     return spec, info
+
+
+def _found_arch(model_dir: str | None) -> str | None:
+    """The architecture a folder without model.json holds by its parameter files (the v1
+    zoo's ResNet name where several share them), None when they tell none."""
+    from resnet.modelio.params import detect_arch
+
+    return detect_arch(model_dir) if model_dir and os.path.isdir(model_dir) else None
 
 
 def _found_depth(model_dir: str | None) -> int:
@@ -227,32 +255,33 @@ def _found_depth(model_dir: str | None) -> int:
     return depth or 50
 
 
-def preprocessing(info: ModelInfo | None, mean_path: str | None):
-    """The v1 mean array (no recipe: v1 preprocessing), or the model's Recipe.
+def preprocessing(info: ModelInfo | None, mean_path: str | None, size: int = 224) -> Recipe:
+    """The model's Recipe (v1's when model.json gives none), at the network's input size.
 
     An explicit --mean (a v1 BGR mean in pixel units) replaces the recipe's mean, converted to
     the recipe's channel order and scale; the recipe's std still applies.
     """
+    from dataclasses import replace
+
     from resnet.modelio.mean import load_mean
 
     if info is None or info.preprocessing is None:
-        return load_mean(mean_path)
+        recipe = replace(V1, crop=size)
+        return recipe if not mean_path else replace(
+            recipe, mean_override=load_mean(mean_path, size))
     recipe = info.preprocessing
     if mean_path:
-        recipe = recipe.with_v1_mean(load_mean(mean_path))
+        recipe = recipe.with_v1_mean(load_mean(mean_path, size))
     return recipe
 
 
-def describe_mean(mean, mean_path: str | None) -> str:
+def describe_mean(recipe: Recipe, mean_path: str | None) -> str:
     """The mean line of an extract manifest."""
     if mean_path:
         return os.path.abspath(mean_path)
-    return MODEL_JSON if isinstance(mean, Recipe) else "default BGR"
+    return "default BGR" if recipe.origin == "v1" else MODEL_JSON
 
 
-def describe(mean, multi_crop: bool) -> str:
+def describe(recipe: Recipe, multi_crop: bool) -> str:
     """The preprocessing line of an extract manifest."""
-    if isinstance(mean, Recipe):
-        return mean.describe(multi_crop)
-    return "v1: BGR, CHW, minus mean, " + (
-        "short side 256, 10 crops averaged" if multi_crop else "resize to 224x224")
+    return recipe.describe(multi_crop)

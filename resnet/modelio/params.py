@@ -13,7 +13,8 @@ import numpy as np
 
 from resnet.common.files import atomic_file, sha256_files
 from resnet.errors import ResnetError, file_error
-from resnet.models.graph import BN_EPSILON, Spec
+from resnet.models.graph import Spec
+from resnet.models.ops import DEFAULT_EPS, eps as bn_eps
 
 HEADER = struct.Struct("<iIQ")
 FORMAT, VALUE_SIZE = 0, 4
@@ -64,7 +65,7 @@ def read_param(path: str, shape: tuple | None = None) -> np.ndarray:
 
 
 def value_problem(values: np.ndarray, variance: bool = False,
-                  finite: bool = True) -> str | None:
+                  finite: bool = True, eps: float = DEFAULT_EPS) -> str | None:
     """Why these parameter values cannot be run (None when they can): NaN or Inf anywhere,
     or for a batch norm's variance a value that makes variance + eps <= 0 (a NaN or infinite
     output for every image, which no later check would pin on the weights). `finite=False`
@@ -75,16 +76,17 @@ def value_problem(values: np.ndarray, variance: bool = False,
         return (f"{bad.size} non-finite values (NaN or Inf), the first at index {bad[0]} "
                 f"({values.reshape(-1)[bad[0]]})")
     if variance:
-        low = np.flatnonzero(values.reshape(-1) + np.float32(BN_EPSILON) <= 0)
+        low = np.flatnonzero(values.reshape(-1) + np.float32(eps) <= 0)
         if low.size:
             return (f"batch norm variance + eps <= 0 at {low.size} values, the first at index "
                     f"{low[0]} ({values.reshape(-1)[low[0]]})")
     return None
 
 
-def variance_files(spec: Spec) -> set[str]:
-    """The parameter files that hold batch norm variances (w2 of every batch norm node)."""
-    return {f"_{node.name}.w2" for node in spec if node.op == "bn"}
+def variance_files(spec: Spec) -> dict[str, float]:
+    """The parameter files that hold batch norm variances (w2 of every batch norm node), each
+    with its node's epsilon."""
+    return {f"_{node.name}.w2": bn_eps(node) for node in spec if node.op == "bn"}
 
 
 def check_values(spec: Spec, params: dict[str, np.ndarray], where, finite: bool = True) -> None:
@@ -94,7 +96,8 @@ def check_values(spec: Spec, params: dict[str, np.ndarray], where, finite: bool 
     for name, _ in spec.param_files():
         if not finite and name not in variances:
             continue
-        problem = value_problem(np.asarray(params[name], np.float32), name in variances)
+        problem = value_problem(np.asarray(params[name], np.float32), name in variances,
+                                eps=variances.get(name, DEFAULT_EPS))
         if problem:
             raise ModelError(f"{where(name)}: {problem}")
 
@@ -114,12 +117,12 @@ def load_model(model_dir: str, spec: Spec) -> dict[str, np.ndarray]:
     if missing:
         shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
         raise ModelError(f"{model_dir}: {len(missing)} of {len(files)} parameter files missing "
-                         f"for ResNet-{spec.layer_num}: {shown}{_depth_hint(model_dir, spec)}")
+                         f"for {spec.family.short(spec)}: {shown}{_depth_hint(model_dir, spec)}")
     expected = {name for name, _ in files}
     extra = sorted(_param_names_in(model_dir) - expected)
     if extra:
         raise ModelError(f"{model_dir}: {len(extra)} parameter files are not part of "
-                         f"ResNet-{spec.layer_num} (e.g. {', '.join(extra[:3])})"
+                         f"{spec.family.short(spec)} (e.g. {', '.join(extra[:3])})"
                          f"{_depth_hint(model_dir, spec)}")
     values = {name: read_param(os.path.join(model_dir, name), shape) for name, shape in files}
     check_values(spec, values, lambda name: os.path.join(model_dir, name), finite=False)
@@ -131,28 +134,49 @@ def _param_names_in(model_dir: str) -> set[str]:
             if n.startswith("_") and n.rsplit(".", 1)[-1] in ("w0", "w1", "w2", "wbias")}
 
 
-def detect_depth(model_dir: str) -> int | None:
-    """The depth whose parameter files the directory holds exactly, or None (v1 and v1.5
-    share file names, so only the depth can be told from them)."""
-    from resnet.models import build, depths
+def detect_arch(model_dir: str) -> str | None:
+    """The architecture whose parameter files the directory holds exactly, or None. ResNet
+    v1, v1-pad1 and v1.5 share file names: those are taken for the v1 zoo's."""
+    from resnet.models import ARCHS
 
     try:
         present = _param_names_in(model_dir)
     except OSError:
         return None
-    for depth in depths("v1"):
-        if present == {n for n, _ in build(depth).param_files()}:
-            return depth
+    if not present:
+        return None
+    for name, arch in ARCHS.items():
+        if arch.v1_spelling and arch.v1_spelling[1] != "v1":
+            continue  # the v1 zoo's name stands for the variants sharing its files
+        if present == {n for n, _ in arch.build().param_files()}:
+            return name
     return None
 
 
+def detect_depth(model_dir: str) -> int | None:
+    """The ResNet depth whose parameter files the directory holds exactly, or None (v1 and
+    v1.5 share file names, so only the depth can be told from them)."""
+    from resnet.models import ARCHS
+
+    found = detect_arch(model_dir)
+    return ARCHS[found].v1_spelling[0] if found and ARCHS[found].v1_spelling else None
+
+
 def _depth_hint(model_dir: str, spec: Spec) -> str:
-    """' (the directory holds a ResNet-N: ...)' when its files are exactly another depth's."""
-    depth = detect_depth(model_dir)
-    if depth is not None and depth != spec.layer_num:
+    """' (the directory holds a ResNet-N: ...)' when its files are exactly another network's."""
+    from resnet.models import ARCHS
+
+    found = detect_arch(model_dir)
+    if found is None or found == spec.arch:
+        return ""
+    arch = ARCHS[found]
+    if arch.v1_spelling and spec.family is arch.family:
+        if arch.v1_spelling[0] == spec.layer_num:
+            return ""
+        depth = arch.v1_spelling[0]
         return (f" (the directory holds a ResNet-{depth}: pass --layer_num={depth}, or leave "
                 "--layer_num out to use the depth found)")
-    return ""
+    return f" (the directory holds a {found}: pass --arch={found})"
 
 
 def save_model(model_dir: str, spec: Spec, params: dict[str, np.ndarray]) -> None:

@@ -1,48 +1,28 @@
-"""The network, described once. A model family registers a builder that turns a depth into a
-Spec: an ordered list of named nodes (op, inputs, attributes, output shape). The executor,
-the parameter file names, the layer listing, the diagram and the importers all read the spec,
-and ask each node's op (ops.py) what it means instead of branching on op names.
+"""The networks, described once. Each model family (one file here: resnet.py, vgg.py) builds
+its architectures as Specs, ordered lists of named nodes (graph.py) whose ops (ops.py) say
+what they compute, and registers them by name in ARCHS (archs.py: `resnet50`, `resnet50_v1`,
+`vgg16`, ...). The executor, the parameter file names, the layer listing, the diagram and the
+importers all read the spec, and ask each node's op and the spec's family what they mean.
 
-Imports only `resnet.errors` and `resnet.registry`: no Paddle, no files.
+This file only gathers the public names; no module of the folder imports it. Imports only
+`resnet.errors` and `resnet.registry`: no Paddle, no files.
 """
 from __future__ import annotations
 
 from resnet.errors import ResnetError
-from resnet.registry import Registry
+from resnet.models.archs import ARCHS, arch_names, build_arch, list_models
+from resnet.models.resnet import build, depths, variants
 
-#: variant name -> builder(layer_num) -> Spec, with the depths it supports in `.depths`
-MODELS = Registry("variant", __name__)
-#: the v1 zoo's depths (named first in errors) and the default
-ZOO_DEPTHS = (50, 101, 152)
-
-
-def build(layer_num: int = 50, variant: str = "v1"):
-    """The Spec of `variant` at `layer_num` layers, or a one-line error naming the choices."""
-    if variant not in MODELS:
-        raise ResnetError(f"unsupported variant {variant!r}: choose one of "
-                          f"{', '.join(MODELS.names())}")
-    builder = MODELS[variant]
-    try:
-        depth = int(layer_num)
-        if depth not in builder.depths:
-            raise ValueError
-    except (TypeError, ValueError):
-        zoo = ", ".join(str(d) for d in builder.depths if d in ZOO_DEPTHS)
-        other = ", ".join(str(d) for d in builder.depths if d not in ZOO_DEPTHS)
-        raise ResnetError(f"unsupported layer_num {layer_num!r}: choose one of {zoo} (the v1 "
-                          f"zoo's depths)" + (f" or {other}" if other else "")) from None
-    spec = builder(depth)
-    return spec
+__all__ = ["ARCHS", "arch_names", "build", "build_arch", "depths", "list_models", "select",
+           "variants"]
 
 
-def variants() -> list[str]:
-    return MODELS.names()
-
-
-def depths(variant: str = "v1") -> tuple:
-    return tuple(MODELS[variant].depths)
-
-
-def list_models() -> list[tuple[str, int]]:
-    """Every (variant, depth) the registry can build."""
-    return [(name, d) for name, builder in MODELS.items() for d in builder.depths]
+def select(arch: str | None = None, layer_num: int | None = None, variant: str | None = None):
+    """The Spec a job without a model folder runs: `arch` by name, or a ResNet by its v1
+    spellings (default: the v1 zoo's ResNet-50)."""
+    if arch:
+        if layer_num is not None or variant is not None:
+            raise ResnetError("--arch names the whole network: leave out --layer_num and "
+                              "--variant (their v1 spellings)")
+        return build_arch(arch)
+    return build(layer_num or 50, variant or "v1")

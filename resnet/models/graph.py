@@ -1,45 +1,19 @@
-"""The graph a model family builds: named nodes in network order, and the names' grammar.
+"""The graph a model family builds: named nodes in network order, each with its output shape.
 
 A Node is one named layer (op, input names, attributes, output shape C x H x W); a Spec is a
-network's nodes in order. Layer names are v1's (`resK_J_branch2a_conv`, ...) in every family;
-`block_of` and `parse_branch` are the one place that reads them apart.
+network's nodes in order with the name of its architecture. Everything a family means by its
+names (which layers are features by default, how the diagram groups them) is the family's
+(models/family.py); the graph itself knows only nodes. `Nodes` builds one, asking each op for
+its output shape.
+
+Imports only `resnet.errors` and `resnet.models.ops`.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from resnet.errors import ResnetError
-
-INPUT_SIZE = 224
-NUM_CLASSES = 1000
-BN_EPSILON = 1e-5
-_BLOCK = re.compile(r"^res(\d+)_(\d+)_")
-_BRANCH = re.compile(r"^res(\d+)_(\d+)_(branch1|branch2a|branch2b|branch2c|preact)_(conv|bn)$")
-
-
-class Branch(NamedTuple):
-    """`res3_1_branch2b_conv` read apart: stage 3, block 1, branch '2b', kind 'conv'."""
-
-    stage: int
-    block: int
-    branch: str
-    kind: str
-
-
-def block_of(name: str) -> tuple[int, int] | None:
-    """(stage, block) of a `resK_J_...` layer, else None (stem and head layers)."""
-    m = _BLOCK.match(name)
-    return (int(m.group(1)), int(m.group(2))) if m else None
-
-
-def parse_branch(name: str) -> Branch | None:
-    """The parts of a `resK_J_branchX_{conv,bn}` name (or a pre-activation unit's
-    `resK_J_preact_bn`: branch 'preact'), else None."""
-    m = _BRANCH.match(name)
-    return (Branch(int(m.group(1)), int(m.group(2)), m.group(3).replace("branch", ""),
-                   m.group(4)) if m else None)
+from resnet.models.ops import OPS
 
 
 @dataclass(frozen=True)
@@ -47,7 +21,7 @@ class Node:
     """One named layer: its op, the names it reads, its attributes and its output shape (C, H, W)."""
 
     name: str
-    op: str  # data | conv | bn | pool | addto | fc
+    op: str  # a name in ops.OPS: data | conv | bn | relu | pool | addto | concat | fc | softmax
     inputs: tuple = ()
     attrs: dict = field(default_factory=dict, hash=False, compare=False)
     shape: tuple = ()
@@ -55,8 +29,6 @@ class Node:
     @property
     def operation(self):
         """This node's Op (models/ops.py): what its parameters are and how it reads."""
-        from resnet.models.ops import OPS
-
         return OPS[self.op]
 
     def params(self) -> list[tuple[str, tuple]]:
@@ -69,11 +41,29 @@ class Node:
         return self.operation.kind(self)
 
 
+class Nodes(list):
+    """Nodes being built; each op infers its output shape from its inputs' shapes."""
+
+    def add(self, name, op, inputs, shape=None, **attrs):
+        inputs = tuple(inputs)
+        if shape is None:
+            shape = OPS[op].infer(attrs, [self.shape(i) for i in inputs])
+        self.append(Node(name, op, inputs, attrs, tuple(shape)))
+        return name
+
+    def shape(self, name):
+        return next(n.shape for n in reversed(self) if n.name == name)
+
+
 @dataclass(frozen=True)
 class Spec:
+    """A network: its nodes in order, its depth and variant (the ResNet family's v1 words,
+    kept in cache keys and manifests) and the registered name of its architecture."""
+
     layer_num: int
     nodes: tuple
     variant: str = "v1"
+    arch: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "_index", {n.name: i for i, n in enumerate(self.nodes)})
@@ -94,6 +84,27 @@ class Spec:
     def names(self) -> list[str]:
         return [n.name for n in self.nodes]
 
+    @property
+    def input_shape(self) -> tuple:
+        """(3, H, W) of the network's input."""
+        return self.nodes[0].shape
+
+    @property
+    def input_size(self) -> int:
+        return self.input_shape[-1]
+
+    @property
+    def family(self):
+        """The Family (models/family.py) that built this spec and reads its names."""
+        from resnet.models.archs import ARCHS
+
+        return ARCHS[self.arch].family
+
+    @property
+    def title(self) -> str:
+        """'ResNet-50 (v1 model zoo)', 'VGG-16 with batch norm': how messages name it."""
+        return self.family.title(self)
+
     def out_shape(self, name: str, pool: str = "none") -> tuple:
         """A layer's output shape as written: (C,) for a (C, H, W) layer globally pooled."""
         shape = self[name].shape
@@ -103,11 +114,15 @@ class Spec:
         """Every v1 parameter file name (`_<layer>.<suffix>`) with its shape, in network order."""
         return [(f"_{n.name}.{suffix}", shape) for n in self.nodes for suffix, shape in n.params()]
 
+    def param_count(self) -> int:
+        """Values in the parameter files (BN statistics included)."""
+        import math
+
+        return sum(math.prod(shape) for _, shape in self.param_files())
+
     def default_features(self) -> list[str]:
-        """The last block's final conv and bn: v1's default extract layers at every depth."""
-        last = [n for n in self.nodes if n.op == "addto"][-1]  # addto(shortcut, branch bn)
-        bn = last.inputs[1]
-        return [self[bn].inputs[0], bn]
+        """The layers extract writes when none are named: the family's choice."""
+        return self.family.default_features(self)
 
     def check_layers(self, names) -> list[str]:
         """The names as a list, or a ResnetError naming each unknown one with its close matches."""
@@ -123,7 +138,7 @@ class Spec:
                 close = difflib.get_close_matches(n, self.names, n=5, cutoff=0.6)
                 hints.append(f"'{n}'" + (f" (did you mean: {', '.join(close)}?)" if close else ""))
             raise ResnetError(
-                f"unknown output layer {'; '.join(hints)} in ResNet-{self.layer_num}; "
+                f"unknown output layer {'; '.join(hints)} in {self.family.short(self)}; "
                 "list the layers with --job=layers"
             )
         return names

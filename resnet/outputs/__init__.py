@@ -5,10 +5,9 @@ merging shards, and reading features back (`load_features`).
 
 Imports `resnet.common` and `resnet.modelio` (safe pickles); never Paddle.
 """
-from resnet.registry import Registry
+from resnet.outputs.formats import FORMATS
 
-#: output format name -> Sink class (outputs/base.py states the contract each must keep)
-FORMATS = Registry("output format", __name__)
+__all__ = ["FORMATS", "load_features"]
 
 
 def load_features(path: str):

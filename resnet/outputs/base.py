@@ -21,7 +21,7 @@ import numpy as np
 
 from resnet.common.files import existing_ancestor
 from resnet.errors import ResnetError
-from resnet.outputs import FORMATS
+from resnet.outputs.formats import FORMATS
 
 MANIFEST = "manifest.json"  # written by the journal; holds the layer shapes
 

@@ -2,38 +2,82 @@
 
 The engine never waits on the disk (sinks run on their own thread behind a bounded queue) nor
 on decoding (the workers fill the next batch during the forward pass); every callback comes
-in list order. A bad image is reported and skipped unless --strict.
+in list order. A bad image is reported and skipped unless --strict. An extract writes one
+sink in list order, with a durable point (journal commit) every few seconds.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
 import threading
-from dataclasses import dataclass, field
+import time
 
 import numpy as np
 
 from resnet.common.progress import Progress
 from resnet.errors import ResnetError
-from resnet.inputs.imaging import CROPS
+from resnet.inputs.facts import crops_per_image
 from resnet.runners import RUNNERS
+from resnet.runners.base import Extracted, Extraction, Outcome
 
 log = logging.getLogger("resnet")
+#: seconds between durable points, overriding the format's own (1 s; Parquet 30 s): a setting
+#: a user may give in the environment
+COMMIT_ENV = "RESNET_COMMIT_SECONDS"
 
 
-@dataclass
-class Outcome:
-    done: int = 0
-    failed: list = field(default_factory=list)  # (item, reason)
+def engine_for(config, model, layers, device: str, threads: int):
+    """The run's engine (runtime.engine.build) with the RunConfig's engine settings: the
+    local runner's, and each Ray actor's."""
+    from resnet.inputs.calibration import calibration_images
+    from resnet.runtime import engine
+
+    return engine.build(
+        model, layers, device, threads, engine=config.engine, trt=config.trt,
+        precision=config.precision,
+        max_batch=max(config.batch_size, crops_per_image(config.multi_crop)),
+        check=config.check, pool=config.pool,
+        calibration=lambda: calibration_images(config.calibration, config.data,
+                                               model.preprocessing, config.reduced_decode))
 
 
 @RUNNERS.register("local")
 class LocalRunner:
-    parallel_writers = False  # the job writes, in list order, as batches come back
+    """This machine: the engine here, decoding workers beside it (runners/base.py: Runner)."""
 
-    def __init__(self, config, net, layers, decoders):
-        self.config, self.net, self.layers, self.decoders = config, net, list(layers), decoders
-        self.crops = CROPS if config.multi_crop else 1
+    def __init__(self, config):
+        self.config = config
+        self.crops = crops_per_image(config.multi_crop)
+        self.net = self.decoders = None
+        self.layers = []
+
+    def device(self) -> str:
+        from resnet.runtime.paddle_env import select_device
+
+        return select_device(self.config.use_gpu)
+
+    def manifest(self, items, preprocessing, out_dir) -> dict:
+        return {}
+
+    @contextlib.contextmanager
+    def streaming(self, model, layers, device: str, items_count: int):
+        """Decoding workers started, then the engine built (compiled and checked on first
+        use); yields this runner, ready to `run`; the workers are stopped at the end."""
+        from resnet.inputs.decoding import Decoders, decode_between_passes
+
+        config = self.config
+        self.layers = list(layers)
+        self.decoders = Decoders(model.preprocessing, config.multi_crop, config.batch_size,
+                                 config.workers, items_count,
+                                 lockstep=decode_between_passes(device, config.threads),
+                                 reduced=config.reduced_decode)
+        try:
+            self.net = engine_for(config, model, layers, device, config.threads)
+            yield self
+        finally:
+            self.decoders.close()
 
     def run(self, items, on_batch, on_fail, desc, skip=0) -> Outcome:
         """Feed items[skip:] through the network, in order, batch by batch.
@@ -68,12 +112,57 @@ class LocalRunner:
             self.decoders.close()
         return outcome
 
-    def __enter__(self):
-        return self
+    def extract(self, x: Extraction) -> Extracted:
+        """One sink written in list order as batches come back, committed to the journal
+        every few seconds; --resume continues after the last commit."""
+        from resnet.outputs.base import open_sink
 
-    def __exit__(self, *exc):
-        self.decoders.close()
+        config, items = x.config, x.items
+        with self.streaming(x.model, x.layers, x.device, len(items)):
+            book = x.journal()
+            done = book.state["position"]
+            if book.resuming:
+                log.info("resuming %s: %d of %d list items already done", x.out_dir, done,
+                         len(items))
+            start = time.monotonic()
+            outcome, complete, dtype = None, False, np.dtype(config.dtype)
+            saved = book.state["sink"] if book.resuming else None
+            try:
+                with open_sink(config.format, x.out_dir, x.shapes, x.meta, book.state["rows"],
+                               saved) as sink:
+                    commit_every = float(os.environ.get(COMMIT_ENV, sink.commit_every))
+                    last_commit = [time.monotonic()]
+                    # where the last whole batch left the list and the failure count
+                    written = {"position": done, "whole": True, "failed": book.state["failed"]}
 
+                    def on_batch(batch_items, out, consumed):
+                        written["whole"] = False
+                        sink.write(batch_items,
+                                   {k: v.astype(dtype, copy=False) for k, v in out.items()})
+                        if time.monotonic() - last_commit[0] >= commit_every:  # fsyncs
+                            sink.flush()
+                            book.commit(consumed, sink.count, sink.state())
+                            last_commit[0] = time.monotonic()
+                        written.update(position=consumed, whole=True,
+                                       failed=book.state["failed"])
+
+                    try:
+                        outcome = self.run(items, on_batch,
+                                           lambda item, reason: book.fail(item.key, reason),
+                                           "extract", skip=done)
+                    except ResnetError:  # e.g. --strict: keep the batches written before it
+                        if (written["whole"] and written["position"] > book.state["position"]
+                                and written["failed"] == book.state["failed"]):
+                            sink.flush()
+                            book.commit(written["position"], sink.count, sink.state())
+                        raise
+                    sink.flush()
+                    book.commit(len(items), sink.count, sink.state())
+                complete = True  # only once the sink is closed: its last file is whole, named
+            finally:
+                book.finish(complete)
+        return Extracted(outcome.done, [(it.key, why) for it, why in outcome.failed],
+                         book.state["failed"], book.state["rows"], time.monotonic() - start)
 
 
 def infer(net, layers, x: np.ndarray, images: int, crops: int, batch_size: int) -> dict:

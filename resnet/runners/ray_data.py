@@ -11,6 +11,7 @@ Ray imports lazily (the `ray` extra); nothing here runs unless --runner=ray.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -23,16 +24,19 @@ import numpy as np
 from resnet.common.cpu import usable_cores
 from resnet.common.progress import Progress
 from resnet.errors import ImageError, ResnetError
+from resnet.inputs.facts import crops_per_image
 from resnet.inputs.lists import Item
 from resnet.outputs.parts import PART_BYTES
 from resnet.runners import RUNNERS
+from resnet.runners.base import Extracted, Extraction
 
 log = logging.getLogger("resnet")
 HINT = "--runner=ray needs Ray Data: pip install -e \".[ray]\" (or: pip install 'ray[data]>=2.60')"
 #: CPUs kept free of engine actors: decoding tasks need one, or Ray waits forever (an actor
 #: pool on every CPU starves the tasks that feed it)
 DECODE_CPUS = 1
-#: environment passed on to every task and actor (caches, decoder limits, S3 credentials)
+#: the user's environment passed on to every task and actor (caches, decoder limits, S3
+#: credentials); the run's own settings travel in PartJob, never through the environment
 FORWARD_ENV = ("RESNET_", "AWS_")
 
 
@@ -136,7 +140,8 @@ def decode_part(row: dict, job: PartJob) -> dict:
     lo, paths = int(row["lo"]), json.loads(row["paths"])
     pixels, good, failed = [], [], []
     for j, path in enumerate(paths):
-        out = crops_or_error(path, job.preprocessing, job.config.multi_crop)
+        out = crops_or_error(path, job.preprocessing, job.config.multi_crop,
+                             job.config.reduced_decode)
         if isinstance(out, ImageError):
             failed.append([lo + j, str(out)])
         else:
@@ -159,22 +164,21 @@ class PartWorker:
             self.error = _message(e)
 
     def _start(self, job: PartJob) -> None:
-        from resnet.inputs.imaging import CROPS
-        from resnet.jobs import _steps
         from resnet.modelio import loaded
+        from resnet.runners.local import engine_for
         from resnet.runtime.paddle_env import select_device
 
         _enter(job)
         _node_cache()
         logging.basicConfig(level=logging.WARNING)
         self.store = job.store()
-        self.crops = CROPS if job.config.multi_crop else 1
+        self.crops = crops_per_image(job.config.multi_crop)
         model = loaded.resolve(job.config).load()
         if model.sha256 != job.sha256:
             raise ResnetError(f"{job.config.model}: differs on this node from the driver's "
                               "copy (parameter checksums differ)")
         device = select_device(job.use_gpu)
-        self.net = _steps.build_engine(job.config, model, job.layers, device, job.threads)
+        self.net = engine_for(job.config, model, job.layers, device, job.threads)
 
     def __call__(self, row: dict) -> dict:
         job, k = self.job, int(row["part"])
@@ -220,41 +224,122 @@ def _items(job: PartJob, good: list, row: dict):
 
 @RUNNERS.register("ray")
 class RayRunner:
-    """Joins or starts a Ray cluster, sizes the actor pool and runs parts through it."""
-
-    parallel_writers = True  # workers write part files; the job assembles them
+    """Joins or starts a Ray cluster, sizes the actor pool and runs parts through it; the
+    actors write part files, joined in list order at the end (runners/base.py: Runner)."""
 
     def __init__(self, config):
+        if config.job != "extract":
+            raise ResnetError(f"--runner={config.runner} runs --job=extract; {config.job} runs "
+                              "on this machine (--runner=local)")
         self.config = config
+        self.ray = None
+        self.owned = False
+        self.levels = {}
+
+    def device(self) -> str:
+        """Each actor picks its device on its own node; the driver runs no engine."""
+        return "gpu" if self.config.use_gpu else "cpu"
+
+    def manifest(self, items, preprocessing, out_dir) -> dict:
+        """The part sizes (outputs/parts.py); a resumed run keeps its earlier parts."""
+        from resnet.outputs import parts
+        from resnet.outputs.base import read_manifest
+
+        config = self.config
+        earlier = read_manifest(out_dir).get("part_rows") if config.resume else None
+        return {"part_rows": earlier or parts.plan(
+            len(items), crops_per_image(config.multi_crop), preprocessing.crop,
+            config.batch_size).rows}
+
+    def streaming(self, model, layers, device, items_count):
+        raise ResnetError(f"--runner={self.config.runner} runs --job=extract only")
+
+    def extract(self, x: Extraction) -> Extracted:
+        """Extract in part files, then join them into the format's files in list order;
+        --resume redoes the parts not marked done."""
+        from resnet.outputs import journal, parts
+        from resnet.outputs.base import open_sink
+        from resnet.runtime.engine import cache_root
+
+        config, items, model = x.config, x.items, x.model
+        part_plan = parts.PartPlan(len(items), x.manifest["part_rows"])
+        store = parts.PartStore(x.out_dir, config.format, x.shapes, x.meta, part_plan)
+        start = time.monotonic()
+        written, failed, complete = 0, [], False
+        with self.connected():  # the cluster, until the parts are done
+            book = x.journal(cluster=self.cluster)
+            finished = book.resuming and journal.progress(x.out_dir)["position"] == len(items)
+            try:
+                if not finished:
+                    store.prepare()
+                    done = store.done()
+                    todo = [k for k in range(part_plan.count) if k not in done]
+                    before = sum(part_plan.bounds(k)[1] - part_plan.bounds(k)[0] for k in done)
+                    if done:
+                        log.info("resuming %s: %d of %d parts (%d of %d list items) already "
+                                 "done", x.out_dir, len(done), part_plan.count, before,
+                                 len(items))
+                    job = PartJob(config, model.preprocessing, list(x.layers), x.shapes, x.meta,
+                                  os.path.abspath(x.out_dir), part_plan, model.sha256,
+                                  self.pool.threads,
+                                  dict(job_env(), RESNET_CACHE_DIR=os.path.abspath(cache_root())),
+                                  self.pool.gpus > 0)
+                    if todo:
+                        written, _ = self.run_parts(items, todo, job, before)
+            except BaseException:
+                book.finish(False, discard_empty=False)  # parts already done stay for --resume
+                raise
+        try:
+            if not finished:
+                failed = [(items[i].key, why) for i, why in store.failures()]
+                for key, reason in failed:
+                    book.fail(key, reason)
+                if not store.final:  # e.g. HDF5: one writer, the parts streamed in list order
+                    with open_sink(config.format, x.out_dir, x.shapes, x.meta) as sink:
+                        store.assemble(sink, items)
+                book.commit(len(items), store.rows(), {})
+            complete = True
+        finally:
+            book.finish(complete, discard_empty=False)
+        if not finished:
+            store.remove_stage()
+        return Extracted(written, failed, book.state["failed"], book.state["rows"],
+                         time.monotonic() - start)
+
+    @contextlib.contextmanager
+    def connected(self):
+        """Ray joined or started and the actor pool sized, for the duration; a Ray this
+        runner started is shut down at the end."""
+        config = self.config
         self.ray = _ray()
         self.owned = False
         self.levels = {name: logging.getLogger(name).level for name in ("ray", "ray.data")}
         if not config.debug:
             for name in self.levels:  # its per-operator notices: --debug shows them
                 logging.getLogger(name).setLevel(logging.ERROR)
-        start = time.monotonic()
-        self._connect()
         try:
+            start = time.monotonic()
+            self._connect()
             nodes = [n["Resources"] for n in self.ray.nodes() if n.get("Alive")]
             self.pool = size_pool(config, nodes)
-        except BaseException:
+            self.cluster = {
+                "address": config.ray_address or "local",
+                "nodes": len(nodes),
+                "cpus": sum(n.get("CPU", 0) for n in nodes),
+                "gpus": sum(n.get("GPU", 0) for n in nodes),
+                "actors": (f"{self.pool.min}" if self.pool.min == self.pool.max
+                           else f"{self.pool.min}-{self.pool.max}"),
+                "cpus_per_actor": self.pool.cpus, "gpus_per_actor": self.pool.gpus,
+                "threads_per_actor": self.pool.threads,
+            }
+            log.info("Ray cluster %s: %d node(s), %g CPUs, %g GPUs; %s engine actor(s) of %g "
+                     "CPU / %g GPU, %d engine thread(s) each (%.1f s to connect)",
+                     self.cluster["address"], len(nodes), self.cluster["cpus"],
+                     self.cluster["gpus"], self.cluster["actors"], self.pool.cpus,
+                     self.pool.gpus, self.pool.threads, time.monotonic() - start)
+            yield self
+        finally:
             self.close()
-            raise
-        self.cluster = {
-            "address": config.ray_address or "local",
-            "nodes": len(nodes),
-            "cpus": sum(n.get("CPU", 0) for n in nodes),
-            "gpus": sum(n.get("GPU", 0) for n in nodes),
-            "actors": (f"{self.pool.min}" if self.pool.min == self.pool.max
-                       else f"{self.pool.min}-{self.pool.max}"),
-            "cpus_per_actor": self.pool.cpus, "gpus_per_actor": self.pool.gpus,
-            "threads_per_actor": self.pool.threads,
-        }
-        log.info("Ray cluster %s: %d node(s), %g CPUs, %g GPUs; %s engine actor(s) of %g CPU "
-                 "/ %g GPU, %d engine thread(s) each (%.1f s to connect)",
-                 self.cluster["address"], len(nodes), self.cluster["cpus"],
-                 self.cluster["gpus"], self.cluster["actors"], self.pool.cpus, self.pool.gpus,
-                 self.pool.threads, time.monotonic() - start)
 
     def _connect(self) -> None:
         ray, config = self.ray, self.config
@@ -318,17 +403,11 @@ class RayRunner:
         return written, skipped
 
     def close(self) -> None:
-        if self.owned and self.ray.is_initialized():
+        if self.owned and self.ray is not None and self.ray.is_initialized():
             self.ray.shutdown()
         self.owned = False
         for name, level in self.levels.items():  # a Python caller's logging as it was
             logging.getLogger(name).setLevel(level)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def _message(e: BaseException) -> str:

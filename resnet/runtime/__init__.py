@@ -3,5 +3,7 @@ executor built from the spec (network), the static export (static), the compiled
 Paddle Inference engine (engine), its on-disk cache with a size cap (cache) and deployment
 exports (export).
 
-The only room that imports Paddle (cache.py does not, so --job=cache stays light); it reads `resnet.models`, `resnet.modelio`, `resnet.common`.
+The only room that imports Paddle (cache.py does not, so --job=cache stays light); it reads
+`resnet.models`, `resnet.modelio`, `resnet.common` and `resnet.config` (the option lists).
+Engines are built here (engine.build, from plain arguments) for every runner.
 """

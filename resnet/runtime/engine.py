@@ -6,7 +6,7 @@ and the Paddle version, so later runs start in about a second.
 
 CPU: Paddle Inference's OpenVINO subgraph engine (shipped in the paddlepaddle 3.x wheel) runs
 the whole graph, measured faster here than Paddle's own oneDNN kernels (docs/engine_notes.md,
-the README's speed table); oneDNN with the IR passes is the fallback (RESNET_CPU_BACKEND=onednn
+the speed table in docs/performance.md); oneDNN with the IR passes is the fallback (RESNET_CPU_BACKEND=onednn
 forces it). Both are fp32 by default and checked against the dygraph reference: OpenVINO's CPU
 plugin would pick bf16 on CPUs with AVX512-BF16/AMX unless told, so the precision hint is
 always set explicitly, and oneDNN's fpmath mode is pinned to strict. bf16 is an opt-in, and so
@@ -40,7 +40,7 @@ BACKEND_ENV = "RESNET_CPU_BACKEND"
 CACHE_ENV, CHECKED = cache.CACHE_ENV, cache.CHECKED
 FORMAT = 2  # bump when the compiled layout changes, to invalidate old caches
 #: max|engine - dygraph| / max|dygraph| allowed per layer by --check (fp32: the contract;
-#: bf16 / fp16: a sanity bound, the measured errors are in the README)
+#: bf16 / fp16: a sanity bound, the measured errors are in docs/performance.md)
 TOLERANCE = {"fp32": 1e-4, "bf16": 0.1, "fp16": 0.05}
 #: TensorRT workspace; the GPU memory pool Paddle starts with (MB)
 TRT_WORKSPACE = 1 << 30
@@ -77,12 +77,12 @@ def compiled_model(model_dir: str, spec: Spec, layers: list[str], model_sha256: 
     never see a half-written model and a crash never leaves one behind.
     """
     info = {"model_sha256": model_sha256, "model_dir": os.path.abspath(model_dir),
-            "layer_num": spec.layer_num, "variant": spec.variant, "layers": list(layers),
+            "arch": spec.arch, "layer_num": spec.layer_num, "variant": spec.variant,
+            "layers": list(layers),
             "pool": pool, "paddle": paddle.__version__}
     fp32 = _entry(cache_key(model_sha256, spec, layers, pool), info,
-                  f"compiling ResNet-{spec.layer_num} for {','.join(layers)}",
-                  lambda prefix: static.export(model_dir, spec.layer_num, layers, prefix,
-                                               spec.variant, pool))
+                  f"compiling {spec.family.short(spec)} for {','.join(layers)}",
+                  lambda prefix: static.export(model_dir, spec.arch, layers, prefix, pool))
     if calibration is None:
         return fp32
     sha = calibration_checksum(calibration)
@@ -481,3 +481,14 @@ def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: 
         log.info("engine checked against the dygraph reference on first use (max relative "
                  "error %.1e; --check repeats it)", done)
     return net
+
+
+def build(model, layers: list[str], device: str, threads: int = 0, *,
+          engine: str = "inference", trt: bool = False, precision: str = "fp32",
+          max_batch: int = 16, check: bool = False, pool: str = "none", calibration=None):
+    """The engine of a loaded model directory (a modelio LoadedModel), as every runner builds
+    it: the local runner once, each Ray actor its own. `calibration` gives the int8
+    calibration tensor when called; it is called for --precision=int8 only."""
+    return create(engine, model.spec, model.values, layers, model.directory, model.sha256,
+                  device, threads, trt, precision, max_batch=max_batch, check=check, pool=pool,
+                  calibration=calibration() if precision == "int8" and calibration else None)

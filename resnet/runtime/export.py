@@ -41,7 +41,7 @@ def paddle_inference(model_dir: str, spec: Spec, layers: list[str], prefix: str)
     folder = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(folder, exist_ok=True)
     with private_dir(folder) as tmp:  # renamed over the targets: a link there is replaced
-        static.export(model_dir, spec.layer_num, layers, os.path.join(tmp, "model"), spec.variant)
+        static.export(model_dir, spec.arch, layers, os.path.join(tmp, "model"))
         written = []
         for ext in (".pdmodel", ".pdiparams"):
             os.replace(os.path.join(tmp, "model" + ext), prefix + ext)
@@ -117,11 +117,13 @@ def sidecar(path: str, spec: Spec, layers: list[str], info, target: str) -> str:
     """`<stem>.resnet.json`: inputs, outputs and the preprocessing the exported model expects."""
     recipe = info.preprocessing if info and info.preprocessing else None
     doc = {
-        "target": target, "layer_num": spec.layer_num, "variant": spec.variant,
+        "target": target, "arch": spec.arch, "layer_num": spec.layer_num,
+        "variant": spec.variant,
         "input": {"name": "image", "shape": [-1, *spec["input"].shape], "dtype": "float32"},
         "outputs": [{"name": n, "shape": [-1, *spec[n].shape]} for n in layers],
         "preprocessing": recipe.to_json() if recipe else "v1: BGR, CHW, minus the mean "
-                         f"(default {', '.join(map(str, DEFAULT_BGR))}), resize to 224x224",
+                         f"(default {', '.join(map(str, DEFAULT_BGR))}), resize to "
+                         f"{spec.input_size}x{spec.input_size}",
         "classes": info.classes if info else "imagenet",
     }
     return modelinfo.dump(doc, path)

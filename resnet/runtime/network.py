@@ -13,7 +13,7 @@ from resnet.models.graph import Spec
 
 
 class Network(paddle.nn.Layer):
-    """A v1 ResNet built from a Spec, holding one Paddle sublayer per conv, bn and fc node."""
+    """A network built from a Spec, holding one Paddle sublayer per node with parameters."""
 
     def __init__(self, spec: Spec):
         super().__init__()
@@ -57,7 +57,7 @@ class Network(paddle.nn.Layer):
         return list(zip(order, frees))
 
     def forward(self, x, outputs=("output",), pool: str = "none"):
-        """Paddle tensors of the requested layers, keyed by name, for a (N, 3, 224, 224) batch.
+        """Paddle tensors of the requested layers, keyed by name, for a (N, 3, S, S) batch.
 
         `pool` avg / max turns each (C, H, W) layer into (C,) inside the graph (global average
         or max over H and W), so a compiled engine hands back only C values per layer.
@@ -94,14 +94,17 @@ class Network(paddle.nn.Layer):
             return {k: v.numpy() for k, v in result.items()}
 
 
-def load(model_dir: str, layer_num: int | None = None, variant: str | None = None) -> Network:
+def load(model_dir: str, layer_num: int | None = None, variant: str | None = None,
+         arch: str | None = None) -> Network:
     """A ready Network with the parameter files of `model_dir` loaded and validated.
 
-    Depth and variant: as given, else the directory's model.json, else what its parameter
-    files show (a v1 zoo directory).
+    Architecture: `arch`, or a ResNet's depth and variant, as given; else the directory's
+    model.json; else what its parameter files show (a v1 zoo directory).
     """
-    from resnet.config import RunConfig
+    from types import SimpleNamespace
+
     from resnet.modelio.modelinfo import resolve
 
-    spec, _ = resolve(RunConfig(model=model_dir, layer_num=layer_num, variant=variant))
+    spec, _ = resolve(SimpleNamespace(model=model_dir, layer_num=layer_num, variant=variant,
+                                      arch=arch))
     return Network(spec).load_params(params_io.load_model(model_dir, spec))

@@ -3,7 +3,7 @@
 Paddle 3.3's legacy (non-PIR) program runs faster under Paddle Inference than the PIR one
 (docs/engine_notes.md: 52 vs 38 img/s at batch 16), and the format is chosen when Paddle
 starts, so the export runs in a child process started with FLAGS_enable_pir_api=0:
-`python -m resnet.runtime.static MODEL_DIR LAYER_NUM LAYERS PREFIX VARIANT POOL`.
+`python -m resnet.runtime.static MODEL_DIR ARCH LAYERS PREFIX POOL`.
 """
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import sys
 from resnet.errors import ResnetError
 
 
-def export(model_dir: str, layer_num: int, layers: list[str], prefix: str,
-           variant: str = "v1", pool: str = "none") -> None:
-    """Write PREFIX.pdmodel and PREFIX.pdiparams computing `layers` (in that order), each
-    globally pooled when `pool` is avg or max."""
-    run_legacy("resnet.runtime.static", [model_dir, str(layer_num), ",".join(layers), prefix,
-                                         variant, pool],
+def export(model_dir: str, arch: str, layers: list[str], prefix: str,
+           pool: str = "none") -> None:
+    """Write PREFIX.pdmodel and PREFIX.pdiparams of architecture `arch` with the weights of
+    `model_dir`, computing `layers` (in that order), each globally pooled when `pool` is avg
+    or max."""
+    run_legacy("resnet.runtime.static", [model_dir, arch, ",".join(layers), prefix, pool],
                prefix + ".pdmodel", "compiling the inference model")
 
 
@@ -61,12 +61,11 @@ def save(net, layers: list[str], prefix: str, pool: str = "none") -> None:
     paddle.jit.save(fixed(net, layers, pool), prefix)
 
 
-def _main(model_dir: str, layer_num: str, layers: str, prefix: str, variant: str,
-          pool: str = "none") -> None:
+def _main(model_dir: str, arch: str, layers: str, prefix: str, pool: str = "none") -> None:
     from resnet.runtime import network
 
-    save(network.load(model_dir, int(layer_num), variant), layers.split(","), prefix, pool)
+    save(network.load(model_dir, arch=arch), layers.split(","), prefix, pool)
 
 
 if __name__ == "__main__":
-    _main(*sys.argv[1:7])
+    _main(*sys.argv[1:6])

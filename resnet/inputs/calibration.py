@@ -1,0 +1,39 @@
+"""The images --precision=int8 is calibrated on, preprocessed as the run's own."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from resnet.errors import ImageError, ResnetError
+
+log = logging.getLogger("resnet")
+
+#: --precision=int8 without --calibration: calibrated on the first images of --data
+CALIBRATION_DEFAULT = 64
+CALIBRATION_MAX = 512  # of a --calibration list: more adds PTQ time, not accuracy
+CALIBRATION_MIN = 8
+
+
+def calibration_images(calibration: str | None, data: str, preprocessing,
+                       reduced: bool = False) -> np.ndarray:
+    """The int8 calibration tensor: `calibration`'s images (at most CALIBRATION_MAX), else
+    the first CALIBRATION_DEFAULT of `data`, single-crop preprocessed as the run's; images
+    that do not decode are skipped."""
+    from resnet.inputs.imaging import preprocess
+    from resnet.inputs.lists import collect
+
+    source = calibration or data
+    items = collect(source)[:CALIBRATION_MAX if calibration else CALIBRATION_DEFAULT]
+    crops = []
+    for item in items:
+        try:
+            crops.append(preprocess(item.path, preprocessing, reduced=reduced))
+        except ImageError as e:
+            log.warning("calibration: skipped %s", e)
+    if len(crops) < CALIBRATION_MIN:
+        raise ResnetError(f"{source}: {len(crops)} usable calibration images, --precision=int8 "
+                          f"needs at least {CALIBRATION_MIN}")
+    log.info("int8 calibration: %d images from %s%s", len(crops),
+             "--calibration " if calibration else "the start of --data ", source)
+    return np.concatenate(crops)

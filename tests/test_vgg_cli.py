@@ -1,0 +1,104 @@
+"""VGG through the whole product: detected from its files, extracted by the compiled engine
+(checked against the dygraph reference), pooled in the graph, 10-crop, predicted, listed,
+drawn. One VGG-16-BN folder (0.5 GB) serves the module.
+"""
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from conftest import EXAMPLES, run_cli
+from reference import rel_err
+from vgg_weights import vgg_weights
+
+import resnet
+from resnet.inputs import imaging
+from resnet.modelio import params
+from resnet.models import build_arch
+from resnet.models.preprocessing import V1
+
+PHOTOS = ("cat.jpg", "coffee.jpg", "rocket.jpg")
+
+
+@pytest.fixture(scope="module")
+def vgg_dir(tmp_path_factory):
+    """VGG-16-BN in the v1 file layout, no model.json: the files alone say what it is."""
+    d = tmp_path_factory.mktemp("vgg16_bn")
+    params.save_model(str(d), build_arch("vgg16_bn"), vgg_weights("vgg16_bn"))
+    yield str(d)
+    for name in os.listdir(d):
+        os.remove(os.path.join(d, name))
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    path = tmp_path_factory.mktemp("photos") / "list.txt"
+    path.write_text("".join(os.path.join(EXAMPLES, n) + "\n" for n in PHOTOS))
+    return str(path)
+
+
+def _reference(vgg_dir, layers, multi_crop=False):
+    net = resnet.load(vgg_dir)
+    assert net.spec.arch == "vgg16_bn"
+    rows = [net.run(imaging.preprocess(os.path.join(EXAMPLES, n), V1, multi_crop), layers)
+            for n in PHOTOS]
+    return {k: np.stack([r[k].mean(axis=0) for r in rows]) for k in layers}
+
+
+def test_compiled_engine_extracts_vgg_pooled_and_checked(vgg_dir, photos, tmp_path):
+    layers = ["conv5_3", "pool5", "fc7", "output"]
+    out = tmp_path / "out"
+    r = run_cli("--job=extract", f"--model={vgg_dir}", f"--data={photos}",
+                f"--output_dir={out}", f"--output_layer={','.join(layers)}", "--pool=avg",
+                "--check", "--use_gpu=0")
+    assert r.returncode == 0, r.stderr
+    assert "running VGG-16 with batch norm on CPU" in r.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["arch"] == "vgg16_bn"
+    assert manifest["layers"] == {"conv5_3": [512], "pool5": [512], "fc7": [4096],
+                                  "output": [1000]}
+    want = _reference(vgg_dir, layers)
+    with resnet.load_features(str(out)) as got:
+        for name in layers:
+            w = want[name].mean(axis=(2, 3)) if want[name].ndim == 4 else want[name]
+            assert rel_err(np.asarray(got[name]), w) <= 1e-4, name
+
+
+def test_vgg_ten_crops_and_predict(vgg_dir, photos, tmp_path):
+    want = _reference(vgg_dir, ["fc7", "output"], multi_crop=True)
+    out = tmp_path / "ten"
+    r = run_cli("--job=extract", f"--model={vgg_dir}", f"--data={photos}",
+                f"--output_dir={out}", "--multi_crop=1", "--engine=dygraph", "--use_gpu=0",
+                "--format=text")  # default features: fc7
+    assert r.returncode == 0, r.stderr
+    with resnet.load_features(str(out)) as got:
+        assert list(got.layers) == ["fc7"]  # VGG's default features
+        assert rel_err(np.asarray(got["fc7"]), want["fc7"]) <= 1e-4
+    csv_path = tmp_path / "pred.csv"
+    r = run_cli("--job=predict", f"--model={vgg_dir}", f"--data={photos}",
+                "--engine=dygraph", "--use_gpu=0", f"--output_file={csv_path}", "--top_k=1")
+    assert r.returncode == 0, r.stderr
+    with open(csv_path, newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    single = _reference(vgg_dir, ["output"])["output"]
+    assert [int(row[1]) for row in rows] == single.argmax(1).tolist()
+
+
+def test_layers_diagram_and_errors_by_arch(tmp_path):
+    r = run_cli("--job=layers", "--arch=vgg19")
+    assert r.returncode == 0, r.stderr
+    assert "VGG-19: 44 layers" in r.stdout and "conv5_4_conv" in r.stdout
+    assert "143,667,240" in r.stdout  # learnable parameters, as torchvision counts them
+    r = run_cli("--job=diagram", "--arch=vgg16", "--output_layer=fc7",
+                f"--output={tmp_path / 'vgg.dot'}")
+    assert r.returncode == 0, r.stderr
+    dot = (tmp_path / "vgg.dot").read_text()
+    assert all(f"cluster_block{b}" in dot for b in range(1, 6)) and "digraph vgg16" in dot
+    r = run_cli("--job=layers", "--arch=vgg61")
+    assert r.returncode == 1 and "unknown architecture 'vgg61'" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = run_cli("--job=layers", "--arch=vgg16", "--layer_num=50")
+    assert r.returncode == 1 and "--arch names the whole network" in r.stderr
+    r = run_cli("--job=models")
+    assert r.returncode == 0 and "vgg19_bn" in r.stdout and "resnet50_v1 " in r.stdout
