@@ -86,3 +86,21 @@ def test_model_contract(name):
         assert out[n].shape == (1, *spec[n].shape), n
         assert np.isfinite(out[n]).all(), n
     np.testing.assert_allclose(out["output"].sum(), 1.0, rtol=1e-5)
+
+
+#: fingerprints of the ResNet-50 specs as the engine cache keys and parameter files read them
+#: (depth, variant, every node's name, op, inputs, attributes and shape, every parameter
+#: file), taken before the model-zoo core was written: the refactor changed none of them
+FINGERPRINTS = {"v1": "841a29948ea6786b", "v1.5": "71f0775929ab9f73",
+                "v1-pad1": "f10245aca0014820", "v2": "087a631911ac09b0"}
+
+
+@pytest.mark.parametrize("variant", FINGERPRINTS)
+def test_resnet_specs_keep_their_cache_keys_and_files(variant):
+    import hashlib
+    import json
+
+    s = resnet.build(50, variant)
+    nodes = [(n.name, n.op, n.inputs, sorted(n.attrs.items()), n.shape) for n in s]
+    blob = json.dumps([s.layer_num, s.variant, repr(nodes), s.param_files()])
+    assert hashlib.sha256(blob.encode()).hexdigest()[:16] == FINGERPRINTS[variant]

@@ -1,7 +1,8 @@
 """MXNet Gluon's ResNet names, shared by the importers of the files made from it: the ONNX
 zoo's (onnx_zoo.py) and Gluon's own .params (mxnet.py). Names count convs and batch norms
-per stage in the order Gluon creates them; an instance prefix (`resnetv17_`) is dropped and
-1x1 conv biases (Gluon v1) are folded into the batch norms that follow them.
+per stage in the order Gluon creates them; an instance prefix (`resnetv17_`, or a VGG's
+`vgg0_`) is dropped and 1x1 conv biases (Gluon v1) are folded into the batch norms that
+follow them. A VGG's conv biases stay: its convs carry them in the spec (vgg_gluon.py).
 """
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import re
 from resnet.importers import base
 from resnet.importers.base import STYLES, Style
 
-PREFIX = re.compile(r"^resnetv\d+_")
+#: Gluon's instance prefix: the class name and a per-process counter
+PREFIX = re.compile(r"^(resnetv\d+|vgg\d+)_")
 _LEAVES = ("running_mean", "running_var", "weight", "bias", "gamma", "beta")
 _CONV_BIAS = re.compile(r"^(.*)conv(\d+)\.bias$")
 _BODY_BIAS = re.compile(r"^(.*\.body\.)(\d+)\.bias$")  # structural: the BN is the next child
@@ -34,8 +36,16 @@ def _bn_mean_after(key: str) -> str | None:
     return None
 
 
+def is_vgg(state: dict) -> bool:
+    """Gluon's VGG (prefix dropped): three Dense layers (fc6, fc7, fc8) where a ResNet has one;
+    its `conv<k>.bias` is a conv bias the spec keeps, even before `batchnorm<k>`."""
+    return "dense2.weight" in state
+
+
 def fold_conv_biases(state: dict, path: str) -> dict:
-    """Gluon v1's 1x1 conv biases folded into the batch norms after them."""
+    """Gluon v1's 1x1 conv biases folded into the batch norms after them (a VGG's stay)."""
+    if is_vgg(state):
+        return state
     return base.fold_conv_biases(state, path, _bn_mean_after)
 
 

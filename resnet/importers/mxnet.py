@@ -1,13 +1,15 @@
-"""MXNet `.params` files: the Gluon model zoo's `resnetN_v1` / `resnetN_v2` and the symbolic
-zoo's `resnet-N-0000.params` (pre-activation), read with numpy alone.
+"""MXNet `.params` files: the Gluon model zoo's `resnetN_v1` / `resnetN_v2` and `vgg16[_bn]` /
+`vgg19[_bn]` (vgg_gluon.py), the symbolic zoo's `resnet-N-0000.params` (pre-activation) and
+its VGGs converted from Caffe (`vgg16-0000.params`, vgg_caffe.py), read with numpy alone.
 
 The NDArray list format: a header (0x112, 0, count), each array as its magic, shape, context
 and dtype then raw little-endian data, then the names. Gluon names are used with or without
 their instance prefix (`resnetv10_stage1_conv0_weight`, `stage1_conv0_weight`) or as the
-attribute paths of `save_parameters` (`features.4.0.body.0.weight`); 1x1 conv
-biases (Gluon v1) are folded into their batch norms, as for the ONNX zoo's files. Symbolic
-names are `arg:` / `aux:` prefixed; those nets use BatchNorm eps 2e-5 (folded exactly into the
-variances) and ignore `bn_data`'s stored gamma (fix_gamma: it is 1).
+attribute paths of `save_parameters` (`features.4.0.body.0.weight`); 1x1 conv biases
+(Gluon v1) are folded into their batch norms, as for the ONNX zoo's files (a VGG's conv
+biases are its own parameters and stay). Symbolic names are `arg:` / `aux:` prefixed; the
+symbolic ResNets use BatchNorm eps 2e-5 (folded exactly into the variances) and ignore
+`bn_data`'s stored gamma (fix_gamma: it is 1).
 """
 from __future__ import annotations
 

@@ -1,13 +1,19 @@
 """The ONNX model zoo's ResNets (`resnet{18,34,50,101,152}-v1-7.onnx` and `-v2-7.onnx`),
 converted from MXNet Gluon: v1 is v1 strides, max pool pad 1 (the `v1-pad1` variant) with
 biases on the 1x1 body convs; v2 is the pre-activation network (`v2`); both RGB /255
-mean/std.
+mean/std. Also its VGGs: Gluon's (`vgg16-7`, `vgg16-bn-7`, `vgg19-7`, `vgg19-bn-7`,
+`vgg16-12`; vgg_gluon.py) and caffe2's `vgg19-caffe2` (vgg_caffe.py).
 
 Only the initializers are read (the `onnx` package, no graph is run). Their names are
-Gluon's under an instance prefix (`resnetv17_stage1_conv0_weight`), stripped here; each conv
-bias is folded into the batch norm that follows it (BN(conv + b) is BN(conv) with its running
-mean moved by b), so the weights are exactly a v1-pad1 network. Anything else (another
-graph) fits neither and is refused with its first mismatching names.
+Gluon's under an instance prefix (`resnetv17_stage1_conv0_weight`, `vgg0_conv0_weight`),
+stripped here; each ResNet conv bias is folded into the batch norm that follows it (BN(conv
++ b) is BN(conv) with its running mean moved by b), so the weights are exactly a v1-pad1
+network. caffe2's names (`conv1_1_w_0`, `fc8_b_0`) become `conv1_1.weight`, `fc8.bias`.
+Integer initializers are shapes (caffe2's Reshape target `OC2_DUMMY_1`), not weights, and are
+left out; a batch norm whose node says an epsilon other than 1e-5 has it folded exactly into
+its variance. Anything else (another graph) fits nothing and is refused with its first
+mismatching names; a quantized model (QLinearConv, QuantizeLinear, ... as the zoo's
+`-int8` and `-qdq` files) is refused with the way to run one in int8.
 
 Initializers kept as external data are read here, never by onnx (which resolves their
 location against the working directory): only from a regular file inside the .onnx file's
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import stat
 
 import numpy as np
@@ -26,6 +33,8 @@ from resnet.common.files import open_existing
 from resnet.errors import ResnetError, file_error
 from resnet.importers import IMPORTERS
 from resnet.importers._gluon import PREFIX, dotted, fold_conv_biases
+from resnet.importers.base import variance_for_v1_eps
+from resnet.models.ops import DEFAULT_EPS
 
 #: TensorProto data types an initializer of weights may have -> numpy dtype, and the typed
 #: field that holds their values when they are not raw bytes
@@ -34,6 +43,11 @@ _DTYPES = {1: ("<f4", "float_data"), 11: ("<f8", "double_data"), 10: ("<f2", "in
            3: ("i1", "int32_data"), 2: ("u1", "int32_data"), 4: ("<u2", "int32_data"),
            12: ("<u4", "uint64_data"), 13: ("<u8", "uint64_data"), 9: ("?", "int32_data")}
 _EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
+_SHAPES = {6, 7}  # int32, int64: shapes and axes of reshapes, never weights
+#: operators of quantized graphs (QOperator and QDQ forms, integer convs and matmuls)
+_QUANTIZED = ("QLinear", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear",
+              "ConvInteger", "MatMulInteger", "QGemm")
+_CAFFE2_LEAF = re.compile(r"^(.+)_([wb])_0$")  # caffe2's conv1_1_w_0, fc8_b_0
 
 
 @IMPORTERS.register("onnx")
@@ -59,20 +73,59 @@ class OnnxZooImporter:
             model = onnx.load(path, load_external_data=False)
         except Exception as e:  # DecodeError and friends: the file is not an ONNX model
             raise ResnetError(f"{path}: not an ONNX model ({type(e).__name__})") from None
+        _refuse_quantized(model, path)
+        eps = _bn_eps(model, path)
         state = {}
         for tensor in model.graph.initializer:
             name = tensor.name  # bytes where the file's name is not UTF-8
             name = name.decode("utf-8", "replace") if isinstance(name, bytes) else name
             where = f"{path}: initializer {name!r:.100}"
             _check_tensor(tensor, path, where)
+            if tensor.data_type in _SHAPES and len(tensor.dims) <= 1:
+                continue
             try:
                 value = numpy_helper.to_array(tensor)
             except Exception as e:  # a tensor the checks above let through but onnx can't read
                 raise ResnetError(f"{where}: unreadable ({type(e).__name__})") from None
-            state[dotted(PREFIX.sub("", name))] = value
+            if name in eps:
+                value = variance_for_v1_eps(value, eps[name])
+            state[_key(name)] = value
         if not state:
             raise ResnetError(f"{path}: an ONNX model without weights (initializers)")
         return fold_conv_biases(state, path)
+
+
+def _key(name: str) -> str:
+    """An initializer's name as the styles spell it: Gluon's prefix dropped and its leaf
+    dotted (`vgg0_conv0_weight` -> `conv0.weight`), caffe2's `_w_0` / `_b_0` made leaves."""
+    if m := _CAFFE2_LEAF.match(name):
+        return f"{m[1]}.{'weight' if m[2] == 'w' else 'bias'}"
+    return dotted(PREFIX.sub("", name))
+
+
+def _refuse_quantized(model, path: str) -> None:
+    """A quantized graph's integer weights and scales are not a network's float weights."""
+    ops = sorted({n.op_type for n in model.graph.node if n.op_type.startswith(_QUANTIZED)})
+    if ops:
+        raise ResnetError(f"{path}: a quantized ONNX model ({', '.join(ops[:4])} operators); "
+                          "convert the float32 model it was made from (for the zoo's "
+                          "vgg16-12-int8 / -qdq: vgg16-12.onnx) and run it with "
+                          "--precision=int8")
+
+
+def _bn_eps(model, path: str) -> dict[str, float]:
+    """The epsilon of each BatchNormalization, by the name of its variance initializer."""
+    out = {}
+    for node in model.graph.node:
+        if node.op_type != "BatchNormalization" or len(node.input) < 5:
+            continue
+        value = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
+        if not (math.isfinite(value) and value >= 0):
+            raise ResnetError(f"{path}: batch norm {node.name!r:.100} has epsilon {value}, not "
+                              "a finite number >= 0")
+        if np.float32(value) != np.float32(DEFAULT_EPS):  # the attribute is a float32
+            out[node.input[4]] = float(value)
+    return out
 
 
 def _check_tensor(tensor, path: str, where: str) -> None:
