@@ -1,8 +1,16 @@
-"""RunConfig: every setting of a run in one typed, frozen object, built once.
+"""RunConfig: every setting of a run in one typed, frozen object, built once; and the
+per-concern settings derived from it, which is what the parts below the jobs receive.
 
-The CLI builds it from the flags (`from_args`), the Python API from keyword arguments
-(`RunConfig(job="extract", model=..., ...)`); jobs, runners and the engine read it and never
-write results back onto it. Field names are the CLI's flag names.
+The CLI builds a RunConfig from the flags (`from_args`), the Python API from keyword
+arguments (`RunConfig.from_options(job, model=..., ...)`); field names are the CLI's flag
+names. Building it builds (and so checks) one frozen settings object per concern:
+`model_settings` (which network and parameters), `input_settings` (images to batches),
+`engine_settings` (how the network runs), `output_settings` (where and how features are
+written) and `ray_settings` (the Ray cluster and its actor pool). Each settings class checks
+its own fields, the one place each setting is checked, so a bad value is refused when the
+RunConfig is built, before anything runs. Jobs read the RunConfig and hand each part the
+settings of its concern: the engine builder gets EngineSettings, the decoders
+InputSettings, the sinks and the journal OutputSettings. Nothing writes results back.
 
 Imports only `resnet.errors`: a RunConfig is built (and its fixed option lists checked)
 without Paddle, OpenCV or any registry's modules. The settings that name a registry entry
@@ -31,8 +39,137 @@ DTYPES = ("float32", "float16")
 COMPRESSIONS = ("none", "lzf", "gzip")
 
 
+def _at_least_one(name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ResnetError(f"{name} must be at least 1, got {value!r}")
+
+
+def _one_of(name: str, value, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ResnetError(f"unknown {name} {value!r}: choose one of {', '.join(allowed)}")
+
+
+class _Settings:
+    """What every settings class shares: built from a RunConfig's same-named fields."""
+
+    @classmethod
+    def of(cls, config):
+        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ModelSettings(_Settings):
+    """Which network and parameters: the model folder, the architecture flags over its
+    model.json, and the mean file over its preprocessing (modelio.loaded.resolve reads
+    these). Checked when the folder is read: nothing here can be checked without I/O."""
+
+    model: str | None = None
+    arch: str | None = None
+    layer_num: int | None = None
+    variant: str | None = None
+    mean: str | None = None
+
+
+@dataclass(frozen=True)
+class InputSettings(_Settings):
+    """From --data to batches of crops: the list, its labels, the crops per image, the
+    decoding workers, the batch size and whether a bad image stops the run."""
+
+    data: str | None = None
+    labels_from_folders: bool = False
+    multi_crop: bool = False
+    workers: int | None = None
+    reduced_decode: bool = False
+    batch_size: int = 16
+    strict: bool = False
+
+    def __post_init__(self):
+        _at_least_one("batch_size", self.batch_size)
+
+
+@dataclass(frozen=True)
+class EngineSettings(_Settings):
+    """How the network runs: engine, device, threads, TensorRT, precision (with its int8
+    calibration list), the --check comparison and in-network pooling. Whether a combination
+    fits the device is checked once the device is chosen (runtime.engine.check_options)."""
+
+    engine: str = "inference"
+    use_gpu: bool | None = None
+    threads: int = 0
+    trt: bool = False
+    precision: str = "fp32"
+    check: bool = False
+    calibration: str | None = None
+    pool: str = "none"
+
+    def __post_init__(self):
+        _one_of("engine", self.engine, ENGINES)
+        _one_of("precision", self.precision, PRECISIONS)
+        _one_of("pool", self.pool, POOLS)
+
+
+@dataclass(frozen=True)
+class OutputSettings(_Settings):
+    """Where and how results are written: the folder (or its shard), the format, stored
+    dtype and compression, resume / overwrite, the free-space check, predict's CSV file.
+    `format` names a registry entry: the job that loads the registry checks it."""
+
+    output_dir: str = "output"
+    format: str = "hdf5"
+    dtype: str = "float32"
+    compression: str = "none"
+    resume: bool = False
+    overwrite: bool = False
+    shard: tuple | None = None
+    no_space_check: bool = False
+    output_file: str | None = None
+
+    def __post_init__(self):
+        _one_of("dtype", self.dtype, DTYPES)
+        _one_of("compression", self.compression, COMPRESSIONS)
+        if self.shard is not None:
+            try:
+                i, n = (int(v) for v in self.shard)
+                ok = 1 <= i <= n
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ResnetError(f"shard {self.shard!r}: expected (I, N) with 1 <= I <= N")
+
+
+@dataclass(frozen=True)
+class RaySettings(_Settings):
+    """--runner=ray's cluster and engine actor pool; `actors` is (min, max), and also taken
+    as 3, "3" or "1-4" as the flag."""
+
+    ray_address: str | None = None
+    actors: tuple | None = None
+    cpus_per_actor: float | None = None
+    gpus_per_actor: float | None = None
+
+    def __post_init__(self):
+        if isinstance(self.actors, (int, str)):
+            object.__setattr__(self, "actors", parse_actors(str(self.actors)))
+        if self.actors is not None and not (1 <= self.actors[0] <= self.actors[1]):
+            raise ResnetError(f"actors {self.actors!r}: expected N or MIN-MAX with "
+                              "1 <= MIN <= MAX")
+        for name in ("cpus_per_actor", "gpus_per_actor"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ResnetError(f"{name} must be 0 or more, got {value!r}")
+
+
 @dataclass(frozen=True)
 class RunConfig:
+    """Every flag, flat. `model_settings`, `input_settings`, `engine_settings`,
+    `output_settings` and `ray_settings` (not fields: derived, and checked, when it is
+    built) are the per-concern views the jobs hand down. The fields no settings class owns
+    are the job's own (top_k, output_layer, the convert / export / diagram / cache flags)
+    or the run's (job, runner, debug)."""
+
     job: str = "extract"
     model: str | None = None
     arch: str | None = None
@@ -82,37 +219,15 @@ class RunConfig:
     def __post_init__(self):
         if isinstance(self.output_layer, (list, tuple)):  # the API takes a list of names
             object.__setattr__(self, "output_layer", ",".join(self.output_layer))
-        for name in ("batch_size", "top_k"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ResnetError(f"{name} must be at least 1, got {value!r}")
-        if self.engine not in ENGINES:
-            raise ResnetError(f"unknown engine {self.engine!r}: choose one of "
-                              f"{', '.join(ENGINES)}")
-        for name, value, allowed in (("precision", self.precision, PRECISIONS),
-                                     ("pool", self.pool, POOLS), ("dtype", self.dtype, DTYPES),
-                                     ("compression", self.compression, COMPRESSIONS)):
-            if value not in allowed:
-                raise ResnetError(f"unknown {name} {value!r}: choose one of "
-                                  f"{', '.join(allowed)}")
-
-        if self.shard is not None:
-            try:
-                i, n = (int(v) for v in self.shard)
-                ok = 1 <= i <= n
-            except (TypeError, ValueError):
-                ok = False
-            if not ok:
-                raise ResnetError(f"shard {self.shard!r}: expected (I, N) with 1 <= I <= N")
-        if isinstance(self.actors, (int, str)):  # the API takes 3, "3" or "1-4" as the flag
-            object.__setattr__(self, "actors", parse_actors(str(self.actors)))
-        if self.actors is not None and not (1 <= self.actors[0] <= self.actors[1]):
-            raise ResnetError(f"actors {self.actors!r}: expected N or MIN-MAX with "
-                              "1 <= MIN <= MAX")
-        for name in ("cpus_per_actor", "gpus_per_actor"):
-            value = getattr(self, name)
-            if value is not None and not value >= 0:
-                raise ResnetError(f"{name} must be 0 or more, got {value!r}")
+        # each concern checks its own fields (in this order: the first bad one is reported)
+        derived = {"input_settings": InputSettings.of(self)}
+        _at_least_one("top_k", self.top_k)
+        derived.update(engine_settings=EngineSettings.of(self),
+                       output_settings=OutputSettings.of(self),
+                       ray_settings=RaySettings.of(self), model_settings=ModelSettings.of(self))
+        object.__setattr__(self, "actors", derived["ray_settings"].actors)  # as normalized
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
         # `format` and `runner` name registry entries: the job that loads the registry refuses
         # an unknown name (naming the registered ones), so building a RunConfig stays light
 

@@ -85,14 +85,18 @@ def node(cpus, gpus=0):
     return {"CPU": cpus, "GPU": gpus}
 
 
+def pool_of(config, nodes):
+    return size_pool(config.ray_settings, config.engine_settings, nodes)
+
+
 def test_pool_defaults_leave_a_cpu_for_decoding():
-    pool = size_pool(RunConfig(), [node(2)])
+    pool = pool_of(RunConfig(), [node(2)])
     assert (pool.min, pool.max, pool.cpus, pool.gpus, pool.threads) == (1, 1, 1.0, 0.0, 2)
-    pool = size_pool(RunConfig(), [node(16), node(16)])
+    pool = pool_of(RunConfig(), [node(16), node(16)])
     assert pool.max == 31 and pool.threads == 1
-    pool = size_pool(RunConfig(use_gpu=True), [node(8, 4), node(8, 4)])
+    pool = pool_of(RunConfig(use_gpu=True), [node(8, 4), node(8, 4)])
     assert (pool.max, pool.gpus) == (8, 1.0)  # one actor per GPU
-    assert size_pool(RunConfig(actors=(2, 4), threads=3), [node(8)]) == \
+    assert pool_of(RunConfig(actors=(2, 4), threads=3), [node(8)]) == \
         type(pool)(2, 4, 1.0, 0.0, 3)
 
 
@@ -104,7 +108,7 @@ def test_pool_defaults_leave_a_cpu_for_decoding():
 ])
 def test_pools_that_would_hang_are_refused(options, nodes, message):
     with pytest.raises(ResnetError, match=message):
-        size_pool(RunConfig(**options), nodes)
+        pool_of(RunConfig(**options), nodes)
 
 
 def test_actor_flag_forms():

@@ -15,15 +15,15 @@ CALIBRATION_MAX = 512  # of a --calibration list: more adds PTQ time, not accura
 CALIBRATION_MIN = 8
 
 
-def calibration_images(calibration: str | None, data: str, preprocessing,
-                       reduced: bool = False) -> np.ndarray:
+def calibration_images(calibration: str | None, inputs, preprocessing) -> np.ndarray:
     """The int8 calibration tensor: `calibration`'s images (at most CALIBRATION_MAX), else
-    the first CALIBRATION_DEFAULT of `data`, single-crop preprocessed as the run's; images
-    that do not decode are skipped."""
+    the first CALIBRATION_DEFAULT of the run's --data, single-crop preprocessed as the run's
+    (`inputs`: its config.InputSettings, for --data and --reduced_decode); images that do
+    not decode are skipped."""
     from resnet.inputs.imaging import preprocess
     from resnet.inputs.lists import collect
 
-    source = calibration or data
+    source, reduced = calibration or inputs.data, inputs.reduced_decode
     items = collect(source)[:CALIBRATION_MAX if calibration else CALIBRATION_DEFAULT]
     crops = []
     for item in items:

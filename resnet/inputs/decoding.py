@@ -348,12 +348,13 @@ class Decoders:
     """The decoding workers of one run, started early (about 0.3 s each) so they warm up
     while the engine loads; `batched` uses them, `close` stops them. `lockstep`: the engine
     takes every core, so worker processes decode between its forward passes (module doc).
-    `reduced`: --reduced_decode, handed to the workers with the preprocessing."""
+    `inputs`: the run's config.InputSettings (crops per image, batch size, workers,
+    --reduced_decode, handed to the workers with the preprocessing)."""
 
-    def __init__(self, preprocessing, multi_crop, batch_size, workers, items_count,
-                 lockstep: bool = False, reduced: bool = False):
+    def __init__(self, preprocessing, inputs, items_count, lockstep: bool = False):
+        multi_crop, batch_size, workers = inputs.multi_crop, inputs.batch_size, inputs.workers
         self.preprocessing, self.multi_crop = preprocessing, bool(multi_crop)
-        self.reduced = bool(reduced)
+        self.reduced = bool(inputs.reduced_decode)
         self.batch_size, self.lockstep = batch_size, lockstep
         self.workers, self.prefetch = plan(items_count, workers, batch_size, lockstep)
         self.kind = _decoder_kind() if self.workers > 0 else "inline"
@@ -391,7 +392,10 @@ def batched(items, mean, multi_crop, batch_size, on_error, workers=None, lockste
     Bad images go to on_error(item, ImageError). The array, (images * crops, 3, H, W), is a
     buffer reused for the next batch: use it before asking for the next one.
     """
-    with Decoders(mean, multi_crop, batch_size, workers, len(items), lockstep) as decoders:
+    from resnet.config import InputSettings
+
+    inputs = InputSettings(multi_crop=multi_crop, batch_size=batch_size, workers=workers)
+    with Decoders(mean, inputs, len(items), lockstep) as decoders:
         yield from decoders.batched(items, on_error)
 
 

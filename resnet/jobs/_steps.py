@@ -33,18 +33,19 @@ def plan(config, runner, layers=None) -> Plan:
     refused before a model file is read or an output touched. `runner` (runners/base.py)
     says where its engines run."""
     device = runner.device()
-    model = loaded.resolve(config)  # model.json's depth, variant, recipe; flags win
+    model = loaded.resolve(config.model_settings)  # model.json's depth, variant, recipe; flags win
     spec = model.spec
     log.info("running %s on %s (paddle %s)", spec.family.label(spec), device.upper(),
              paddle.__version__)
-    engine.check_options(config.engine, device, config.trt, config.precision)
-    if config.calibration and config.precision != "int8":
+    settings, inputs = config.engine_settings, config.input_settings
+    engine.check_options(settings.engine, device, settings.trt, settings.precision)
+    if settings.calibration and settings.precision != "int8":
         raise ResnetError("--calibration is for --precision=int8 only")
-    if config.reduced_decode:
+    if inputs.reduced_decode:
         log.info("--reduced_decode: large JPEGs decoded at 1/2 to 1/8 scale (faster, not "
                  "bit-exact; docs/performance.md)")
     layers = spec.check_layers(layers or config.layers_or(spec.default_features()))
-    items = collect(config.data, config.labels_from_folders)
+    items = collect(inputs.data, inputs.labels_from_folders)
     return Plan(device, model, layers, items)
 
 

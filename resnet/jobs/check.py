@@ -17,7 +17,7 @@ def run(config) -> int:
     """Validate a model directory (and --mean) without running anything."""
     from resnet.modelio import loaded, modelinfo
 
-    model = loaded.resolve(config).load()
+    model = loaded.resolve(config.model_settings).load()
     total = sum(v.size for v in model.values.values())
     spec = model.spec
     what = (f"v1 ResNet-{spec.layer_num}" if spec.family.name == "resnet"

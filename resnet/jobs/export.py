@@ -25,7 +25,7 @@ def run(config) -> int:
     if not args.output:
         raise ResnetError("--job=export needs --output: the .onnx file, or the path prefix of "
                           "the Paddle inference files (PREFIX.pdmodel, PREFIX.pdiparams)")
-    resolved = loaded.resolve(config)
+    resolved = loaded.resolve(config.model_settings)
     spec, info = resolved.spec, resolved.info
     layers = spec.check_layers(config.layers_or(["output"]))
     model = resolved.load()  # a bad model fails here, before Paddle compiles

@@ -110,8 +110,9 @@ def _extract(config, out_dir: str) -> Summary:
                                      "classes", "pool", "dtype", "compression")
             if k in manifest}
     meta["key_bytes"] = key_bytes(items)
-    done = runner.extract(Extraction(config, model, plan.layers, plan.device, items, out_dir,
-                                     manifest, shapes, meta, lambda: all_outputs(out_dir)))
+    done = runner.extract(Extraction(config.output_settings, model, plan.layers, plan.device,
+                                     items, out_dir, manifest, shapes, meta,
+                                     lambda: all_outputs(out_dir)))
     steps.report("extracted", done.written, done.failed_total, done.seconds, out_dir,
                  os.path.join(out_dir, journal.FAILED))
     files = sorted(os.path.join(out_dir, n) for n in existing_outputs(config.format, out_dir))

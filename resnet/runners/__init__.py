@@ -6,7 +6,7 @@ kept) or streams batches back in list order (`streaming`, for predict). `local` 
 machine) decodes in worker processes and writes one sink in list order; `ray` (ray_data.py)
 runs decoding tasks and engine actors on a Ray cluster whose actors write part files
 (outputs/parts.py), joined in list order at the end. Every runner builds its engines with
-runtime.engine.build (local.engine_for maps the RunConfig onto it).
+runtime.engine.build (local.engine_for hands it the run's EngineSettings, config.py).
 
 Imports `resnet.inputs`, `resnet.outputs`, `resnet.runtime` (inside functions: listing the
 runners loads neither OpenCV nor Paddle), `resnet.modelio`, `resnet.common`; never jobs.

@@ -4,7 +4,9 @@ A job picks a runner by name (RUNNERS[config.runner](config)) and never asks whi
 got: the runner decides where the engines run, how images reach them and how the features
 are written (the local runner hands batches back in list order to one sink; Ray's actors
 write part files that are joined afterwards). The job keeps what every run shares: the
-checks, the manifest, the folder lock and the summary.
+checks, the manifest, the folder lock and the summary. A runner is built from the RunConfig
+and keeps only the settings of its concerns (config.py: InputSettings, EngineSettings, ...);
+what it hands on (decoders, engine builder, sinks, journal) gets one settings object each.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ class Extracted:
 class Extraction:
     """One extract, checked and ready to write: everything a runner's `extract` needs."""
 
-    config: object  # RunConfig
+    output: object  # config.OutputSettings: format, dtype, resume, overwrite
     model: object  # modelio.loaded.LoadedModel
     layers: list
     device: str
@@ -53,11 +55,12 @@ class Extraction:
         from resnet.outputs import journal
 
         return journal.Journal(self.out_dir, dict(self.manifest, **entries), self.outputs(),
-                               self.config.resume, self.config.overwrite)
+                               self.output.resume, self.output.overwrite)
 
 
 class Runner(Protocol):
-    """Registered in RUNNERS; `Runner(config)` starts nothing (cheap)."""
+    """Registered in RUNNERS; `Runner(config)` (a RunConfig, of which it keeps the settings
+    objects it uses) starts nothing (cheap)."""
 
     def device(self) -> str:
         """Where the engines run ("cpu" / "gpu"), chosen before the model is read."""

@@ -28,19 +28,18 @@ log = logging.getLogger("resnet")
 COMMIT_ENV = "RESNET_COMMIT_SECONDS"
 
 
-def engine_for(config, model, layers, device: str, threads: int):
-    """The run's engine (runtime.engine.build) with the RunConfig's engine settings: the
-    local runner's, and each Ray actor's."""
+def engine_for(settings, inputs, model, layers, device: str):
+    """The run's engine (runtime.engine.build) with its EngineSettings `settings` and the
+    InputSettings `inputs` (the largest batch; the int8 calibration images): the local
+    runner's, and each Ray actor's (whose `settings` carry the threads sized for it)."""
     from resnet.inputs.calibration import calibration_images
     from resnet.runtime import engine
 
     return engine.build(
-        model, layers, device, threads, engine=config.engine, trt=config.trt,
-        precision=config.precision,
-        max_batch=max(config.batch_size, crops_per_image(config.multi_crop)),
-        check=config.check, pool=config.pool,
-        calibration=lambda: calibration_images(config.calibration, config.data,
-                                               model.preprocessing, config.reduced_decode))
+        model, layers, device, settings,
+        max_batch=max(inputs.batch_size, crops_per_image(inputs.multi_crop)),
+        calibration=lambda: calibration_images(settings.calibration, inputs,
+                                               model.preprocessing))
 
 
 @RUNNERS.register("local")
@@ -48,15 +47,15 @@ class LocalRunner:
     """This machine: the engine here, decoding workers beside it (runners/base.py: Runner)."""
 
     def __init__(self, config):
-        self.config = config
-        self.crops = crops_per_image(config.multi_crop)
+        self.inputs, self.engine = config.input_settings, config.engine_settings
+        self.crops = crops_per_image(self.inputs.multi_crop)
         self.net = self.decoders = None
         self.layers = []
 
     def device(self) -> str:
         from resnet.runtime.paddle_env import select_device
 
-        return select_device(self.config.use_gpu)
+        return select_device(self.engine.use_gpu)
 
     def manifest(self, items, preprocessing, out_dir) -> dict:
         return {}
@@ -67,14 +66,11 @@ class LocalRunner:
         use); yields this runner, ready to `run`; the workers are stopped at the end."""
         from resnet.inputs.decoding import Decoders, decode_between_passes
 
-        config = self.config
         self.layers = list(layers)
-        self.decoders = Decoders(model.preprocessing, config.multi_crop, config.batch_size,
-                                 config.workers, items_count,
-                                 lockstep=decode_between_passes(device, config.threads),
-                                 reduced=config.reduced_decode)
+        self.decoders = Decoders(model.preprocessing, self.inputs, items_count,
+                                 lockstep=decode_between_passes(device, self.engine.threads))
         try:
-            self.net = engine_for(config, model, layers, device, config.threads)
+            self.net = engine_for(self.engine, self.inputs, model, layers, device)
             yield self
         finally:
             self.decoders.close()
@@ -88,7 +84,7 @@ class LocalRunner:
         """
         outcome = Outcome()
         progress = Progress(len(items), desc, initial=skip)
-        strict, crops = self.config.strict, self.crops
+        strict, crops = self.inputs.strict, self.crops
 
         def on_error(item, err):
             if strict:
@@ -101,7 +97,7 @@ class LocalRunner:
         writer = Writer()
         try:
             for batch, x in self.decoders.batched(items[skip:], on_error):
-                out = infer(self.net, self.layers, x, len(batch), crops, self.config.batch_size)
+                out = infer(self.net, self.layers, x, len(batch), crops, self.inputs.batch_size)
                 outcome.done += len(batch)
                 writer.submit(on_batch, batch, out, skip + outcome.done + len(outcome.failed))
                 progress.update(len(batch))
@@ -117,7 +113,7 @@ class LocalRunner:
         every few seconds; --resume continues after the last commit."""
         from resnet.outputs.base import open_sink
 
-        config, items = x.config, x.items
+        output, items = x.output, x.items
         with self.streaming(x.model, x.layers, x.device, len(items)):
             book = x.journal()
             done = book.state["position"]
@@ -125,10 +121,10 @@ class LocalRunner:
                 log.info("resuming %s: %d of %d list items already done", x.out_dir, done,
                          len(items))
             start = time.monotonic()
-            outcome, complete, dtype = None, False, np.dtype(config.dtype)
+            outcome, complete, dtype = None, False, np.dtype(output.dtype)
             saved = book.state["sink"] if book.resuming else None
             try:
-                with open_sink(config.format, x.out_dir, x.shapes, x.meta, book.state["rows"],
+                with open_sink(output.format, x.out_dir, x.shapes, x.meta, book.state["rows"],
                                saved) as sink:
                     commit_every = float(os.environ.get(COMMIT_ENV, sink.commit_every))
                     last_commit = [time.monotonic()]

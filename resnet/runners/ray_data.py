@@ -60,17 +60,18 @@ class Pool:
     threads: int
 
 
-def size_pool(config, nodes: list[dict]) -> Pool:
-    """The actor pool for config on a cluster whose alive nodes have `nodes` resources
-    ({"CPU": n, "GPU": n}); a ResnetError for any pool that could never run."""
+def size_pool(ray, engine, nodes: list[dict]) -> Pool:
+    """The actor pool for the RaySettings `ray` and EngineSettings `engine` (--use_gpu,
+    --threads) on a cluster whose alive nodes have `nodes` resources ({"CPU": n, "GPU": n});
+    a ResnetError for any pool that could never run."""
     cpus_total = sum(n.get("CPU", 0) for n in nodes)
     gpus_total = sum(n.get("GPU", 0) for n in nodes)
-    cpus = 1.0 if config.cpus_per_actor is None else float(config.cpus_per_actor)
-    gpus = float(config.gpus_per_actor if config.gpus_per_actor is not None
-                 else (1 if config.use_gpu else 0))
+    cpus = 1.0 if ray.cpus_per_actor is None else float(ray.cpus_per_actor)
+    gpus = float(ray.gpus_per_actor if ray.gpus_per_actor is not None
+                 else (1 if engine.use_gpu else 0))
     fitting = max(1, int((cpus_total - DECODE_CPUS) // cpus)) if cpus else 1  # CPU actors
-    if config.actors:
-        low, high = config.actors
+    if ray.actors:
+        low, high = ray.actors
     elif gpus:
         low = high = max(1, int(gpus_total // gpus))
     else:
@@ -86,8 +87,8 @@ def size_pool(config, nodes: list[dict]) -> Pool:
             f"wait forever; use --actors={fitting} or a smaller --cpus_per_actor")
     if cpus > max((n.get("CPU", 0) for n in nodes), default=0):
         raise ResnetError(f"--cpus_per_actor={cpus:g} is more than any node has; {where}")
-    if config.threads:
-        threads = config.threads
+    if engine.threads:
+        threads = engine.threads
     else:  # the node's cores shared among the actors it is likely to hold
         with_cpus = [n["CPU"] for n in nodes if n.get("CPU", 0) >= cpus] or [1]
         per_node = math.ceil(high / len(with_cpus))
@@ -99,7 +100,10 @@ def size_pool(config, nodes: list[dict]) -> Pool:
 class PartJob:
     """What every task and actor needs to know, sent once (pickled) to each."""
 
-    config: object  # RunConfig
+    model: object  # config.ModelSettings: each actor resolves and loads the model itself
+    inputs: object  # config.InputSettings
+    engine: object  # config.EngineSettings, with the threads sized for each actor
+    output: object  # config.OutputSettings
     preprocessing: object
     layers: list
     shapes: dict
@@ -107,14 +111,13 @@ class PartJob:
     output_dir: str
     plan: object  # parts.PartPlan
     sha256: str
-    threads: int
     env: dict
     use_gpu: bool  # what the actor pool reserved: a GPU actor runs on its GPU, others on CPU
 
     def store(self):
         from resnet.outputs.parts import PartStore
 
-        return PartStore(self.output_dir, self.config.format, self.shapes, self.meta, self.plan)
+        return PartStore(self.output_dir, self.output.format, self.shapes, self.meta, self.plan)
 
 
 def _enter(job: PartJob) -> None:
@@ -140,8 +143,8 @@ def decode_part(row: dict, job: PartJob) -> dict:
     lo, paths = int(row["lo"]), json.loads(row["paths"])
     pixels, good, failed = [], [], []
     for j, path in enumerate(paths):
-        out = crops_or_error(path, job.preprocessing, job.config.multi_crop,
-                             job.config.reduced_decode)
+        out = crops_or_error(path, job.preprocessing, job.inputs.multi_crop,
+                             job.inputs.reduced_decode)
         if isinstance(out, ImageError):
             failed.append([lo + j, str(out)])
         else:
@@ -172,13 +175,13 @@ class PartWorker:
         _node_cache()
         logging.basicConfig(level=logging.WARNING)
         self.store = job.store()
-        self.crops = crops_per_image(job.config.multi_crop)
-        model = loaded.resolve(job.config).load()
+        self.crops = crops_per_image(job.inputs.multi_crop)
+        model = loaded.resolve(job.model).load()
         if model.sha256 != job.sha256:
-            raise ResnetError(f"{job.config.model}: differs on this node from the driver's "
+            raise ResnetError(f"{job.model.model}: differs on this node from the driver's "
                               "copy (parameter checksums differ)")
         device = select_device(job.use_gpu)
-        self.net = engine_for(job.config, model, job.layers, device, job.threads)
+        self.net = engine_for(job.engine, job.inputs, model, job.layers, device)
 
     def __call__(self, row: dict) -> dict:
         job, k = self.job, int(row["part"])
@@ -188,7 +191,7 @@ class PartWorker:
                   "error": self.error}
         if self.error:
             return result
-        if failed and job.config.strict:
+        if failed and job.inputs.strict:
             result["error"] = f"{failed[0][1]} (stopped: --strict)"
             return result
         try:
@@ -205,10 +208,10 @@ class PartWorker:
         outputs = {}
         if items:
             x = np.frombuffer(row["pixels"], np.float32).reshape(meta["shape"])
-            dtype = np.dtype(job.config.dtype)
+            dtype = np.dtype(job.output.dtype)
             outputs = {name: v.astype(dtype, copy=False) for name, v in
                        infer(self.net, job.layers, x, len(items), self.crops,
-                             job.config.batch_size).items()}
+                             job.inputs.batch_size).items()}
         self.store.write(k, items, outputs, failed)
         return len(items)
 
@@ -231,28 +234,31 @@ class RayRunner:
         if config.job != "extract":
             raise ResnetError(f"--runner={config.runner} runs --job=extract; {config.job} runs "
                               "on this machine (--runner=local)")
-        self.config = config
+        self.name, self.debug = config.runner, config.debug
+        self.model_settings, self.inputs = config.model_settings, config.input_settings
+        self.engine, self.output = config.engine_settings, config.output_settings
+        self.settings = config.ray_settings
         self.ray = None
         self.owned = False
         self.levels = {}
 
     def device(self) -> str:
         """Each actor picks its device on its own node; the driver runs no engine."""
-        return "gpu" if self.config.use_gpu else "cpu"
+        return "gpu" if self.engine.use_gpu else "cpu"
 
     def manifest(self, items, preprocessing, out_dir) -> dict:
         """The part sizes (outputs/parts.py); a resumed run keeps its earlier parts."""
         from resnet.outputs import parts
         from resnet.outputs.base import read_manifest
 
-        config = self.config
-        earlier = read_manifest(out_dir).get("part_rows") if config.resume else None
+        inputs = self.inputs
+        earlier = read_manifest(out_dir).get("part_rows") if self.output.resume else None
         return {"part_rows": earlier or parts.plan(
-            len(items), crops_per_image(config.multi_crop), preprocessing.crop,
-            config.batch_size).rows}
+            len(items), crops_per_image(inputs.multi_crop), preprocessing.crop,
+            inputs.batch_size).rows}
 
     def streaming(self, model, layers, device, items_count):
-        raise ResnetError(f"--runner={self.config.runner} runs --job=extract only")
+        raise ResnetError(f"--runner={self.name} runs --job=extract only")
 
     def extract(self, x: Extraction) -> Extracted:
         """Extract in part files, then join them into the format's files in list order;
@@ -261,9 +267,9 @@ class RayRunner:
         from resnet.outputs.base import open_sink
         from resnet.runtime.engine import cache_root
 
-        config, items, model = x.config, x.items, x.model
+        output, items, model = x.output, x.items, x.model
         part_plan = parts.PartPlan(len(items), x.manifest["part_rows"])
-        store = parts.PartStore(x.out_dir, config.format, x.shapes, x.meta, part_plan)
+        store = parts.PartStore(x.out_dir, output.format, x.shapes, x.meta, part_plan)
         start = time.monotonic()
         written, failed, complete = 0, [], False
         with self.connected():  # the cluster, until the parts are done
@@ -279,9 +285,10 @@ class RayRunner:
                         log.info("resuming %s: %d of %d parts (%d of %d list items) already "
                                  "done", x.out_dir, len(done), part_plan.count, before,
                                  len(items))
-                    job = PartJob(config, model.preprocessing, list(x.layers), x.shapes, x.meta,
+                    job = PartJob(self.model_settings, self.inputs,
+                                  self.engine.replace(threads=self.pool.threads), output,
+                                  model.preprocessing, list(x.layers), x.shapes, x.meta,
                                   os.path.abspath(x.out_dir), part_plan, model.sha256,
-                                  self.pool.threads,
                                   dict(job_env(), RESNET_CACHE_DIR=os.path.abspath(cache_root())),
                                   self.pool.gpus > 0)
                     if todo:
@@ -295,7 +302,7 @@ class RayRunner:
                 for key, reason in failed:
                     book.fail(key, reason)
                 if not store.final:  # e.g. HDF5: one writer, the parts streamed in list order
-                    with open_sink(config.format, x.out_dir, x.shapes, x.meta) as sink:
+                    with open_sink(output.format, x.out_dir, x.shapes, x.meta) as sink:
                         store.assemble(sink, items)
                 book.commit(len(items), store.rows(), {})
             complete = True
@@ -310,20 +317,20 @@ class RayRunner:
     def connected(self):
         """Ray joined or started and the actor pool sized, for the duration; a Ray this
         runner started is shut down at the end."""
-        config = self.config
+        settings = self.settings
         self.ray = _ray()
         self.owned = False
         self.levels = {name: logging.getLogger(name).level for name in ("ray", "ray.data")}
-        if not config.debug:
+        if not self.debug:
             for name in self.levels:  # its per-operator notices: --debug shows them
                 logging.getLogger(name).setLevel(logging.ERROR)
         try:
             start = time.monotonic()
             self._connect()
             nodes = [n["Resources"] for n in self.ray.nodes() if n.get("Alive")]
-            self.pool = size_pool(config, nodes)
+            self.pool = size_pool(settings, self.engine, nodes)
             self.cluster = {
-                "address": config.ray_address or "local",
+                "address": settings.ray_address or "local",
                 "nodes": len(nodes),
                 "cpus": sum(n.get("CPU", 0) for n in nodes),
                 "gpus": sum(n.get("GPU", 0) for n in nodes),
@@ -342,18 +349,18 @@ class RayRunner:
             self.close()
 
     def _connect(self) -> None:
-        ray, config = self.ray, self.config
+        ray, address = self.ray, self.settings.ray_address
         if ray.is_initialized():  # the caller's own session (the Python API): use it as is
             return
-        options = dict(include_dashboard=False, log_to_driver=config.debug,
-                       logging_level=logging.INFO if config.debug else logging.WARNING)
+        options = dict(include_dashboard=False, log_to_driver=self.debug,
+                       logging_level=logging.INFO if self.debug else logging.WARNING)
         try:
-            if config.ray_address:
-                ray.init(address=config.ray_address, **options)
+            if address:
+                ray.init(address=address, **options)
             else:
                 ray.init(num_cpus=usable_cores(), **options)
         except (ConnectionError, RuntimeError, ValueError) as e:
-            where = config.ray_address or "a local Ray"
+            where = address or "a local Ray"
             raise ResnetError(f"cannot start or join {where}: {_last_line(e)}") from None
         self.owned = True
 
@@ -361,8 +368,8 @@ class RayRunner:
         """Run parts `todo` through the pool; returns (rows written, images skipped)."""
         ray = self.ray
         ctx = ray.data.DataContext.get_current()  # read when a dataset is made: set first
-        ctx.enable_progress_bars = self.config.debug
-        ctx.print_on_execution_start = self.config.debug
+        ctx.enable_progress_bars = self.debug
+        ctx.print_on_execution_start = self.debug
         rows = []
         for k in todo:
             lo, hi = job.plan.bounds(k)

@@ -483,12 +483,14 @@ def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: 
     return net
 
 
-def build(model, layers: list[str], device: str, threads: int = 0, *,
-          engine: str = "inference", trt: bool = False, precision: str = "fp32",
-          max_batch: int = 16, check: bool = False, pool: str = "none", calibration=None):
-    """The engine of a loaded model directory (a modelio LoadedModel), as every runner builds
-    it: the local runner once, each Ray actor its own. `calibration` gives the int8
-    calibration tensor when called; it is called for --precision=int8 only."""
-    return create(engine, model.spec, model.values, layers, model.directory, model.sha256,
-                  device, threads, trt, precision, max_batch=max_batch, check=check, pool=pool,
-                  calibration=calibration() if precision == "int8" and calibration else None)
+def build(model, layers: list[str], device: str, settings, *, max_batch: int = 16,
+          calibration=None):
+    """The engine of a loaded model directory (a modelio LoadedModel) with the run's
+    `settings` (config.EngineSettings: engine, threads, TensorRT, precision, --check, pool),
+    as every runner builds it: the local runner once, each Ray actor its own. `calibration`
+    gives the int8 calibration tensor when called; it is called for --precision=int8 only."""
+    return create(settings.engine, model.spec, model.values, layers, model.directory,
+                  model.sha256, device, settings.threads, settings.trt, settings.precision,
+                  max_batch=max_batch, check=settings.check, pool=settings.pool,
+                  calibration=calibration() if settings.precision == "int8" and calibration
+                  else None)
