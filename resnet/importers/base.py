@@ -63,6 +63,12 @@ class Style:
     def ignored(self, key: str) -> bool:
         return any(key.endswith(s) for s in self.ignore)
 
+    def foreign_shape(self, node, suffix: str, shape: tuple) -> tuple:
+        """The shape the file holds this parameter in, given its v1 shape (transposed where
+        fc_out_in says so). A source may store the same values, in the same order, in another
+        shape (timm's VGG fc6 as a 7x7 conv); to_v1 reshapes them back."""
+        return shape
+
 
 _TORCH_BRANCH = {"1": ("downsample.0", "downsample.1"), "2a": ("conv1", "bn1"),
                  "2b": ("conv2", "bn2"), "2c": ("conv3", "bn3")}
@@ -99,8 +105,9 @@ def mapping(spec: Spec, style: Style) -> list[tuple[str, str, tuple, bool]]:
             module = style.module(node.name, index)
             leaf = node.operation.foreign_leaf(suffix, style.bn)
             flip = style.fc_out_in and node.operation.foreign_transposed(suffix)
-            rows.append((f"_{node.name}.{suffix}", f"{module}.{leaf}",
-                         tuple(reversed(shape)) if flip else tuple(shape), flip))
+            shape = style.foreign_shape(node, suffix,
+                                        tuple(reversed(shape)) if flip else tuple(shape))
+            rows.append((f"_{node.name}.{suffix}", f"{module}.{leaf}", shape, flip))
     return rows
 
 
@@ -118,9 +125,10 @@ def mismatches(state: dict, spec: Spec, style: Style) -> list[str]:
 
 def to_v1(state: dict, spec: Spec, style: Style) -> dict[str, np.ndarray]:
     """The v1 parameter arrays (float32, v1 layout) of a checkpoint that fits the spec."""
-    out = {}
+    out, shapes = {}, dict(spec.param_files())
     for name, key, _, flip in mapping(spec, style):
-        value = np.asarray(state[key], dtype=np.float32)
+        shape = shapes[name][::-1] if flip else shapes[name]  # undoes Style.foreign_shape
+        value = np.asarray(state[key], dtype=np.float32).reshape(shape)
         out[name] = np.ascontiguousarray(value.T if flip else value)
     return out
 
@@ -171,7 +179,11 @@ def fit(state: dict, styles, layer_num: int | None, variants, path: str,
         problems = mismatches(state, spec, STYLES[style_name])
         if not problems:
             return spec, STYLES[style_name]
-        tried.append((len(problems), spec, style_name, problems))
+        found = sum(1 for _, key, shape, _ in mapping(spec, STYLES[style_name])
+                    if key in state and tuple(np.shape(state[key])) == shape)
+        # the closest: most of its keys held with their shapes, then fewest problems; a file
+        # holding none of any network's keys is measured against the first one tried
+        tried.append(((-found, len(problems) if found else 0), spec, style_name, problems))
     if not tried:
         what = arch or " or ".join(variants)
         raise ResnetError(f"{path}: these checkpoints hold no {what} network")

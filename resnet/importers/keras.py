@@ -1,5 +1,5 @@
-"""Keras applications' ResNet50/101/152: Keras 2 and Keras 3 `.h5`, `.weights.h5` and `.keras`
-files, read with h5py alone (no Keras, no TensorFlow).
+"""Keras applications' ResNet50/101/152 and VGG16/19: Keras 2 and Keras 3 `.h5`, `.weights.h5`
+and `.keras` files, read with h5py alone (no Keras, no TensorFlow).
 
 Keras' ResNets have v1 strides (on the first 1x1) but a max pool padded by one and rounded
 down (the `v1-pad1` variant), a bias on every conv and BatchNorm eps 1.001e-5 (1e-3 in the
@@ -7,6 +7,11 @@ older, Caffe-named ResNet50 file). Each conv bias is folded into the batch norm 
 each eps into its variance, both exactly, so the weights become a v1-pad1 network that
 computes what Keras computes. Kernels (kh, kw, in, out) are turned to (out, in, kh, kw); the
 Dense kernel (2048, 1000) already has v1's layout.
+
+Keras' VGGs have no batch norm: their conv biases are kept as they are. Their `fc1` takes
+block5's pooled map flattened the Keras way, (H, W, C) from an NHWC tensor, where the spec's
+fc6 flattens (C, H, W); its rows are put in the spec's order here, so the file's `fc1.weight`
+is already v1's (importers/vgg_keras.py names the layers).
 
 Every HDF5 file (a .keras zip's member too, read only after its declared size and
 compression ratio pass) is opened through common/hdf5.open_checked: data kept outside the
@@ -140,7 +145,8 @@ class _Budget:
             raise ResnetError(f"{self.path}: dataset '{name}' holds {ds.dtype}, not numbers")
         self.left -= ds.size * ds.dtype.itemsize
         if self.left < 0:
-            raise ResnetError(f"{self.path}: more weights than any ResNet holds; refused")
+            raise ResnetError(f"{self.path}: more weights than any supported network "
+                              "holds; refused")
         return np.asarray(ds[()])
 
 
@@ -241,7 +247,8 @@ def read_layers(path: str) -> tuple[dict[str, list[np.ndarray]], list[dict], str
 
 def state(path: str) -> dict[str, np.ndarray]:
     """`<layer>.weight` (out, in, kh, kw) for convs, `<layer>.{gamma,beta,moving_mean,
-    moving_variance}` with conv biases and eps folded in, `<dense>.{weight,bias}`."""
+    moving_variance}` with conv biases and eps folded in, `<dense>.{weight,bias}`; a network
+    without batch norms (VGG) keeps its `<conv>.bias`."""
     layers, layers_config, where = read_layers(path)
     if any(n.endswith("_preact_bn") or n == "post_bn" for n in layers):
         raise ResnetError(f"{path}: a Keras ResNet V2 (ResNet50V2/101V2/152V2), whose "
@@ -249,7 +256,8 @@ def state(path: str) -> dict[str, np.ndarray]:
                           "shortcuts) is none of the supported variants")
     legacy = "bn_conv1" in layers
     eps = _epsilons(layers_config, where)
-    if not eps:
+    has_bn = any(len(v) == 4 and np.ndim(v[0]) == 1 for v in layers.values())
+    if has_bn and not eps:
         log.info("%s: no model config; BatchNorm eps %g assumed (%s naming)", path,
                  LEGACY_EPS if legacy else EPS, "the older Caffe" if legacy else "Keras'")
     out: dict[str, np.ndarray] = {}
@@ -270,11 +278,31 @@ def state(path: str) -> dict[str, np.ndarray]:
             values[3] = variance_for_v1_eps(values[3], eps.get(name, default))
             out.update((f"{name}.{leaf}", v) for leaf, v in zip(_BN_LEAVES, values))
         else:
-            raise ResnetError(f"{path}: layer {name} holds {len(values)} vectors; a ResNet "
-                              "has only convolutions, batch norms and one dense layer")
+            raise ResnetError(f"{path}: layer {name} holds {len(values)} vectors; the Keras "
+                              "networks read here have only convolutions, batch norms and "
+                              "dense layers")
+    if not has_bn:  # VGG: every conv keeps its bias, nothing to fold it into
+        return _vgg_fc1_rows(out)
     return fold_conv_biases(out, path, lambda key: (
         f"{_bn_after(key[:-len('.bias')])}.moving_mean"
         if key.endswith(".bias") and key[:-len(".bias")] in convs else None))
+
+
+def _vgg_fc1_rows(out: dict) -> dict:
+    """Keras' VGG `fc1` reads block5's pooled (H, W, C) map flattened in that order; its rows
+    reordered to the spec's (C, H, W) flatten. C is block5's width; H = W. A file where
+    these do not divide evenly is left as it is (the fit then names the shapes)."""
+    kernel = out.get("fc1.weight")
+    widths = [np.shape(out[k])[0] for k in out
+              if re.fullmatch(r"block5_conv\d+\.weight", k) and np.ndim(out[k]) == 4]
+    if kernel is None or kernel.ndim != 2 or not widths:
+        return out
+    rows, c = kernel.shape[0], widths[0]
+    side = math.isqrt(rows // c) if rows % c == 0 else 0
+    if side and side * side * c == rows:
+        out["fc1.weight"] = np.ascontiguousarray(
+            kernel.reshape(side, side, c, -1).transpose(2, 0, 1, 3).reshape(rows, -1))
+    return out
 
 
 def _bn_after(conv: str) -> str:
