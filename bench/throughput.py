@@ -209,6 +209,10 @@ def main():
     ap.add_argument("--arch", default="resnet50_v1",
                     help="the architecture measured (default resnet50_v1, the v1 zoo's; "
                          "e.g. vgg16): random weights, its default features and output")
+    ap.add_argument("--headline", action="store_true",
+                    help="only the headline rows (cold cache, dygraph, the paired engine / "
+                         "ONNX Runtime runs): the speed target, without the precision, "
+                         "large-photo and memory rows")
     ap.add_argument("--quick", action="store_true",
                     help="a smaller table in under 3 minutes: 64 images, one paired headline "
                          "run, no 10-crop or comparison rows (the error rows stay)")
@@ -268,7 +272,7 @@ def main():
             pairs.append(headline[-1] / raw)
     ort[16] = float(np.median(ort[16])) if ort[16] else None
     fp32 = rows[-1][4]  # the last headline run: the reference of the precision rows
-    if not args.skip_variants:
+    if not args.headline and not args.skip_variants:
         row("engine, decoding threads", 1, 16, n_main, env={"RESNET_DECODER": "thread"})
         row("engine, 1 decoding process", 1, 16, n_main, extra=("--workers=1",))
         row("engine, oneDNN backend", 1, 16, n_main, env={"RESNET_CPU_BACKEND": "onednn"})
@@ -276,16 +280,20 @@ def main():
                 "/proc/cpuinfo").read():
             row("engine, bf16 (opt-in)", 1, 16, n_main, extra=("--precision=bf16",),
                 ref=fp32, out="bf16")
-    row("engine, int8 (opt-in; calibration: the first 64 images)", 1, 16, n_main,
-        extra=("--precision=int8",), ref=fp32, out="int8")
-    # large photos (1200-2400 px): the full decode, then --reduced_decode against it
-    full = row("engine, photos 1200-2400 px", 1, 16, len(large), images=large, out="large")
-    row("engine, photos 1200-2400 px, --reduced_decode", 1, 16, len(large), images=large,
-        extra=("--reduced_decode",), ref=full, out="reduced")
-    # memory: the headline configuration again, its process tree's PSS sampled (which slows it)
-    memory = row("engine, memory sampled", 1, 16, n_main, memory=True)
-    for n in args.images[1:]:
-        row("engine, memory sampled", 1, 16, n, memory=True)
+    memory = None
+    if not args.headline:
+        row("engine, int8 (opt-in; calibration: the first 64 images)", 1, 16, n_main,
+            extra=("--precision=int8",), ref=fp32, out="int8")
+        # large photos (1200-2400 px): the full decode, then --reduced_decode against it
+        full = row("engine, photos 1200-2400 px", 1, 16, len(large), images=large,
+                   out="large")
+        row("engine, photos 1200-2400 px, --reduced_decode", 1, 16, len(large),
+            images=large, extra=("--reduced_decode",), ref=full, out="reduced")
+        # memory: the headline configuration again, its process tree's PSS sampled (which
+        # slows it)
+        memory = row("engine, memory sampled", 1, 16, n_main, memory=True)
+        for n in args.images[1:]:
+            row("engine, memory sampled", 1, 16, n, memory=True)
 
     print()
     print("| engine | crops | batch | images | img/s | × dygraph | × ORT raw | start-up s | "
@@ -313,7 +321,7 @@ def main():
     else:
         print("\nONNX Runtime not installed (pip install onnxruntime paddle2onnx): no yardstick; "
               f"headline {speedup:.1f}x dygraph.")
-    if len(args.images) > 1:
+    if len(args.images) > 1 and memory:
         first, last = memory, rows[-1][4]
         print(f"Growth {args.images[0]} -> {args.images[-1]} images: peak RSS "
               f"{first['rss_mb']:.0f} -> {last['rss_mb']:.0f} MB "

@@ -6,14 +6,16 @@ Linear, ReLU, Dropout, ...) and given the same seeded weights (BN statistics fro
 batch of the example photos, tests/vgg_weights.py), then each of its intermediate outputs
 is compared with the layer of the same meaning in the spec's executor.
 """
-import numpy as np
 import pytest
 from reference import rel_err
 from vgg_weights import probe_batch, vgg_weights
 
 from resnet.models import build_arch
 
-ARCHS = ("vgg16", "vgg16_bn", "vgg19", "vgg19_bn")
+#: every layer of the batch-norm variant (conv, bias, BN, ReLU, pools, fc, softmax); the other
+#: architectures are the same builder with other counts, compared with paddle.vision at their
+#: outputs in test_vgg_import_torch.py (vgg19) and run layer by layer in test_model_contract
+ARCHS = ("vgg16_bn",)
 
 
 def _paddle_vision(arch: str, values: dict):

@@ -1,6 +1,8 @@
 """Seeded VGG weights for tests, shared by every VGG test in a process (they are 0.5 GB).
 
-Random conv and fc weights with He-style scales; for the batch-norm variants each BN's
+Random conv and fc weights with He-style scales, drawn in float32 (params.random_params draws
+the fc layers in float64, 4 s for a VGG; the values' meaning is the same); for the
+batch-norm variants each BN's
 moving mean and variance are the statistics of its input over a probe batch of real photos
 (the example images), so every layer's activations are normalised as in a trained network
 and no layer is dead or saturated. Values are v1 parameter arrays keyed by file name
@@ -24,14 +26,30 @@ def probe_batch(recipe=None) -> np.ndarray:
                            for n in PHOTOS])
 
 
-@functools.lru_cache(maxsize=2)
+def _random(spec, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for node in spec:
+        for suffix, shape in node.params():
+            if node.op == "bn":
+                value = node.operation.random(suffix, shape, rng)
+            elif suffix == "wbias":
+                value = rng.normal(0.0, 0.05, shape)
+            else:  # conv (out, in, kh, kw) and fc (in, out): fan-in scaled
+                fan_in = int(np.prod(shape[1:])) if node.op == "conv" else shape[0]
+                value = rng.standard_normal(shape, dtype=np.float32)
+                value *= np.float32(np.sqrt((2.0 if node.op == "conv" else 1.0) / fan_in))
+            out[f"_{node.name}.{suffix}"] = np.asarray(value, dtype=np.float32)
+    return out
+
+
+@functools.lru_cache(maxsize=4)
 def vgg_weights(arch: str, seed: int = 3) -> dict:
     """v1 parameter arrays of `arch` (vgg16, vgg16_bn, vgg19, vgg19_bn); cached per process."""
-    from resnet.modelio import params
     from resnet.models import build_arch
 
     spec = build_arch(arch)
-    values = params.random_params(spec, seed)
+    values = _random(spec, seed)
     if not arch.endswith("_bn"):
         return values
     from resnet.runtime.network import Network
@@ -41,7 +59,7 @@ def vgg_weights(arch: str, seed: int = 3) -> dict:
     out = {}
     with paddle.no_grad():  # one pass; each BN takes its input's statistics before it runs
         for node in spec:
-            args = [out[i] for i in node.inputs] or [paddle.to_tensor(probe_batch())]
+            args = [out[i] for i in node.inputs] or [paddle.to_tensor(probe_batch()[:2])]
             if node.op == "bn":
                 y = args[0].numpy()
                 mean, var = y.mean(axis=(0, 2, 3)), y.var(axis=(0, 2, 3))

@@ -1,9 +1,12 @@
 """Weights from other systems into v1 model directories. Each importer is one file that reads
-its checkpoint format without the foreign framework and registers itself in IMPORTERS, and
-its naming styles in base.STYLES (_gluon.py holds MXNet Gluon's, shared by onnx_zoo.py and
-mxnet.py); base.py maps foreign key names onto the spec's node names, fits depth, variant
-and naming style, and writes the directory atomically (with a model.json recording the
-source and its preprocessing).
+its checkpoint format without the foreign framework and registers itself in IMPORTERS, with
+its ResNet naming styles in base.STYLES (_gluon.py holds MXNet Gluon's, shared by onnx_zoo.py
+and mxnet.py). Another family registers its naming per source in files of its own
+(vgg_torch.py, vgg_keras.py, vgg_gluon.py, vgg_caffe.py), added to the formats' styles through
+base.FAMILY_STYLES. base.py maps foreign key names onto the spec's node names, fits the
+architecture (from the names and shapes, or --arch) and the naming style, and writes the
+directory atomically (with a model.json recording the architecture, the source and its
+preprocessing).
 
 Imports `resnet.models`, `resnet.modelio`, `resnet.common`; never Paddle.
 """

@@ -134,7 +134,7 @@ def to_v1(state: dict, spec: Spec, style: Style) -> dict[str, np.ndarray]:
 
 
 #: checkpoint format -> the style names other families add to its importer's (a family's
-#: naming file registers them: importers/vgg_names.py)
+#: naming files register them: importers/vgg_torch.py, vgg_keras.py, vgg_gluon.py, ...)
 FAMILY_STYLES: dict[str, list[str]] = {}
 
 
