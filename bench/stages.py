@@ -36,6 +36,7 @@ def per_image(fn, items, repeats=3) -> float:
 
 def stages(paths) -> dict[str, float]:
     from resnet.inputs import imaging
+    from resnet.models.preprocessing import V1
     from resnet.models.resnet import INPUT_SIZE
 
     mean = np.asarray([103.939, 116.779, 123.68], np.float32).reshape(3, 1, 1)
@@ -60,7 +61,7 @@ def stages(paths) -> dict[str, float]:
     buf = np.empty((1, 3, INPUT_SIZE, INPUT_SIZE), np.float32)
     out["crop minus mean"] = per_image(
         lambda img: imaging._minus_mean(buf[0], cv2.split(img), 0, 0, mean), small)
-    out["whole preprocess (full decode)"] = per_image(lambda p: imaging.preprocess(p, mean), paths)
+    out["whole preprocess (full decode)"] = per_image(lambda p: imaging.preprocess(p, V1), paths)
     return out
 
 

@@ -190,7 +190,7 @@ def parser() -> argparse.ArgumentParser:
                         "(libjpeg's DCT scaling), then resize as usual: faster on large "
                         "photos, not bit-exact (docs/performance.md)")
     p.add_argument("--output", help="diagram: output file; the suffix picks the format "
-                   "(.dot, .png, .svg, .pdf; default resnet_N.png); export: the .onnx file or "
+                   "(.dot, .png, .svg, .pdf; default resnet_N.png, or ARCH.png with --arch); export: the .onnx file or "
                    "the Paddle inference path prefix")
     p.add_argument("--compact", action="store_true",
                    help="diagram: collapse repeated identity blocks of each stage")

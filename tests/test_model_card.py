@@ -68,6 +68,9 @@ def test_version_1_files_load_unchanged(tmp_path):
     ({"arch": "vgg16", "preprocessing": {"crop": 299}}, "the network takes 224x224"),
     ({"arch": "vgg16", "preprocessing": {"ten_crop": {"short_side": 300, "crop": 224}}},
      "is not the geometry this recipe derives"),
+    ({"arch": "resnet50", "layer_num": 101}, "layer_num 101 contradicts arch 'resnet50'"),
+    ({"arch": "resnet50", "variant": "v1"}, "variant 'v1' contradicts arch 'resnet50'"),
+    ({"arch": "vgg16", "input_size": 299}, "input_size 299 contradicts arch 'vgg16'"),
 ])
 def test_bad_cards_are_refused_in_one_line(tmp_path, doc, words):
     folder = _write(tmp_path / "m", doc)
@@ -90,6 +93,20 @@ def test_arch_flag_and_card_resolution(tmp_path, caplog):
         resolve(layer_num=50)
     with pytest.raises(ResnetError, match="--arch names the whole network"):
         resolve(arch="resnet50", variant="v1")
+
+
+def test_folders_without_a_card_are_told_by_their_files(tmp_path):
+    """v1's files are the v1 zoo's ResNet (v1.5 and v1-pad1 share them); v2's are its own."""
+    from resnet.modelio import params
+    from resnet.models import build
+
+    for variant, arch in (("v1.5", "resnet18_v1"), ("v2", "resnet18_v2")):
+        folder = tmp_path / variant
+        spec = build(18, variant)
+        params.save_model(str(folder), spec, params.random_params(spec, 1))
+        got, info = modelinfo.resolve(SimpleNamespace(model=str(folder), layer_num=None,
+                                                      variant=None, arch=None))
+        assert (got.arch, info) == (arch, None)
 
 
 def test_interpolation_and_ten_crop_geometry_follow_the_recipe():

@@ -108,5 +108,9 @@ def test_layers_diagram_and_errors_by_arch(tmp_path):
     assert "Traceback" not in r.stderr
     r = run_cli("--job=layers", "--arch=vgg16", "--layer_num=50")
     assert r.returncode == 1 and "--arch names the whole network" in r.stderr
+    r = run_cli("--job=demo_model", "--arch=vgg16", "--layer_num=50",
+                f"--model={tmp_path / 'demo'}")
+    assert r.returncode == 1 and "--arch names the whole network" in r.stderr
+    assert not (tmp_path / "demo").exists()
     r = run_cli("--job=models")
     assert r.returncode == 0 and "vgg19_bn" in r.stdout and "resnet50_v1 " in r.stdout

@@ -298,7 +298,7 @@ def _vgg_fc1_rows(out: dict) -> dict:
     if kernel is None or kernel.ndim != 2 or not widths:
         return out
     rows, c = kernel.shape[0], widths[0]
-    side = math.isqrt(rows // c) if rows % c == 0 else 0
+    side = math.isqrt(rows // c) if c and rows % c == 0 else 0
     if side and side * side * c == rows:
         out["fc1.weight"] = np.ascontiguousarray(
             kernel.reshape(side, side, c, -1).transpose(2, 0, 1, 3).reshape(rows, -1))

@@ -175,7 +175,7 @@ def _read_torch_zip(z, path):
             name, nbytes = f"{prefix}data/{st.key}", st.nbytes()
             if nbytes > MAX_STORAGE:
                 raise ResnetError(f"{path}: storage {name} declares {st.numel} values, "
-                                  "more than any ResNet tensor; refused")
+                                  "more than any tensor of a network this project builds; refused")
             st.data = read_member(z, name, path, nbytes)
             if len(st.data) != nbytes:
                 raise ResnetError(f"{path}: storage {name} holds {len(st.data)} bytes, its "

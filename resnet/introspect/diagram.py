@@ -122,7 +122,8 @@ def diagram(spec: Spec, highlight=(), compact: bool = False):
             before = family.cluster_of(name)
             jump = here is not None and before is not None and before != here
             g.edge(src, dst, **({"constraint": "false", "color": "#555555"} if jump else {}))
-    tops = [items[0][0] for cluster, items in groups if cluster is not None]
+    tops = [ident(family.cluster_top(spec, cluster, members[cluster]))
+            for cluster, _ in groups if cluster is not None]
     with g.subgraph() as row:
         row.attr(rank="same")
         for top in tops:

@@ -14,7 +14,6 @@ from resnet.models.preprocessing import DEFAULT_BGR  # noqa: F401 - its historic
 
 #: v1's input size: the mean image v1 wrote, and the default size of one here
 INPUT_SIZE = 224
-MEAN_SHAPE = (3, INPUT_SIZE, INPUT_SIZE)
 
 
 def load_mean(path: str | None, size: int = INPUT_SIZE) -> np.ndarray:
@@ -71,7 +70,7 @@ def _wrong_size(path: str, count: int, shape: tuple, size: int = INPUT_SIZE) -> 
 
 def _read_npy(path: str, size: int = INPUT_SIZE) -> np.ndarray:
     """A .npy mean, its header's shape and dtype checked before any data is read: only a
-    3-value or 3x224x224 array of plain numbers whose bytes are all in the file."""
+    3-value or 3 x size x size array of plain numbers whose bytes are all in the file."""
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)

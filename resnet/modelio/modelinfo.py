@@ -108,7 +108,16 @@ def read(model_dir: str | None) -> ModelInfo | None:
         if not isinstance(arch, str) or arch not in ARCHS:
             raise bad(f"arch {arch!r:.100} is not a registered architecture "
                       "(list them with --job=models)")
-        layer_num, variant = ARCHS[arch].v1_spelling or (None, None)
+        own = ARCHS[arch].v1_spelling or (None, None)
+        for key, value in zip(("layer_num", "variant"), own):
+            if key in raw and raw[key] != value:
+                raise bad(f"{key} {raw[key]!r:.100} contradicts arch {arch!r} "
+                          f"({key} {value!r})")
+        size = build_arch(arch).input_size
+        if "input_size" in raw and raw["input_size"] != size:
+            raise bad(f"input_size {raw['input_size']!r:.100} contradicts arch {arch!r} "
+                      f"(input size {size})")
+        layer_num, variant = own
     else:
         if not isinstance(variant, str) or variant not in variants():
             raise bad(f"variant {variant!r:.100} is not one of {', '.join(variants())}")

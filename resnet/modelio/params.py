@@ -136,7 +136,8 @@ def _param_names_in(model_dir: str) -> set[str]:
 
 def detect_arch(model_dir: str) -> str | None:
     """The architecture whose parameter files the directory holds exactly, or None. ResNet
-    v1, v1-pad1 and v1.5 share file names: those are taken for the v1 zoo's."""
+    v1, v1-pad1 and v1.5 share file names: those are taken for the v1 zoo's (v2's are its
+    own)."""
     from resnet.models import ARCHS
 
     try:
@@ -146,7 +147,7 @@ def detect_arch(model_dir: str) -> str | None:
     if not present:
         return None
     for name, arch in ARCHS.items():
-        if arch.v1_spelling and arch.v1_spelling[1] != "v1":
+        if arch.v1_spelling and arch.v1_spelling[1] in ("v1.5", "v1-pad1"):
             continue  # the v1 zoo's name stands for the variants sharing its files
         if present == {n for n, _ in arch.build().param_files()}:
             return name

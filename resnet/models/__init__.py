@@ -4,8 +4,8 @@ what they compute, and registers them by name in ARCHS (archs.py: `resnet50`, `r
 `vgg16`, ...). The executor, the parameter file names, the layer listing, the diagram and the
 importers all read the spec, and ask each node's op and the spec's family what they mean.
 
-This file only gathers the public names; no module of the folder imports it. Imports only
-`resnet.errors` and `resnet.registry`: no Paddle, no files.
+This file only gathers the public names (from archs.py and resnet.py); no module of the
+folder imports it. Nothing here imports Paddle or reads files.
 """
 from __future__ import annotations
 

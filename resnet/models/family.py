@@ -3,7 +3,7 @@ that builds one Spec.
 
 A family (one file per family in this folder) says how its networks are titled, which layers
 are features by default, how the diagram groups and folds its layers, and registers its
-architectures in ARCHS (models/__init__.py). Nothing outside the family file reads its names
+architectures in ARCHS (models/archs.py). Nothing outside the family file reads its names
 apart.
 
 Imports only `resnet.models.graph` (and through it ops, errors).
@@ -54,6 +54,11 @@ class Family:
 
     def cluster_label(self, spec: Spec, cluster, names: list[str]) -> str:
         return str(cluster)
+
+    def cluster_top(self, spec: Spec, cluster, names: list[str]) -> str:
+        """The layer a cluster's column is aligned on (the diagram puts the tops of all
+        columns on one rank)."""
+        return names[0]
 
     def folds(self, spec: Spec, keep: set) -> dict:
         """{layer name: Fold} for the layers a compact diagram draws as summary nodes; a layer

@@ -6,7 +6,7 @@ names (which layers are features by default, how the diagram groups them) is the
 (models/family.py); the graph itself knows only nodes. `Nodes` builds one, asking each op for
 its output shape.
 
-Imports only `resnet.errors` and `resnet.models.ops`.
+Imports `resnet.errors`, `resnet.models.ops` and (for `Spec.family`) `resnet.models.archs`.
 """
 from __future__ import annotations
 

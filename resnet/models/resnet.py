@@ -102,6 +102,11 @@ class ResNetFamily(Family):
         last = spec[names[-1]]
         return f"{stage}: {block_of(last.name)[1]} blocks, " + "x".join(map(str, last.shape))
 
+    def cluster_top(self, spec, stage, names):
+        """The first block's main branch (a projection shortcut sits beside it)."""
+        top = f"{stage}_1_branch2a_conv"
+        return top if top in names else names[0]
+
     def folds(self, spec, keep):
         """Blocks 1 (projection) and 2 (an identity block's pattern) of each stage stay in
         full; every run of the remaining identity blocks becomes one node, split around a

@@ -71,7 +71,8 @@ class Runner(Protocol):
     def extract(self, run: Extraction) -> Extracted:
         """Compute and write every item's features, the journal kept, resumable."""
 
-    def stream(self, model, layers: list, device: str, items: list, on_batch, on_fail,
-               desc: str) -> Outcome:
-        """Feed items through the engine, calling on_batch(items, outputs, consumed) and
-        on_fail(item, reason) in list order (--job=predict)."""
+    def streaming(self, model, layers: list, device: str, items_count: int):
+        """A context manager (--job=predict): decoders and engine started, yields a runner
+        whose `run(items, on_batch, on_fail, desc, skip=0) -> Outcome` feeds the items through
+        the engine, calling on_batch(items, outputs, consumed) and on_fail(item, reason) in
+        list order; a runner that streams nothing refuses in one line."""
