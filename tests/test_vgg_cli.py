@@ -114,3 +114,10 @@ def test_layers_diagram_and_errors_by_arch(tmp_path):
     assert not (tmp_path / "demo").exists()
     r = run_cli("--job=models")
     assert r.returncode == 0 and "vgg19_bn" in r.stdout and "resnet50_v1 " in r.stdout
+
+
+def test_check_names_the_architecture(vgg_dir):
+    r = run_cli("--job=check", f"--model={vgg_dir}")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"ok: {vgg_dir} is a valid VGG-16 with batch norm (vgg16_bn) "
+                               "model (84 parameter files, 138,374,440 values)")

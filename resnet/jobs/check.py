@@ -19,13 +19,13 @@ def run(config) -> int:
 
     model = loaded.resolve(config.model_settings).load()
     total = sum(v.size for v in model.values.values())
-    spec = model.spec
-    what = (f"v1 ResNet-{spec.layer_num}" if spec.family.name == "resnet"
-            else f"{spec.title} ({spec.arch})")
-    print(f"ok: {config.model} is a valid {what} model "
-          + (f"({spec.variant}, {modelinfo.MODEL_JSON}) " if model.resolved.info
-             and spec.family.name == "resnet" else
-             f"({modelinfo.MODEL_JSON}) " if model.resolved.info else "")
+    spec, resnet = model.spec, model.spec.family.name == "resnet"
+    what = f"v1 ResNet-{spec.layer_num}" if resnet else f"{spec.title} ({spec.arch})"
+    card = ""
+    if model.resolved.info:
+        card = f"({spec.variant}, {modelinfo.MODEL_JSON}) " if resnet \
+            else f"({modelinfo.MODEL_JSON}) "
+    print(f"ok: {config.model} is a valid {what} model " + card
           + f"({len(model.values)} parameter files, {total:,} values)"
           + (f"; mean {config.mean} ok" if config.mean else ""))
     return 0

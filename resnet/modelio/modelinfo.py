@@ -16,7 +16,7 @@ import logging
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -130,13 +130,10 @@ def read(model_dir: str | None) -> ModelInfo | None:
         raise bad(f"classes {classes!r:.100}: only {', '.join(CLASS_SOURCES)} is supported")
     info = ModelInfo(layer_num, variant, None, classes,
                      raw.get("source") if isinstance(raw.get("source"), dict) else {}, arch)
-    size = build_arch(info.architecture).input_size
     pre = raw.get("preprocessing")
     if pre is None:
         return info
-    from dataclasses import replace
-
-    return replace(info, preprocessing=_recipe(pre, bad, size))
+    return replace(info, preprocessing=_recipe(pre, bad, build_arch(info.architecture).input_size))
 
 
 def _recipe(pre, bad, size: int) -> Recipe:
@@ -213,7 +210,6 @@ def resolve(args):
     ResNet-101 needs no --layer_num; a VGG-16 folder is told from a ResNet's by its files).
     An explicit choice that does not fit the files stays an error when they are read."""
     from resnet.models import build
-    from resnet.models.resnet import arch_name
 
     model_dir = getattr(args, "model", None)
     info = read(model_dir)
@@ -243,9 +239,7 @@ def resolve(args):
             return build_arch(found), info
     if layer_num is None:
         layer_num = info.layer_num if info else _found_depth(model_dir)
-    spec = build(layer_num, variant or (info.variant if info else "v1"))
-    assert spec.arch == arch_name(spec.layer_num, spec.variant)
-    return spec, info
+    return build(layer_num, variant or (info.variant if info else "v1")), info
 
 
 def _found_arch(model_dir: str | None) -> str | None:

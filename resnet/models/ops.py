@@ -237,9 +237,8 @@ class Pool(Op):
 
     def apply(self, node, layer, args, pd):
         a, F = node.attrs, pd.nn.functional
-        size, stride, pad = pair(a["size"]), pair(a["stride"]), _paddle_pad(a["pad"])
-        if isinstance(a["size"], int) and isinstance(a["stride"], int):
-            size, stride = a["size"], a["stride"]  # v1's programs, as they always were
+        # Paddle takes a size and a stride as an int or as (h, w), as the node holds them
+        size, stride, pad = a["size"], a["stride"], _paddle_pad(a["pad"])
         if a["type"] == "max":
             return F.max_pool2d(args[0], size, stride, pad, ceil_mode=a.get("ceil", False))
         return F.avg_pool2d(args[0], size, stride, pad, ceil_mode=a.get("ceil", False),
