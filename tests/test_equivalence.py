@@ -59,8 +59,7 @@ def test_every_layer_matches_reference_single_crop(model_factory, layer_num):
     assert np.all(got["conv1_bn"] >= 0) and np.any(got["res2_1_branch2c_bn"] < 0)  # relu / linear
 
 
-@pytest.mark.parametrize("layer_num", [50, pytest.param(101, marks=pytest.mark.slow),
-                                       pytest.param(152, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("layer_num", [50])  # the crops are the same before any depth
 def test_ten_crop_average_matches_reference(model_factory, layer_num, tmp_path):
     from resnet.modelio.mean import write_v1_mean
     from resnet.modelio.modelinfo import preprocessing

@@ -45,21 +45,28 @@ def durable_every_second(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def expected(model50, long_list):
+def model18(model_factory):
+    """ResNet-18: the formats, the journal and the merge do not depend on the depth, and the
+    smaller network leaves more of the suite's time to them."""
+    return model_factory(18)
+
+
+@pytest.fixture(scope="module")
+def expected(model18, long_list):
     """The dygraph network's outputs for the good images of the list, computed here."""
     folder = os.path.dirname(long_list)
     names = [n for n in open(long_list).read().split() if not n.startswith("missing")]
     batch = np.concatenate([imaging.preprocess(os.path.join(folder, n), V1)
                             for n in names])
-    return names, resnet.load(model50).run(batch, LAYERS)
+    return names, resnet.load(model18).run(batch, LAYERS)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", FORMATS.names())
-def test_output_format_contract(model50, long_list, expected, tmp_path, fmt):
+def test_output_format_contract(model18, long_list, expected, tmp_path, fmt):
     names, want = expected
     full = tmp_path / "full"
-    r = _run(cmd(model50, long_list, full, f"--format={fmt}"))
+    r = _run(cmd(model18, long_list, full, f"--format={fmt}"))
     assert r.returncode == 3, r.stderr  # two missing entries, reported and skipped
     feats = resnet.load_features(str(full))
     assert [os.path.basename(p) for p in feats.images] == names
@@ -70,7 +77,7 @@ def test_output_format_contract(model50, long_list, expected, tmp_path, fmt):
 
     # kill -9 mid-run, then the same command with --resume: each image exactly once
     out = tmp_path / "killed"
-    run = cmd(model50, long_list, out, f"--format={fmt}")
+    run = cmd(model18, long_list, out, f"--format={fmt}")
     rc, _ = interrupt(run, signal.SIGKILL, 0.5)
     assert rc == -signal.SIGKILL
     done = _run(run + ["--resume"])
@@ -87,7 +94,7 @@ def test_output_format_contract(model50, long_list, expected, tmp_path, fmt):
     # two shards, merged, equal the whole run
     sharded = tmp_path / "sharded"
     for i in (1, 2):
-        r = _run(cmd(model50, long_list, sharded, f"--format={fmt}", f"--shard={i}/2"))
+        r = _run(cmd(model18, long_list, sharded, f"--format={fmt}", f"--shard={i}/2"))
         assert r.returncode == 3, r.stderr
     r = run_cli("--job=merge", f"--output_dir={sharded}")
     assert r.returncode == 0, r.stderr

@@ -12,6 +12,9 @@ from vgg_weights import probe_batch, vgg_weights
 
 from resnet.models import build_arch
 
+# one worker: the VGG weights (0.5 GB each) are drawn once per process and shared
+pytestmark = pytest.mark.xdist_group("vgg")
+
 #: every layer of the batch-norm variant (conv, bias, BN, ReLU, pools, fc, softmax); the other
 #: architectures are the same builder with other counts, compared with paddle.vision at their
 #: outputs in test_vgg_import_torch.py (vgg19) and run layer by layer in test_model_contract

@@ -18,6 +18,9 @@ from resnet.modelio import params
 from resnet.models import build_arch
 from resnet.models.preprocessing import V1
 
+# one worker: the VGG weights (0.5 GB each) are drawn once per process and shared
+pytestmark = pytest.mark.xdist_group("vgg")
+
 PHOTOS = ("cat.jpg", "rocket.jpg")
 
 
@@ -121,3 +124,35 @@ def test_check_names_the_architecture(vgg_dir):
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(f"ok: {vgg_dir} is a valid VGG-16 with batch norm (vgg16_bn) "
                                "model (84 parameter files, 138,374,440 values)")
+
+
+def test_vgg_shards_merge_and_onnx_export(vgg_dir, photos, reference, tmp_path):
+    """The architecture-neutral paths with a VGG: two shards merged equal the dygraph
+    reference (and the merged manifest names the architecture); the ONNX export run in ONNX
+    Runtime equals it too."""
+    out = tmp_path / "sharded"
+    for i in (1, 2):
+        r = run_cli("--job=extract", f"--model={vgg_dir}", f"--data={photos}",
+                    f"--output_dir={out}", "--output_layer=fc7,output", f"--shard={i}/2",
+                    "--use_gpu=0")
+        assert r.returncode == 0, r.stderr
+    r = run_cli("--job=merge", f"--output_dir={out}")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "manifest.json").read_text())["arch"] == "vgg16_bn"
+    with resnet.load_features(str(out)) as got:
+        assert [os.path.basename(p) for p in got.images] == list(PHOTOS)
+        for name in ("fc7", "output"):
+            assert rel_err(np.asarray(got[name]), reference[0][name]) <= 1e-4, name
+    for module in ("onnx", "onnxruntime", "paddle2onnx"):
+        pytest.importorskip(module, reason=f"{module} not installed: pip install '.[export]'")
+    import onnxruntime as ort
+
+    path = str(tmp_path / "vgg.onnx")
+    r = run_cli("--job=export", "--to=onnx", f"--model={vgg_dir}", "--output_layer=fc7,output",
+                f"--output={path}")
+    assert r.returncode == 0, r.stderr
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    batch = np.concatenate([imaging.preprocess(os.path.join(EXAMPLES, n), V1) for n in PHOTOS])
+    got = dict(zip(("fc7", "output"), sess.run(None, {"image": batch})))
+    for name in ("fc7", "output"):
+        assert rel_err(got[name], reference[0][name]) <= 1e-4, name

@@ -29,6 +29,9 @@ from resnet.inputs.imaging import preprocess
 from resnet.models.preprocessing import DEFAULT_BGR, V1
 from resnet.modelio import modelinfo
 
+# one worker: the VGG weights (0.5 GB each) are drawn once per process and shared
+pytestmark = pytest.mark.xdist_group("vgg")
+
 BLOCKS = {16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
 #: the layers compared: pool5, fc7 before and after its ReLU, the logits
 LAYERS = ("pool5", "fc7_fc", "fc7", "fc8")

@@ -35,6 +35,9 @@ from resnet.inputs.imaging import preprocess
 from resnet.modelio import modelinfo
 from resnet.models.preprocessing import IMAGENET_RGB
 
+# one worker: the VGG weights (0.5 GB each) are drawn once per process and shared
+pytestmark = pytest.mark.xdist_group("vgg")
+
 ARCHS = ("vgg16", "vgg16_bn", "vgg19", "vgg19_bn")
 LAYERS = ("conv5_3", "pool5", "fc7_fc", "fc7", "fc8", "output")
 
