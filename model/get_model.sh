@@ -5,17 +5,19 @@
 #   ./get_model.sh 101 152    those depths and the mean file
 #   ./get_model.sh all        50, 101, 152 and the mean file
 #
-# Each archive is downloaded to a temporary file, checked (SHA256SUMS beside this script,
-# when it lists the archive; the gzip/tar structure always), unpacked into a temporary
-# folder, validated with `python -m resnet --job=check`, and only then moved into place,
+# Each depth is the weights registry's entry resnetN_v1.paddle_v1, fetched by
+# `python -m resnet --job=download` into the weights cache (~/.cache/resnet/weights, or
+# RESNET_WEIGHTS_DIR): a cut download resumes, the archive is checked (the v1 zoo publishes
+# no checksum, so the sha256 of the first download is recorded in the cache and every later
+# download must match it), unpacked and validated there. The v1 files are then copied here
+# (resnet_N/ and mean_meta_224/mean.meta, the v1 zoo's layout) and moved into place whole,
 # so an interrupted or failed download never leaves a half model behind.
-# RESNET_MODEL_URL overrides the download location (a mirror, or file:// for a local copy).
+# RESNET_MODEL_URL: a mirror or a local folder (file:///path) holding the archives.
 set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-BASE_URL=${RESNET_MODEL_URL:-http://paddlepaddle.bj.bcebos.com/model_zoo/imagenet}
-SUMS=${RESNET_MODEL_SUMS:-$HERE/SHA256SUMS}
 PY=${PYTHON:-python3}
 export PYTHONPATH="$HERE/..${PYTHONPATH:+:$PYTHONPATH}"
+[ -n "${RESNET_MODEL_URL:-}" ] && export RESNET_WEIGHTS_MIRROR="$RESNET_MODEL_URL"
 
 die() { echo "get_model.sh: $*" >&2; exit 1; }
 
@@ -24,7 +26,7 @@ for arg in "${@:-50}"; do
   case "$arg" in
     50|101|152) depths+=("$arg") ;;
     all) depths=(50 101 152) ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) die "unknown argument '$arg': use 50, 101, 152 or all" ;;
   esac
 done
@@ -32,47 +34,34 @@ done
 work=$(mktemp -d "$HERE/.download.XXXXXX") || die "cannot write to $HERE"
 trap 'rm -rf "$work"' EXIT
 
-fetch() {  # fetch NAME -> unpacks NAME.tar.gz into $work/NAME.unpacked
-  local name=$1 url="$BASE_URL/$1.tar.gz" file="$work/$1.tar.gz"
-  echo "get_model.sh: downloading $url"
-  local show=-sS
-  [ -t 2 ] && show=--progress-bar
-  if ! curl -fL $show --connect-timeout 20 --retry 2 -o "$file" "$url"; then
-    die "cannot download $url (no network, or the server refused). Check your connection or \
-set RESNET_MODEL_URL to a mirror or a local folder (file:///path/to/archives)."
-  fi
-  if [ -f "$SUMS" ] && grep -q " $name.tar.gz\$" "$SUMS"; then
-    local want got
-    want=$(grep " $name.tar.gz\$" "$SUMS" | head -n1 | cut -d' ' -f1)
-    got=$(sha256sum "$file" | cut -d' ' -f1)
-    [ "$want" = "$got" ] || die "$name.tar.gz: checksum mismatch (expected $want, got $got); \
-the download is corrupt or not the published archive"
-    echo "get_model.sh: $name.tar.gz checksum ok"
-  else
-    echo "get_model.sh: $name.tar.gz sha256 $(sha256sum "$file" | cut -d' ' -f1) (not listed in $SUMS)"
-  fi
-  tar -tzf "$file" >/dev/null 2>&1 || die "$name.tar.gz: not a valid .tar.gz archive (truncated download?)"
-  mkdir -p "$work/$name.unpacked"
-  tar -xzf "$file" -C "$work/$name.unpacked" || die "$name.tar.gz: cannot unpack"
-  [ -d "$work/$name.unpacked/$name" ] || die "$name.tar.gz: archive has no $name/ folder"
-}
+for depth in "${depths[@]}"; do
+  name="resnet${depth}_v1.paddle_v1"
+  echo "get_model.sh: fetching $name (ResNet-$depth of the v1 zoo)"
+  out=$("$PY" -m resnet --job=download --model="$name") \
+    || die "cannot download $name (see above). Check your connection or set \
+RESNET_MODEL_URL to a mirror or a local folder (file:///path/to/archives)."
+  cached=${out##*$'\n'}  # its last line: the cache folder
+  [ -d "$cached" ] || die "$name: the download job printed no folder"
+  mkdir -p "$work/resnet_$depth" "$work/mean_meta_224"
+  for f in "$cached"/*; do
+    case "$(basename "$f")" in
+      model.json) ;;
+      mean.meta) cp "$f" "$work/mean_meta_224/mean.meta" || die "cannot copy $f" ;;
+      *) cp "$f" "$work/resnet_$depth/" || die "cannot copy $f" ;;
+    esac
+  done
+  "$PY" -m resnet --job=check --layer_num="$depth" --model="$work/resnet_$depth" \
+    --mean="$work/mean_meta_224/mean.meta" \
+    || die "resnet_$depth: the copied model is not a valid ResNet-$depth (see above)"
+done
 
 install() {  # install NAME: move the checked folder into place
   rm -rf "$HERE/$1.old"
   [ -e "$HERE/$1" ] && mv "$HERE/$1" "$HERE/$1.old"
-  mv "$work/$1.unpacked/$1" "$HERE/$1" && rm -rf "$HERE/$1.old"
+  mv "$work/$1" "$HERE/$1" && rm -rf "$HERE/$1.old"
   echo "get_model.sh: installed $HERE/$1"
 }
 
-fetch mean_meta_224
-[ -f "$work/mean_meta_224.unpacked/mean_meta_224/mean.meta" ] \
-  || die "mean_meta_224.tar.gz: no mean_meta_224/mean.meta inside"
-for depth in "${depths[@]}"; do
-  fetch "resnet_$depth"
-  "$PY" -m resnet --job=check --layer_num="$depth" --model="$work/resnet_$depth.unpacked/resnet_$depth" \
-    --mean="$work/mean_meta_224.unpacked/mean_meta_224/mean.meta" \
-    || die "resnet_$depth.tar.gz: the unpacked model is not a valid ResNet-$depth (see above)"
-done
 install mean_meta_224
 for depth in "${depths[@]}"; do install "resnet_$depth"; done
 echo "get_model.sh: done. Try: ./extract.sh or ./predict.sh"

@@ -82,7 +82,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--job", required=True, choices=JOBS.names(),
                    help="what to do; a flag the job does not read is refused")
     p.add_argument("--version", action="version", version=f"resnet {__version__}")
-    p.add_argument("--model", help="v1 model directory (one file per parameter)")
+    p.add_argument("--model", help="a model folder (v1 parameter files, model.json), or "
+                   "pretrained weights by name (resnet50.tv_in1k, vgg16.keras, ...: "
+                   "--job=models lists them), downloaded, checked and converted once into "
+                   "the weights cache (~/.cache/resnet/weights, RESNET_WEIGHTS_DIR)")
+    p.add_argument("--weights_file", metavar="PATH",
+                   help="with --model=NAME: the entry's weights file, fetched by hand (for a "
+                        "machine that cannot download); its checksum is still checked")
     p.add_argument("--arch", default=None, metavar="NAME",
                    help="the architecture by its registered name (resnet50, resnet50_v1, "
                         "vgg16, vgg16_bn, ...: --job=models lists them); default: the "

@@ -71,6 +71,8 @@ class ModelSettings(_Settings):
     layer_num: int | None = None
     variant: str | None = None
     mean: str | None = None
+    #: the weights file of a registry entry (--model=NAME), fetched by hand
+    weights_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,7 @@ class RunConfig:
 
     job: str = "extract"
     model: str | None = None
+    weights_file: str | None = None
     arch: str | None = None
     layer_num: int | None = None
     variant: str | None = None

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 PAGES = [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
@@ -67,14 +68,16 @@ def test_every_docs_page_is_reachable_from_the_readme_and_the_readme_stays_short
     assert size < 12 * 1024, f"README.md is {size} bytes: move detail into docs/"
 
 
-def test_cli_reference_equals_the_generator_output():
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "cli_reference.py")],
+@pytest.mark.parametrize("tool,page", [("cli_reference.py", "cli.md"),
+                                       ("weights_table.py", "weights_registry.md")])
+def test_generated_pages_equal_the_generator_output(tool, page):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", tool)],
                        capture_output=True, text=True, cwd=ROOT,
                        env=dict(os.environ, PYTHONPATH=ROOT))
     assert r.returncode == 0, r.stderr
-    with open(os.path.join(ROOT, "docs", "cli.md"), encoding="utf-8") as f:
+    with open(os.path.join(ROOT, "docs", page), encoding="utf-8") as f:
         assert f.read() == r.stdout, \
-            "docs/cli.md is stale: python tools/cli_reference.py > docs/cli.md"
+            f"docs/{page} is stale: python tools/{tool} > docs/{page}"
 
 
 def test_cli_reference_names_every_flag_and_job():

@@ -25,6 +25,7 @@ ORDER = (
     "inputs",      # from --data to crops: reads recipes (models) and model files' facts
     "introspect",  # the spec drawn and listed for people
     "importers",   # foreign checkpoints into model directories (models, modelio)
+    "hub",         # pretrained weights by name: download, verify, convert with importers
     "outputs",     # formats, journal, parts: where features go (safe pickles of modelio)
     "runtime",     # Paddle: engines from specs and model directories
     "runners",     # inputs -> runtime engines -> outputs, locally or on Ray

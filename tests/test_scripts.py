@@ -1,5 +1,6 @@
 """The shell entry points as a user runs them: extract.sh's first run, predict.sh, get_model.sh."""
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -106,44 +107,49 @@ def _get_model(tmp_path, *args, **env):
     folder.mkdir(exist_ok=True)
     shutil.copy(os.path.join(ROOT, "model", "get_model.sh"), folder / "get_model.sh")
     env.setdefault("PYTHONPATH", ROOT)
+    env.setdefault("RESNET_WEIGHTS_DIR", str(tmp_path / "weights"))
     return folder, _run([str(folder / "get_model.sh"), *args], cwd=folder, **env)
 
 
 def test_get_model_offline_fails_clearly(tmp_path):
     folder, r = _get_model(tmp_path, RESNET_MODEL_URL="http://127.0.0.1:9")
     assert r.returncode == 1
-    assert "get_model.sh: cannot download http://127.0.0.1:9/mean_meta_224.tar.gz" in r.stderr
+    assert ("resnet50_v1.paddle_v1: cannot download resnet_50.tar.gz: http://127.0.0.1:9/"
+            "paddlepaddle.bj.bcebos.com/model_zoo/imagenet/resnet_50.tar.gz") in r.stderr
+    assert "get_model.sh: cannot download resnet50_v1.paddle_v1" in r.stderr
     assert "RESNET_MODEL_URL" in r.stderr
     assert sorted(os.listdir(folder)) == ["get_model.sh"]  # nothing half-written
 
 
 def test_get_model_downloads_checks_and_installs(tmp_path):
+    """Through the weights registry: the archives side by side in a local mirror, their
+    sha256 recorded on this first download (the v1 zoo publishes none)."""
     mirror = _archives(tmp_path)
-    sums = tmp_path / "SHA256SUMS"
-    sums.write_text("".join(
-        f"{hashlib.sha256((mirror / n).read_bytes()).hexdigest()}  {n}\n"
-        for n in ("resnet_50.tar.gz", "mean_meta_224.tar.gz")))
-    folder, r = _get_model(tmp_path, "50", RESNET_MODEL_URL=f"file://{mirror}",
-                           RESNET_MODEL_SUMS=str(sums))
+    folder, r = _get_model(tmp_path, "50", RESNET_MODEL_URL=f"file://{mirror}")
     assert r.returncode == 0, r.stderr
-    assert "resnet_50.tar.gz checksum ok" in r.stdout
+    sums = json.loads((tmp_path / "weights" / "sha256.json").read_text())
+    assert sorted(sums.values()) == sorted(
+        hashlib.sha256((mirror / n).read_bytes()).hexdigest()
+        for n in ("resnet_50.tar.gz", "mean_meta_224.tar.gz"))
     assert "valid v1 ResNet-50 model" in r.stdout
     assert sorted(os.listdir(folder)) == ["get_model.sh", "mean_meta_224", "resnet_50"]
     assert len(os.listdir(folder / "resnet_50")) == 267
+    assert os.listdir(folder / "mean_meta_224") == ["mean.meta"]
 
 
 def test_get_model_refuses_bad_checksum_and_broken_archive(tmp_path):
     mirror = _archives(tmp_path)
-    sums = tmp_path / "SHA256SUMS"
-    sums.write_text("0" * 64 + "  mean_meta_224.tar.gz\n")
-    folder, r = _get_model(tmp_path, RESNET_MODEL_URL=f"file://{mirror}",
-                           RESNET_MODEL_SUMS=str(sums))
+    (tmp_path / "weights").mkdir()
+    url = "https://paddlepaddle.bj.bcebos.com/model_zoo/imagenet/mean_meta_224.tar.gz"
+    (tmp_path / "weights" / "sha256.json").write_text(json.dumps({url: "0" * 64}))
+    folder, r = _get_model(tmp_path, RESNET_MODEL_URL=f"file://{mirror}")
     assert r.returncode == 1
-    assert "mean_meta_224.tar.gz: checksum mismatch (expected 0000" in r.stderr
+    assert ("checksum mismatch: this cache recorded sha256 " + "0" * 64) in r.stderr
     data = (mirror / "resnet_50.tar.gz").read_bytes()
     (mirror / "resnet_50.tar.gz").write_bytes(data[: len(data) // 2])
-    folder, r = _get_model(tmp_path, RESNET_MODEL_URL=f"file://{mirror}",
-                           RESNET_MODEL_SUMS=str(tmp_path / "none"))
+    (tmp_path / "weights" / "sha256.json").unlink()
+    folder, r = _get_model(tmp_path, RESNET_MODEL_URL=f"file://{mirror}")
     assert r.returncode == 1
-    assert "resnet_50.tar.gz: not a valid .tar.gz archive (truncated download?)" in r.stderr
+    assert "resnet_50.tar.gz: not a readable .tar.gz" in r.stderr
     assert sorted(os.listdir(folder)) == ["get_model.sh"]
+    assert not (tmp_path / "weights" / "sha256.json").exists()  # nothing recorded

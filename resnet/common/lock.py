@@ -19,6 +19,7 @@ import contextlib
 import datetime
 import errno
 import fcntl
+import logging
 import os
 import socket
 import stat
@@ -27,6 +28,7 @@ import time
 from resnet.common.files import is_same_file
 from resnet.errors import ResnetError, file_error
 
+log = logging.getLogger("resnet")
 LOCK_NAME = ".lock"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -89,10 +91,14 @@ def _open(path: str, subject: str) -> int:
     return fd
 
 
-def acquire(path: str, subject: str) -> Lock:
+def acquire(path: str, subject: str, wait: bool = False) -> Lock:
     """Lock `path` (created if missing) for `subject` (the folder named in messages), or
-    raise Busy naming the live holder."""
-    for _ in range(_TRIES):
+    raise Busy naming the live holder; with `wait`, wait for the holder to end instead (it
+    is alive: a dead holder's flock is already gone), saying so once."""
+    told = False
+    tries = 0
+    while tries < _TRIES:
+        tries += 1
         fd = _open(path, subject)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -101,6 +107,13 @@ def acquire(path: str, subject: str) -> Lock:
             os.close(fd)
             if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise ResnetError(f"cannot lock {subject}: {path}: {e.strerror or e}") from None
+            if wait:
+                if not told:
+                    log.info("%s: another run has it (%s); waiting for it", subject, holder)
+                    told = True
+                tries -= 1  # waiting on a live holder is not a retry
+                time.sleep(0.2)
+                continue
             raise Busy(f"{subject}: in use by another run ({holder}); wait for it to end or "
                        "choose another folder") from None
         if not is_same_file(path, fd):  # its holder removed it as we opened it: a fresh one
@@ -142,10 +155,10 @@ def remove_empty(folders) -> None:
 
 @contextlib.contextmanager
 def folder_lock(folder: str, name: str = LOCK_NAME, subject: str | None = None,
-                create: bool = False):
+                create: bool = False, wait: bool = False):
     """Hold the lock file `name` in `folder` for the block. With `create`, a missing `folder`
     is made first, and removed again at the end if it is then empty (a run that left
-    nothing leaves no folder either)."""
+    nothing leaves no folder either). With `wait`, a live holder is waited for."""
     created = []
     try:
         if create:
@@ -154,7 +167,7 @@ def folder_lock(folder: str, name: str = LOCK_NAME, subject: str | None = None,
             except OSError as e:
                 raise ResnetError(f"{folder}: cannot create the folder "
                                   f"({file_error(e.filename or folder, e)})") from None
-        lock = acquire(os.path.join(folder, name), subject or folder)
+        lock = acquire(os.path.join(folder, name), subject or folder, wait)
         try:
             yield lock
         finally:

@@ -32,11 +32,30 @@ def readers(name: str) -> list[str]:
     return [job_name for job_name, run in JOBS.items() if name in run.reads]
 
 
-def job(name: str, needs: tuple = (), reads: tuple = ()):
+def job(name: str, needs: tuple = (), reads: tuple = (), named_weights: bool = False):
     """Register `run(config)` as --job=name; `needs` names the flags it cannot run without,
-    `reads` every other flag it reads (RunConfig field names; COMMON ones go without saying)."""
+    `reads` every other flag it reads (RunConfig field names; COMMON ones go without saying).
+    With `named_weights`, --model may name pretrained weights (resnet50.tv_in1k): the job
+    gets the cache folder they are installed in (with --weights_file: from that file)."""
     def add(fn):
-        fn.needs = tuple(needs)
-        fn.reads = frozenset((*needs, *reads, *COMMON))
-        return JOBS.register(name)(fn)
+        run = _resolving(fn) if named_weights else fn
+        run.needs = tuple(needs)
+        run.reads = frozenset((*needs, *reads, *COMMON,
+                               *(("weights_file",) if named_weights else ())))
+        return JOBS.register(name)(run)
     return add
+
+
+def _resolving(fn):
+    import dataclasses
+    import functools
+
+    @functools.wraps(fn)
+    def run(config, *args, **kw):
+        from resnet.hub.install import resolve
+
+        model = resolve(config.model, config.weights_file)
+        if model != config.model:
+            config = dataclasses.replace(config, model=model, weights_file=None)
+        return fn(config, *args, **kw)
+    return run

@@ -12,7 +12,8 @@ from resnet.jobs import job
 log = logging.getLogger("resnet")
 
 
-@job("check", needs=("model",), reads=("arch", "layer_num", "variant", "mean"))
+@job("check", needs=("model",), reads=("arch", "layer_num", "variant", "mean"),
+     named_weights=True)
 def run(config) -> int:
     """Validate a model directory (and --mean) without running anything."""
     from resnet.modelio import loaded, modelinfo

@@ -12,7 +12,7 @@ log = logging.getLogger("resnet")
 
 
 @job("export", reads=("model", "arch", "layer_num", "variant", "mean", "to", "output",
-                     "output_layer"))
+                     "output_layer"), named_weights=True)
 def run(config) -> int:
     from resnet.modelio import loaded
     from resnet.runtime.export import onnx_file, paddle_inference, sidecar

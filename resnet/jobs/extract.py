@@ -35,7 +35,7 @@ def shard_dir(output_dir: str, shard) -> str:
     "output_dir", "use_gpu", "batch_size", "format", "pool", "dtype", "compression",
     "no_space_check", "strict", "resume", "overwrite", "shard", "workers", "runner",
     "ray_address", "actors", "cpus_per_actor", "gpus_per_actor", "engine", "threads", "trt",
-    "precision", "check", "calibration", "reduced_decode"))
+    "precision", "check", "calibration", "reduced_decode"), named_weights=True)
 def run(config) -> Summary:
     """Check the output folder can be written, then hold its lock (common/lock.py: one run
     per folder) for the whole run, before anything is read or compiled. The folder is made

@@ -40,7 +40,8 @@ class _Accuracy:
 @job("predict", needs=("data", "model"), reads=(
     "arch", "layer_num", "variant", "labels_from_folders", "mean", "multi_crop", "output_dir",
     "use_gpu", "batch_size", "output_file", "top_k", "strict", "overwrite", "workers", "runner",
-    "engine", "threads", "trt", "precision", "check", "calibration", "reduced_decode"))
+    "engine", "threads", "trt", "precision", "check", "calibration",
+    "reduced_decode"), named_weights=True)
 def run(config, collect: bool = False, out=None) -> Summary:
     """Print predictions to `out` (stdout); with `collect`, also return them in the Summary
     (the Python API: nothing printed)."""

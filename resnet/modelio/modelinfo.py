@@ -133,7 +133,17 @@ def read(model_dir: str | None) -> ModelInfo | None:
     pre = raw.get("preprocessing")
     if pre is None:
         return info
-    return replace(info, preprocessing=_recipe(pre, bad, build_arch(info.architecture).input_size))
+    size = build_arch(info.architecture).input_size
+    recipe = _recipe(pre, bad, size)
+    if recipe.mean_file:  # the model's own mean image, read as --mean reads one
+        from resnet.modelio.mean import load_mean
+
+        mean_path = os.path.join(model_dir, recipe.mean_file)
+        if not os.path.isfile(mean_path) or os.path.islink(mean_path):
+            raise bad(f"preprocessing.mean_file {recipe.mean_file!r}: no such plain file in "
+                      f"{model_dir}")
+        recipe = recipe.with_v1_mean(load_mean(mean_path, size))
+    return replace(info, preprocessing=recipe)
 
 
 def _recipe(pre, bad, size: int) -> Recipe:
@@ -177,12 +187,21 @@ def _recipe(pre, bad, size: int) -> Recipe:
     if r["interpolation"] not in INTERPOLATIONS:
         raise bad(f"preprocessing.interpolation {r['interpolation']!r:.100}: use one of "
                   f"{', '.join(INTERPOLATIONS)}")
+    mean_file = r.get("mean_file")
+    if mean_file is not None and not (isinstance(mean_file, str) and _plain_name(mean_file)):
+        raise bad(f"preprocessing.mean_file {mean_file!r:.100}: the name of a file in the "
+                  "model folder (no path)")
     recipe = Recipe(r["channel_order"], float(r["scale"]), tuple(map(float, r["mean"])),
-                    tuple(map(float, r["std"])), short, size, r["interpolation"])
+                    tuple(map(float, r["std"])), short, size, r["interpolation"], mean_file)
     if r["ten_crop"] not in (None, recipe.to_json()["ten_crop"]):
         raise bad(f"preprocessing.ten_crop {r['ten_crop']!r:.100} is not the geometry this "
                   f"recipe derives ({recipe.to_json()['ten_crop']})")
     return recipe
+
+
+def _plain_name(name: str) -> bool:
+    """A file name inside the folder: no separator, no parent, not hidden."""
+    return bool(name) and "/" not in name and "\\" not in name and not name.startswith(".")
 
 
 def _number(x) -> bool:

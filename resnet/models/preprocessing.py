@@ -37,6 +37,9 @@ class Recipe:
     #: the network's input size (224, 299, ...): the crop taken from the resized image
     crop: int = 224
     interpolation: str = "area"
+    #: a mean image shipped in the model folder (a v1 mean.meta, Caffe .binaryproto or .npy,
+    #: BGR pixel units as --mean takes it): its file name there, loaded in place of `mean`
+    mean_file: str | None = None
     #: a mean overriding `mean` (a --mean file): (3, 1, 1) or (3, crop, crop), recipe order
     #: and units
     mean_override: np.ndarray | None = field(default=None, compare=False, repr=False)
@@ -84,7 +87,8 @@ class Recipe:
         size = (f"short side {self.ten_crop_short_side}, 10 crops averaged" if multi_crop
                 else f"short side {self.resize_short_side}, centre crop {self.crop}"
                 if self.resize_short_side else f"resize to {self.crop}x{self.crop}")
-        mean = "the --mean file" if self.mean_override is not None else list(self.mean)
+        mean = ("the --mean file" if self.mean_override is not None and not self.mean_file
+                else f"the model's {self.mean_file}" if self.mean_file else list(self.mean))
         text = (f"model.json: {self.channel_order}, CHW, x {self.scale:.6g}, minus mean {mean}, "
                 f"divided by std {list(self.std)}, {size}")
         return text + ("" if self.interpolation == "area" else f", {self.interpolation}")
@@ -93,6 +97,8 @@ class Recipe:
         d = asdict(self)
         for key in ("mean_override", "origin"):
             d.pop(key)
+        if d["mean_file"] is None:  # the cards written before it existed stay as they were
+            d.pop("mean_file")
         d["mean"], d["std"] = list(self.mean), list(self.std)
         d["resize"] = "short_side" if self.resize_short_side else "direct"
         d["ten_crop"] = {"short_side": self.ten_crop_short_side, "crop": self.crop}
