@@ -133,13 +133,15 @@ class OutputSettings(_Settings):
         _one_of("dtype", self.dtype, DTYPES)
         _one_of("compression", self.compression, COMPRESSIONS)
         if self.shard is not None:
+            given = self.shard  # (I, N), or "I/N" as --shard spells it (the Python API)
             try:
-                i, n = (int(v) for v in self.shard)
+                i, n = (int(v) for v in (given.split("/") if isinstance(given, str) else given))
                 ok = 1 <= i <= n
             except (TypeError, ValueError):
                 ok = False
             if not ok:
-                raise ResnetError(f"shard {self.shard!r}: expected (I, N) with 1 <= I <= N")
+                raise ResnetError(f"shard {given!r}: expected I/N with 1 <= I <= N")
+            object.__setattr__(self, "shard", (i, n))
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,7 @@ class RunConfig:
                        output_settings=OutputSettings.of(self),
                        ray_settings=RaySettings.of(self), model_settings=ModelSettings.of(self))
         object.__setattr__(self, "actors", derived["ray_settings"].actors)  # as normalized
+        object.__setattr__(self, "shard", derived["output_settings"].shard)  # "I/N" -> (I, N)
         for name, value in derived.items():
             object.__setattr__(self, name, value)
         # `format` and `runner` name registry entries: the job that loads the registry refuses

@@ -1,26 +1,10 @@
-"""The Python API: README's example runs as written, and the API matches the CLI."""
+"""The Python API matches the CLI (its docs example runs as written in test_inputs_cli.py)."""
 import os
-import shutil
-import subprocess
-import sys
 
 import pytest
-from conftest import EXAMPLES, ROOT, readme_blocks, run_cli
+from conftest import EXAMPLES, run_cli
 
 import resnet
-
-
-def test_readme_api_example_runs(tmp_path):
-    shutil.copytree(EXAMPLES, tmp_path / "example")
-    r = subprocess.run([sys.executable, "-c", readme_blocks("## Python API", page="docs/api.md")[0]],
-                       cwd=tmp_path, capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=ROOT))
-    assert r.returncode == 0, r.stderr
-    lines = r.stdout.splitlines()
-    assert lines[0] == "4 [] ['output_api/features.h5']"
-    assert lines[1].endswith("img/s, exit code 0")
-    assert lines[2] == "cat.jpg (4, 2048, 1, 1)"
-    assert lines[3].startswith("example/cat.jpg ") and lines[3].endswith(" True")
 
 
 def test_api_equals_cli_and_refuses_unknown_options(model50, tmp_path):

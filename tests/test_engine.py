@@ -36,8 +36,6 @@ def _engine(model, layer_num, layers, **kw):
 @pytest.mark.parametrize("layer_num,layers", [
     (50, ["pool1", "res3_1_branch2b_conv", "res5_3_branch2c_bn", "output"]),
     (50, ["output", "conv1_bn"]),
-    pytest.param(152, ["pool1", "res4_20_branch2a_conv", "res5_3_branch2c_bn", "output"],
-                 marks=pytest.mark.slow),
 ])
 def test_engine_matches_dygraph(model_factory, layer_num, layers):
     model = model_factory(layer_num)

@@ -272,7 +272,9 @@ def test_readme_api_example_runs_as_a_script_and_on_stdin(tmp_path):
         assert r.returncode == 0, f"{how}: {r.stderr[-3000:]}"
         lines = r.stdout.splitlines()
         assert lines[0] == "4 [] ['output_api/features.h5']", how
+        assert lines[1].endswith("img/s, exit code 0")
         assert lines[2] == "cat.jpg (4, 2048, 1, 1)"
+        assert lines[3].startswith("example/cat.jpg ") and lines[3].endswith(" True")
         assert "bootstrapping" not in r.stderr
         status = json.loads((work / "output_api" / "manifest.json").read_text())["status"]
         assert status == "complete"

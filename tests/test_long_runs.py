@@ -49,9 +49,16 @@ def _assert_same_h5(a, b):
 
 
 @pytest.fixture(scope="module")
-def full_run(model50, long_list, tmp_path_factory):
+def model18(model_factory):
+    """ResNet-18 for the runs: the journal, resume, shards and merge do not depend on the
+    depth, and the smaller network leaves the suite's time to them."""
+    return model_factory(18)
+
+
+@pytest.fixture(scope="module")
+def full_run(model18, long_list, tmp_path_factory):
     out = tmp_path_factory.mktemp("full")
-    r = subprocess.run(_cmd(model50, long_list, out), capture_output=True, text=True,
+    r = subprocess.run(_cmd(model18, long_list, out), capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=ROOT))
     assert r.returncode == 3, r.stderr
     return out
@@ -59,11 +66,11 @@ def full_run(model50, long_list, tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig,seed", [(signal.SIGKILL, 1), (signal.SIGINT, 3)])
-def test_interrupted_run_resumes_to_identical_output(model50, long_list, full_run, tmp_path,
+def test_interrupted_run_resumes_to_identical_output(model18, long_list, full_run, tmp_path,
                                                      sig, seed):
     rng = random.Random(seed)
     out = tmp_path / "out"
-    cmd = _cmd(model50, long_list, out)
+    cmd = _cmd(model18, long_list, out)
     rc, err = _interrupt(cmd, sig, rng.uniform(0.0, 2.5))
     if sig == signal.SIGINT:
         assert rc == 130 and "--resume" in err and "Traceback" not in err
@@ -84,22 +91,22 @@ def test_interrupted_run_resumes_to_identical_output(model50, long_list, full_ru
     assert manifest["resumed"] >= 1
 
 
-def test_overwrite_and_changed_settings(model50, long_list, full_run, tmp_path):
+def test_overwrite_and_changed_settings(model18, long_list, full_run, tmp_path):
     out = tmp_path / "o"
     out.mkdir()
     for name in os.listdir(full_run):
         (out / name).write_bytes((full_run / name).read_bytes())
-    r = run_cli(*_cmd(model50, long_list, out, "--resume", "--output_layer=pool1")[3:])
+    r = run_cli(*_cmd(model18, long_list, out, "--resume", "--output_layer=pool1")[3:])
     assert r.returncode == 1
     assert "cannot resume: the earlier run used different layers" in r.stderr
-    r = run_cli(*_cmd(model50, long_list, out, "--overwrite", "--output_layer=pool1")[3:])
+    r = run_cli(*_cmd(model18, long_list, out, "--overwrite", "--output_layer=pool1")[3:])
     assert r.returncode == 3, r.stderr
     assert list(resnet.load_features(str(out)).layers) == ["pool1"]
 
 
-def test_two_concurrent_shards_merge_to_the_full_run(model50, long_list, full_run, tmp_path):
+def test_two_concurrent_shards_merge_to_the_full_run(model18, long_list, full_run, tmp_path):
     out = tmp_path / "sharded"
-    procs = [subprocess.Popen(_cmd(model50, long_list, out, f"--shard={i}/2"),
+    procs = [subprocess.Popen(_cmd(model18, long_list, out, f"--shard={i}/2"),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=dict(os.environ, PYTHONPATH=ROOT)) for i in (1, 2)]
     codes = [p.wait(timeout=300) for p in procs]
@@ -114,16 +121,16 @@ def test_two_concurrent_shards_merge_to_the_full_run(model50, long_list, full_ru
     assert r.returncode == 1 and "pass --resume to continue that run or --overwrite" in r.stderr
 
 
-def test_merge_refuses_incomplete_shards(model50, long_list, tmp_path):
+def test_merge_refuses_incomplete_shards(model18, long_list, tmp_path):
     out = tmp_path / "s"
-    r = run_cli(*_cmd(model50, long_list, out, "--shard=2/3")[3:])
+    r = run_cli(*_cmd(model18, long_list, out, "--shard=2/3")[3:])
     assert r.returncode == 0, r.stderr  # items 7..13 of 22: no bad entry among them
     assert "extracted 7 images" in r.stderr
     r = run_cli("--job=merge", f"--output_dir={out}")
     assert r.returncode == 1 and "shards 1/3, 3/3 are missing" in r.stderr
 
 
-def test_bad_corpus_outcomes(model50, tmp_path):
+def test_bad_corpus_outcomes(model18, tmp_path):
     good = write_jpeg(tmp_path / "good.jpg")
     entries = []
     for name in CORPUS:
@@ -131,7 +138,7 @@ def test_bad_corpus_outcomes(model50, tmp_path):
     lst = tmp_path / "corpus.list"
     lst.write_text("\n".join(entries) + "\n", encoding="utf-8")
     out = tmp_path / "out"
-    r = run_cli(*_cmd(model50, lst, out)[3:])
+    r = run_cli(*_cmd(model18, lst, out)[3:])
     assert r.returncode == 3, r.stderr
     assert "Traceback" not in r.stderr
     failed = dict(line.split("\t", 1) for line in
