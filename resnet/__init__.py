@@ -30,8 +30,8 @@ models describe the networks without files; modelio reads them from disk; inputs
 --data into crops by a model's recipe; introspect and importers read specs and model
 directories; hub turns a pretrained-weights name into a model folder (download, verify,
 convert with an importer); outputs write features; runtime (Paddle) builds engines;
-runners join inputs, engines and outputs; jobs compose runners; this API and the CLI (which reads the version
-here) sit on the jobs; main is `python -m resnet`. Settings travel as arguments, never
+runners join inputs, engines and outputs; jobs compose runners; this API and the CLI (which
+reads the version here) sit on the jobs; main is `python -m resnet`. Settings travel as arguments, never
 through os.environ (the environment is read only for what a user sets there).
 """
 from resnet.errors import ResnetError

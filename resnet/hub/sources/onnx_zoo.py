@@ -8,8 +8,9 @@ the zoo's README tables (top-1 / top-5)."""
 from resnet.hub.entry import Checksum, Download, Weights, add
 from resnet.models.preprocessing import IMAGENET_RGB, Recipe
 
-MEDIA = "https://media.githubusercontent.com/media/onnx/models/main/validated/vision/classification/"
-RAW = "https://github.com/onnx/models/raw/main/validated/vision/classification/"
+_PATH = "onnx/models/main/validated/vision/classification/"
+MEDIA = "https://media.githubusercontent.com/media/" + _PATH
+RAW = "https://github.com/" + _PATH.replace("/main/", "/raw/main/", 1)
 STATED = "onnx/models Git LFS pointer (oid sha256, size)"
 
 # name, path, sha256, size, top-1, top-5
