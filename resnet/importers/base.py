@@ -22,43 +22,29 @@ from resnet.importers import IMPORTERS
 from resnet.models import ARCHS, build, build_arch, depths
 from resnet.models.graph import Spec
 from resnet.models.ops import DEFAULT_EPS
-from resnet.models.resnet import parse_branch
 
 log = logging.getLogger("resnet")
 
 
 # ------------------------------------------------------------------ key names, from the spec
 
-#: variants with the same parameters (only strides and pooling differ): a style naming one
-#: names them all, and the importer's default or the user's --variant picks
-POST_ACTIVATION = ("v1", "v1-pad1", "v1.5")
-
-
 class Style:
-    """One ecosystem's key naming of a ResNet: module path per node, parameter names, fc
-    layout. Another family's naming subclasses it (`describes` and `module`)."""
+    """One ecosystem's key naming of one family's networks: the foreign module of each node,
+    the batch-norm leaf names, whether 2-D weights are stored (out, in). A family's naming
+    files (resnet_*.py, vgg_*.py) subclass it with `describes` and `module`."""
 
-    def __init__(self, name, stem, block, bn, fc_out_in, ignore=(), fc="fc", extra=None,
-                 variants=POST_ACTIVATION, recipe=None):
-        self.name, self._stem, self._block, self.bn = name, stem, block, bn
-        self.fc_out_in, self.ignore, self.fc = fc_out_in, ignore, fc
-        self.extra = extra or {}  # other layers by node name (v2's input_bn, final_bn)
-        self.variants = variants  # the networks these names can describe
+    def __init__(self, name, bn, fc_out_in, ignore=(), variants=(), recipe=None):
+        self.name, self.bn, self.fc_out_in, self.ignore = name, bn, fc_out_in, ignore
+        self.variants = variants  # the ResNet variants these names can describe (fit's order)
         self.recipe = recipe  # the source's preprocessing, where it is not the importer's
 
     def describes(self, spec: Spec) -> bool:
         """Whether these names can name the spec's parameters."""
-        return spec.family.name == "resnet" and spec.variant in self.variants
+        raise NotImplementedError
 
-    def module(self, node: str, block_index: dict) -> str:
-        if node == "output":
-            return self.fc
-        if node in self.extra:
-            return self.extra[node]
-        if node.startswith("conv1_"):
-            return self._stem[node[len("conv1_"):]]
-        stage, j, branch, kind = parse_branch(node)
-        return self._block(stage, j, block_index[f"res{stage}_{j}"], branch, kind)
+    def module(self, node: str, index) -> str:
+        """The foreign module path of `node` (`index`: mapping's per-family helper)."""
+        raise NotImplementedError
 
     def ignored(self, key: str) -> bool:
         return any(key.endswith(s) for s in self.ignore)
@@ -70,29 +56,32 @@ class Style:
         return shape
 
 
-_TORCH_BRANCH = {"1": ("downsample.0", "downsample.1"), "2a": ("conv1", "bn1"),
-                 "2b": ("conv2", "bn2"), "2c": ("conv3", "bn3")}
-_CLAS_BRANCH = {"1": "short", "2a": "conv0", "2b": "conv1", "2c": "conv2"}
-
-
-def _torch_block(stage, j, _, branch, kind):
-    return f"layer{stage - 1}.{j - 1}.{_TORCH_BRANCH[branch][kind == 'bn']}"
-
-
-def _clas_block(stage, j, index, branch, kind):
-    return f"blocks.{index}.{_CLAS_BRANCH[branch]}.{kind}"
-
-
 _PADDLE_BN = {"w0": "weight", "wbias": "bias", "w1": "_mean", "w2": "_variance"}
 _TORCH_BN = {"w0": "weight", "wbias": "bias", "w1": "running_mean", "w2": "running_var"}
-STYLES = {
-    "torchvision": Style("torchvision", {"conv": "conv1", "bn": "bn1"}, _torch_block, _TORCH_BN,
-                         True, ignore=(".num_batches_tracked",)),
-    "paddle.vision": Style("paddle.vision", {"conv": "conv1", "bn": "bn1"}, _torch_block,
-                           _PADDLE_BN, False),
-    "PaddleClas": Style("PaddleClas", {"conv": "stem.0.conv", "bn": "stem.0.bn"}, _clas_block,
-                        _PADDLE_BN, False),
-}
+
+
+class _Styles(dict):
+    """Style name -> Style, filled by the family naming files of this package as it loads
+    (resnet_torch.py, vgg_keras.py, ...); looking up a name not there yet loads them."""
+
+    def __missing__(self, name):
+        IMPORTERS.names()  # imports every module of the package, once
+        if dict.__contains__(self, name):
+            return dict.__getitem__(self, name)
+        raise KeyError(name)
+
+
+STYLES = _Styles()
+#: checkpoint format -> the style names its importer tries, best fit wins (each family's
+#: naming files add theirs, in file order: resnet_*.py before vgg_*.py)
+FAMILY_STYLES: dict[str, list[str]] = {}
+
+
+def add_styles(styles: dict, *formats: str) -> None:
+    """Register named styles and have the importers of `formats` try them."""
+    STYLES.update(styles)
+    for fmt in formats:
+        FAMILY_STYLES.setdefault(fmt, []).extend(styles)
 
 
 def mapping(spec: Spec, style: Style) -> list[tuple[str, str, tuple, bool]]:
@@ -133,13 +122,10 @@ def to_v1(state: dict, spec: Spec, style: Style) -> dict[str, np.ndarray]:
     return out
 
 
-#: checkpoint format -> the style names other families add to its importer's (a family's
-#: naming files register them: importers/vgg_torch.py, vgg_keras.py, vgg_gluon.py, ...)
-FAMILY_STYLES: dict[str, list[str]] = {}
-
-
-def styles_of(fmt: str, importer) -> list[str]:
-    return list(importer.styles) + FAMILY_STYLES.get(fmt, [])
+def styles_of(fmt: str, importer=None) -> list[str]:
+    """The style names the importer of `fmt` tries (its package loaded)."""
+    IMPORTERS.names()
+    return list(FAMILY_STYLES.get(fmt, []))
 
 
 def fit(state: dict, styles, layer_num: int | None, variants, path: str,

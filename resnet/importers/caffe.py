@@ -18,7 +18,7 @@ import numpy as np
 from resnet.common import protowire as pw
 from resnet.errors import ResnetError
 from resnet.importers import IMPORTERS
-from resnet.importers.base import STYLES, Style, variance_for_v1_eps
+from resnet.importers.base import variance_for_v1_eps
 from resnet.modelio.caffeblob import read_blob
 
 # caffe.proto field numbers
@@ -138,28 +138,8 @@ def state(path: str) -> dict[str, np.ndarray]:
     return out
 
 
-def caffe_block(numbered):
-    """Caffe's block names: res2a, res2b, ... (ResNet-50); ResNet-101/152 number the long
-    stages 3 and 4 after their first block: res4a, res4b1, res4b2, ..."""
-    def block(stage, j, _, branch, kind):
-        letter = ("a" if j == 1 else f"b{j - 1}") if numbered and stage in (3, 4) \
-            else chr(ord("a") + j - 1)
-        return f"{'bn' if kind == 'bn' else 'res'}{stage}{letter}_branch{branch}"
-    return block
-
-
-_BN_NAMES = {"w0": "gamma", "wbias": "beta", "w1": "mean", "w2": "var"}
-STYLES.update({  # the importer has merged BatchNorm + Scale under the BatchNorm layer's name
-    "caffe": Style("caffe", {"conv": "conv1", "bn": "bn_conv1"}, caffe_block(False),
-                   _BN_NAMES, True, fc="fc1000"),
-    "caffe (b1, b2, ... blocks)": Style("caffe", {"conv": "conv1", "bn": "bn_conv1"},
-                                        caffe_block(True), _BN_NAMES, True, fc="fc1000"),
-})
-
-
 @IMPORTERS.register("caffe")
 class CaffeImporter:
-    styles = ("caffe", "caffe (b1, b2, ... blocks)")
     suffixes = (".caffemodel",)
     variants = ("v1",)  # the zoo's own topology
     recipe = None  # v1's: BGR 0-255 minus the mean (--mean=ResNet_mean.binaryproto for Caffe's)

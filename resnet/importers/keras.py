@@ -39,9 +39,8 @@ from resnet.common import hdf5, jsonread
 from resnet.errors import ResnetError, first_line
 from resnet.importers import IMPORTERS
 from resnet.importers._archive import open_zip, read_member
-from resnet.importers.base import (STYLES, Style, fold_conv_biases, largest_model,
-                                   max_tensor_bytes, variance_for_v1_eps)
-from resnet.importers.caffe import caffe_block
+from resnet.importers.base import (fold_conv_biases, largest_model, max_tensor_bytes,
+                                   variance_for_v1_eps)
 from resnet.modelio.modelinfo import Recipe
 
 log = logging.getLogger("resnet")
@@ -51,7 +50,7 @@ ZIP_MAGIC = b"PK\x03\x04"
 KERAS_ZIP_NAMES = (b"metadata.json", b"config.json", b"model.weights.h5")
 EPS = 1.001e-5  # keras.applications.resnet's BatchNormalization
 LEGACY_EPS = 1e-3  # the Caffe-named ResNet50 file (Keras' default eps)
-_BN_LEAVES = ("gamma", "beta", "moving_mean", "moving_variance")
+BN_LEAVES = ("gamma", "beta", "moving_mean", "moving_variance")
 #: a .keras file's weights member and its config.json are read only up to these sizes
 MAX_WEIGHTS_MEMBER = 1 << 30
 MAX_CONFIG = 1 << 26
@@ -276,7 +275,7 @@ def state(path: str) -> dict[str, np.ndarray]:
         elif len(values) == 4:  # BatchNormalization: gamma, beta, moving mean and variance
             default = LEGACY_EPS if legacy else EPS
             values[3] = variance_for_v1_eps(values[3], eps.get(name, default))
-            out.update((f"{name}.{leaf}", v) for leaf, v in zip(_BN_LEAVES, values))
+            out.update((f"{name}.{leaf}", v) for leaf, v in zip(BN_LEAVES, values))
         else:
             raise ResnetError(f"{path}: layer {name} holds {len(values)} vectors; the Keras "
                               "networks read here have only convolutions, batch norms and "
@@ -315,26 +314,8 @@ def _bn_after(conv: str) -> str:
     return "bn" + conv[len("res"):] if conv.startswith("res") else conv
 
 
-_BRANCH = {"1": 0, "2a": 1, "2b": 2, "2c": 3}  # conv{s}_block{j}_0 is the projection
-
-
-def _keras_block(stage, j, _, branch, kind):
-    return f"conv{stage}_block{j}_{_BRANCH[branch]}_{kind}"
-
-
-_BN_NAMES = dict(zip(("w0", "wbias", "w1", "w2"), _BN_LEAVES))
-STYLES.update({
-    "keras": Style("keras", {"conv": "conv1_conv", "bn": "conv1_bn"}, _keras_block,
-                   _BN_NAMES, False, fc="predictions"),
-    # keras-applications' first ResNet50 file, named after the Caffe model
-    "keras (Caffe names)": Style("keras (Caffe names)", {"conv": "conv1", "bn": "bn_conv1"},
-                                 caffe_block(False), _BN_NAMES, False, fc="fc1000"),
-})
-
-
 @IMPORTERS.register("keras")
 class KerasImporter:
-    styles = ("keras", "keras (Caffe names)")
     suffixes = (".h5", ".weights.h5", ".keras")
     variants = ("v1-pad1",)
     # imagenet_utils.preprocess_input's 'caffe' mode on load_img(target_size=(224, 224)):

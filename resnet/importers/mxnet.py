@@ -19,9 +19,8 @@ import numpy as np
 
 from resnet.errors import ResnetError
 from resnet.importers import IMPORTERS
-from resnet.importers._gluon import BN_NAMES, PREFIX, dotted, fold_conv_biases
-from resnet.importers.base import STYLES, Style, variance_for_v1_eps
-from resnet.modelio.modelinfo import Recipe
+from resnet.importers._gluon import PREFIX, dotted, fold_conv_biases
+from resnet.importers.base import variance_for_v1_eps
 
 LIST_MAGIC = 0x112
 V1, V2, V3 = 0xF993FAC8, 0xF993FAC9, 0xF993FACA
@@ -123,24 +122,8 @@ def _symbolic(raw: dict) -> dict:
     return state
 
 
-def _symbolic_block(stage, j, _, branch, kind):
-    """MXNet's symbolic pre-activation units: stage{s}_unit{u}_{bn1,conv1,bn2,...,sc}."""
-    part = ("sc" if branch == "1" else
-            {"preact": "bn1", "2a": "bn2", "2b": "bn3"}[branch] if kind == "bn" else
-            {"2a": "conv1", "2b": "conv2", "2c": "conv3"}[branch])
-    return f"stage{stage - 1}_unit{j}_{part}"
-
-
-STYLES["mxnet symbolic"] = Style(  # arg:/aux: prefixes dropped by the importer
-    "mxnet symbolic", {"conv": "conv0", "bn": "bn0"}, _symbolic_block, BN_NAMES, True,
-    fc="fc1", extra={"input_bn": "bn_data", "final_bn": "bn1"}, variants=("v2",),
-    recipe=Recipe("RGB", 1.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 256))  # bn_data normalizes
-
-
 @IMPORTERS.register("mxnet")
 class MxnetImporter:
-    styles = ("gluon", "gluon (basic blocks)", "gluon v2", "gluon v2 (basic blocks)",
-              "gluon structural", "gluon v2 structural", "mxnet symbolic")
     suffixes = (".params",)
     variants = ("v1-pad1", "v2")
 

@@ -52,7 +52,6 @@ _CAFFE2_LEAF = re.compile(r"^(.+)_([wb])_0$")  # caffe2's conv1_1_w_0, fc8_b_0
 
 @IMPORTERS.register("onnx")
 class OnnxZooImporter:
-    styles = ("gluon", "gluon (basic blocks)", "gluon v2", "gluon v2 (basic blocks)")
     suffixes = (".onnx",)
     variants = ("v1-pad1", "v2")
 

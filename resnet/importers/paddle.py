@@ -4,7 +4,6 @@ from resnet.importers import IMPORTERS
 
 @IMPORTERS.register("paddle")
 class PaddleImporter:
-    styles = ("paddle.vision", "PaddleClas")
     suffixes = (".pdparams",)
 
     @staticmethod

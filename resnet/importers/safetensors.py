@@ -5,7 +5,6 @@ from resnet.importers import IMPORTERS
 
 @IMPORTERS.register("safetensors")
 class SafetensorsImporter:
-    styles = ("torchvision", "paddle.vision")
     suffixes = (".safetensors",)
 
     @staticmethod

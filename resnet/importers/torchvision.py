@@ -4,7 +4,6 @@ from resnet.importers import IMPORTERS
 
 @IMPORTERS.register("torchvision")
 class TorchvisionImporter:
-    styles = ("torchvision",)
     suffixes = (".pth", ".pt")
 
     @staticmethod

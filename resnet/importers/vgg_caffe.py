@@ -32,7 +32,7 @@ class CaffeVGG(Style):
     """Caffe's layer names for the parameters of one VGG architecture (no batch norm)."""
 
     def __init__(self, name: str, arch: str, recipe: Recipe, ignore=()):
-        super().__init__(name, None, None, {}, True, ignore=ignore, variants=(), recipe=recipe)
+        super().__init__(name, {}, True, ignore=ignore, recipe=recipe)
         self.arch = arch
 
     def describes(self, spec) -> bool:

@@ -64,7 +64,7 @@ class GluonVGG(Style):
     """Gluon's names of one VGG architecture."""
 
     def __init__(self, name: str, arch: str, structural: bool, source: dict):
-        super().__init__(name, None, None, BN_NAMES, True, variants=(), recipe=IMAGENET_RGB)
+        super().__init__(name, BN_NAMES, True, recipe=IMAGENET_RGB)
         self.arch, self.structural, self.source = arch, structural, source
 
     def describes(self, spec) -> bool:

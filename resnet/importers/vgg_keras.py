@@ -25,7 +25,7 @@ class KerasVGG(Style):
     """Keras' layer names for one VGG architecture."""
 
     def __init__(self, arch: str):
-        super().__init__("keras", None, None, {}, False, variants=(), recipe=KERAS_CAFFE)
+        super().__init__("keras", {}, False, recipe=KERAS_CAFFE)
         top1, top5 = PUBLISHED[arch]
         self.arch = arch
         self.source = {"top1": top1, "top5": top5,

@@ -66,8 +66,8 @@ class TorchVGG(Style):
 
     def __init__(self, name: str, arch: str, bn: dict, fc_out_in: bool, source: dict,
                  head: dict | None = None):
-        super().__init__(name, None, None, bn, fc_out_in, ignore=(".num_batches_tracked",),
-                         variants=(), recipe=IMAGENET_RGB)
+        super().__init__(name, bn, fc_out_in, ignore=(".num_batches_tracked",),
+                         recipe=IMAGENET_RGB)
         self.arch, self.source, self.head = arch, source, head or {}
 
     def describes(self, spec) -> bool:
