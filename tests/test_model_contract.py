@@ -28,6 +28,7 @@ def test_registry_names_every_family_and_the_v1_spellings():
                               ("v2", f"resnet{depth}_v2")):
             assert name in names and resnet.build(depth, variant).arch == name
     assert {"vgg16", "vgg16_bn", "vgg19", "vgg19_bn"} <= names
+    assert {"inception_v3", "inception_v3_keras", "inception_v3_paddle"} <= names
     assert select().arch == "resnet50_v1"  # the v1 zoo's ResNet-50: the default
     with pytest.raises(resnet.ResnetError, match="unsupported layer_num 42"):
         resnet.build(42, "v1")
@@ -48,7 +49,12 @@ def test_list_models_rows_are_complete():
     assert rows["resnet50_v1"]["default_features"] == ["res5_3_branch2c_conv",
                                                        "res5_3_branch2c_bn"]
     assert rows["vgg16"]["default_features"] == ["fc7"]
-    assert all(r["input_size"] == 224 and r["classes"] == 1000 for r in rows.values())
+    # Inception v3: Gluon's count (conv weights, four BN vectors, fc), at 299
+    assert rows["inception_v3"]["params"] == 23_869_000
+    assert rows["inception_v3"]["default_features"] == ["avgpool"]
+    assert all(r["classes"] == 1000 for r in rows.values())
+    assert all(r["input_size"] == (299 if r["family"] == "inception" else 224)
+               for r in rows.values())
 
 
 @pytest.mark.parametrize("name", ARCH_NAMES)

@@ -1,4 +1,4 @@
-"""Seeded VGG weights for tests, shared by every VGG test in a process (they are 0.5 GB).
+"""Seeded weights for tests (VGG, Inception), shared by the tests of a process (a VGG is 0.5 GB).
 
 Random conv and fc weights with He-style scales, drawn in float32 (params.random_params draws
 the fc layers in float64, 4 s for a VGG; the values' meaning is the same); for the
@@ -48,18 +48,27 @@ def vgg_weights(arch: str, seed: int = 3) -> dict:
     """v1 parameter arrays of `arch` (vgg16, vgg16_bn, vgg19, vgg19_bn); cached per process."""
     from resnet.models import build_arch
 
-    spec = build_arch(arch)
-    values = _random(spec, seed)
-    if not arch.endswith("_bn"):
-        return values
+    if arch.endswith("_bn"):
+        return seeded_weights(arch, seed)
+    return _random(build_arch(arch), seed)
+
+
+@functools.lru_cache(maxsize=4)
+def seeded_weights(arch: str, seed: int = 3, recipe=None) -> dict:
+    """Seeded v1 parameter arrays of any architecture with batch norms, each BN's statistics
+    taken from its input over two probe photos (preprocessed by `recipe`, default v1's);
+    cached per process."""
+    from resnet.models import build_arch
     from resnet.runtime.network import Network
     from resnet.runtime.paddle_env import paddle
 
+    spec = build_arch(arch)
+    values = _random(spec, seed)
     net = Network(spec).load_params(values)
     out = {}
     with paddle.no_grad():  # one pass; each BN takes its input's statistics before it runs
         for node in spec:
-            args = [out[i] for i in node.inputs] or [paddle.to_tensor(probe_batch()[:2])]
+            args = [out[i] for i in node.inputs] or [paddle.to_tensor(probe_batch(recipe)[:2])]
             if node.op == "bn":
                 y = args[0].numpy()
                 mean, var = y.mean(axis=(0, 2, 3)), y.var(axis=(0, 2, 3))

@@ -49,6 +49,11 @@ class Style:
     def ignored(self, key: str) -> bool:
         return any(key.endswith(s) for s in self.ignore)
 
+    def adjust(self, values: dict) -> dict:
+        """The v1 values after mapping, changed where the source computes something the
+        weights can carry (paddle.vision's eval-time dropout factor, folded into its fc)."""
+        return values
+
     def foreign_shape(self, node, suffix: str, shape: tuple) -> tuple:
         """The shape the file holds this parameter in, given its v1 shape (transposed where
         fc_out_in says so). A source may store the same values, in the same order, in another
@@ -322,7 +327,7 @@ def convert(fmt: str, path: str, out_dir: str, layer_num: int | None = None,
     check_out_dir(out_dir, overwrite)
     state = read_checkpoint(fmt, path)
     spec, style = fit(state, styles_of(fmt, importer), layer_num, variants, path, arch)
-    values = to_v1(state, spec, style)
+    values = style.adjust(to_v1(state, spec, style))
     keys = {name: key for name, key, _, _ in mapping(spec, style)}
     params_io.check_values(spec, values, lambda name: f"{path}: {keys[name]}")
     spelling = ARCHS[spec.arch].v1_spelling or (None, None)
