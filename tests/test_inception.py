@@ -10,10 +10,12 @@ torchvision's (`inception_v3`), and with its average pools also leaving the padd
 Keras' (`inception_v3_keras`). Its eval-time dropout (x 0.8 before fc) is left out here: it
 belongs to its weights' importer, not to the network.
 """
+import os
+
 import numpy as np
 import pytest
 from reference import rel_err
-from vgg_weights import probe_batch, seeded_weights
+from vgg_weights import EXAMPLES, probe_batch, seeded_weights
 
 import resnet
 
@@ -183,3 +185,34 @@ def test_torchvision_pth_with_its_aux_head_converts(tmp_path):
     loaded = params_io.load_model(str(tmp_path / "out"), spec)
     for name, value in values.items():
         np.testing.assert_array_equal(loaded[name], value, err_msg=name)
+
+
+def test_ten_crops_at_299_against_a_direct_computation():
+    """--multi_crop at 299: the short side scaled in proportion (299 * 256 / 224 -> 342),
+    corners, centre and their mirrors, each 299; then the recipe ([-1, 1], RGB). The
+    network's averaged features equal the average of its features on the crops made here."""
+    import cv2
+
+    from resnet.inputs import imaging
+    from resnet.runtime.network import Network
+
+    path = os.path.join(EXAMPLES, "coffee.jpg")
+    bgr = cv2.imread(path)
+    h, w = bgr.shape[:2]
+    s = 342 / min(h, w)
+    img = cv2.resize(bgr, (int(round(w * s)), int(round(h * s))), interpolation=cv2.INTER_LINEAR)
+    H, W = img.shape[:2]
+    assert min(H, W) == 342 == TF_299.ten_crop_short_side
+    tops = [(0, 0), (0, W - 299), (H - 299, 0), (H - 299, W - 299),
+            (int(H / 2 - 149.5), int(W / 2 - 149.5))]
+    crops = [img[t:t + 299, left:left + 299] for t, left in tops]
+    crops += [c[:, ::-1] for c in crops]
+    by_hand = np.stack([c[:, :, ::-1].transpose(2, 0, 1).astype(np.float32) / np.float32(127.5)
+                        - 1 for c in crops])
+    got = imaging.preprocess(path, TF_299, multi_crop=True)
+    assert got.shape == (10, 3, 299, 299)
+    np.testing.assert_allclose(got, by_hand, rtol=0, atol=1e-6)
+    spec = build_arch("inception_v3")
+    net = Network(spec).load_params(seeded_weights("inception_v3", 5, TF_299))
+    averaged = net.run(got, ["avgpool"])["avgpool"].mean(axis=0)
+    assert rel_err(averaged, net.run(by_hand, ["avgpool"])["avgpool"].mean(axis=0)) <= 1e-5
