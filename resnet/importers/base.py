@@ -78,7 +78,8 @@ class _Styles(dict):
 
 STYLES = _Styles()
 #: checkpoint format -> the style names its importer tries, best fit wins (each family's
-#: naming files add theirs, in file order: resnet_*.py before vgg_*.py)
+#: naming files add theirs as the package loads, in file-name order; a family's names never
+#: fit another family's network, so the order only matters within a family)
 FAMILY_STYLES: dict[str, list[str]] = {}
 
 
