@@ -280,7 +280,7 @@ NAMINGS = {"torchvision": (("torchvision", "safetensors"), torchvision_state),
 
 def fit_keys(fmt, state, arch=None):
     importer = IMPORTERS[fmt]
-    return fit(state, styles_of(fmt, importer), None, getattr(importer, "variants", ("v1.5",)),
+    return fit(state, styles_of(fmt), None, getattr(importer, "variants", ("v1.5",)),
                f"x.{fmt}", arch)
 
 

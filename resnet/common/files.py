@@ -136,10 +136,15 @@ def _update_from_file(h, path: str) -> None:
             h.update(block)
 
 
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
+def file_digest(path: str, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes (`algorithm`: a hashlib name: sha256, md5, sha1)."""
+    h = hashlib.new(algorithm)
     _update_from_file(h, path)
     return h.hexdigest()
+
+
+def sha256_file(path: str) -> str:
+    return file_digest(path, "sha256")
 
 
 def sha256_files(folder: str, names) -> str:

@@ -96,9 +96,8 @@ def acquire(path: str, subject: str, wait: bool = False) -> Lock:
     raise Busy naming the live holder; with `wait`, wait for the holder to end instead (it
     is alive: a dead holder's flock is already gone), saying so once."""
     told = False
-    tries = 0
-    while tries < _TRIES:
-        tries += 1
+    replaced = 0  # times the file was replaced under us (its holder removed it)
+    while replaced < _TRIES:
         fd = _open(path, subject)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -111,13 +110,13 @@ def acquire(path: str, subject: str, wait: bool = False) -> Lock:
                 if not told:
                     log.info("%s: another run has it (%s); waiting for it", subject, holder)
                     told = True
-                tries -= 1  # waiting on a live holder is not a retry
                 time.sleep(0.2)
                 continue
             raise Busy(f"{subject}: in use by another run ({holder}); wait for it to end or "
                        "choose another folder") from None
         if not is_same_file(path, fd):  # its holder removed it as we opened it: a fresh one
             os.close(fd)
+            replaced += 1
             continue
         started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
         text = f"pid={os.getpid()}\nhost={socket.gethostname()}\nstarted={started}\n"

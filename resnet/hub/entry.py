@@ -34,6 +34,18 @@ class Checksum:
     member: str | None = None
 
 
+def name_hash(file_name: str) -> str:
+    """The hex digits after the last "-" of a file name (`resnet18-f37072fd.pth` ->
+    `f37072fd`; "" without one): where torch.hub's naming puts the start of the sha256."""
+    _, dash, tail = file_name.rsplit(".", 1)[0].rpartition("-")
+    return tail if dash else ""
+
+
+def sha256_prefix(file_name: str, stated_in: str) -> Checksum:
+    """The checksum a torch.hub-style file name states."""
+    return Checksum("sha256-prefix", name_hash(file_name), stated_in)
+
+
 @dataclass(frozen=True)
 class Download:
     """One file to fetch. `urls` are the publisher's locations, tried in order; a mirror
@@ -112,8 +124,7 @@ def problems(entry: Weights) -> list[str]:
                 size is not None and len(sum_.value) != size):
             out.append(f"{file.file_name}: {sum_.kind} {sum_.value!r} is not "
                        f"{size or 'some'} lowercase hex digits")
-        if sum_.kind == "sha256-prefix" and not file.file_name.rsplit(".", 1)[0].endswith(
-                "-" + sum_.value):
+        if sum_.kind == "sha256-prefix" and name_hash(file.file_name) != sum_.value:
             out.append(f"{file.file_name}: a sha256-prefix is the file name's last part")
         if not sum_.stated_in:
             out.append(f"{file.file_name}: say where the publisher states the checksum")

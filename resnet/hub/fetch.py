@@ -16,7 +16,6 @@ Imports `resnet.common` and `resnet.errors` only.
 """
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
 import os
@@ -27,7 +26,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from resnet.common.files import open_existing, open_new
+from resnet.common.files import file_digest, open_existing, open_new
 from resnet.common.progress import Progress
 from resnet.errors import ResnetError
 
@@ -39,8 +38,8 @@ MAX_BYTES = 4 << 30
 TIMEOUT = 30.0  # seconds without a byte before a connection counts as cut
 TRIES = 4  # connections per location: the first and the resumes after cuts
 CHUNK = 1 << 20
-_HASHES = {"sha256": hashlib.sha256, "sha256-prefix": hashlib.sha256, "md5": hashlib.md5,
-           "sha1": hashlib.sha1}
+#: checksum kind -> the hashlib algorithm it is a digest of
+_ALGORITHMS = {"sha256": "sha256", "sha256-prefix": "sha256", "md5": "md5", "sha1": "sha1"}
 _HTML = (b"<!doctype html", b"<html", b"<?xml", b"<head")
 
 
@@ -68,11 +67,13 @@ def locations(urls, mirror: str | None = None) -> list[str]:
 
 
 def digest(path: str, kind: str) -> str:
-    h = _HASHES[kind]()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The file's digest in the algorithm of checksum kind `kind`."""
+    return file_digest(path, _ALGORITHMS[kind])
+
+
+def is_sha256(kind: str) -> bool:
+    """Whether checksum kind `kind` is checked against the file's sha256."""
+    return _ALGORITHMS[kind] == "sha256"
 
 
 def matches(path: str, kind: str, value: str) -> tuple[bool, str]:

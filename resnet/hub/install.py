@@ -86,12 +86,12 @@ def ensure(name: str, weights_file: str | None = None) -> str:
             return target
         downloads = os.path.join(root, "downloads", name)
         os.makedirs(downloads, exist_ok=True)
-        paths, first = {}, {}
+        paths, sha256, first = {}, {}, {}
         try:
             for file in item.files:
                 given = weights_file if file.role == "weights" else None
-                paths[file.role] = _get(item, file, downloads, given, first)
-            _install(item, paths, target)
+                paths[file.role], sha256[file.role] = _get(item, file, downloads, given, first)
+            _install(item, paths, target, sha256["weights"])
         except BaseException:  # whole files are not kept for a later run to trust unchecked
             for path in paths.values():  # (a download cut mid-transfer stays, to resume)
                 if os.path.exists(path):
@@ -105,9 +105,10 @@ def ensure(name: str, weights_file: str | None = None) -> str:
 
 
 def _get(item: Weights, file: Download, downloads: str, given: str | None,
-         first: dict) -> str:
-    """One file of the entry, fetched (or copied from `given`) and verified; the sha256 of a
-    file with no published checksum, seen for the first time, is added to `first`."""
+         first: dict) -> tuple[str, str]:
+    """One file of the entry, fetched (or copied from `given`) and verified: (its path, its
+    sha256). The sha256 of a file with no published checksum, seen for the first time, is
+    added to `first`."""
     label = item.name
     if given:
         path = fetch.copy_local(given, os.path.join(downloads, file.file_name),
@@ -116,14 +117,15 @@ def _get(item: Weights, file: Download, downloads: str, given: str | None,
     else:
         path = fetch.fetch(file.urls, downloads, file.file_name, file.size, label)
     try:
-        _verify(item, file, path, label, first)
+        return path, _verify(item, file, path, label, first)
     except ResnetError:
         os.unlink(path)
         raise
-    return path
 
 
-def _verify(item: Weights, file: Download, path: str, label: str, first: dict) -> None:
+def _verify(item: Weights, file: Download, path: str, label: str, first: dict) -> str:
+    """Check the file's size and checksum; returns its sha256 (computed once: the checksum's
+    own digest where that is a sha256)."""
     size = os.path.getsize(path)
     if file.size is not None and size != file.size:
         raise ResnetError(f"{label}: {size} bytes, but {item.publisher} states {file.size} "
@@ -136,7 +138,8 @@ def _verify(item: Weights, file: Download, path: str, label: str, first: dict) -
                               f"{sum_.kind} {sum_.value}, the file has {got}; it was deleted")
         log.info("%s: %s %s as %s states", file.file_name, sum_.kind, sum_.value,
                  item.publisher)
-    elif sum_ is None:
+        return got if fetch.is_sha256(sum_.kind) else fetch.digest(path, "sha256")
+    if sum_ is None:
         got = fetch.digest(path, "sha256")
         want = _recorded().get(file.urls[0])
         if want and want != got:
@@ -148,6 +151,8 @@ def _verify(item: Weights, file: Download, path: str, label: str, first: dict) -
             log.info("%s: sha256 %s (%s states no checksum: recorded in %s, and later "
                      "downloads must match it)", file.file_name, got, item.publisher,
                      os.path.join(cache_dir(), SUMS))
+        return got
+    return fetch.digest(path, "sha256")  # the checksum is a zip member's (_member checks it)
 
 
 def _record(new: dict) -> None:
@@ -173,7 +178,7 @@ def _recorded() -> dict:
         if isinstance(doc, dict) else {}
 
 
-def _install(item: Weights, paths: dict, target: str) -> None:
+def _install(item: Weights, paths: dict, target: str, sha256: str) -> None:
     """Convert into a private folder beside `target`, add the mean and the card, rename."""
     from resnet.modelio import modelinfo
 
@@ -194,7 +199,7 @@ def _install(item: Weights, paths: dict, target: str) -> None:
             name = MEAN_NAMES.get(os.path.splitext(mean)[1], "mean.meta")
             shutil.copyfile(mean, os.path.join(staged, name))
             recipe = replace(recipe, mean_file=name)
-        source = {**(info.source or {}), **_source(item, paths["weights"])}
+        source = {**(info.source or {}), **_source(item, sha256)}
         modelinfo.write(staged, replace(info, preprocessing=recipe, source=source))
         modelinfo.read(staged)  # the card reads back (the mean file included)
         if os.path.lexists(target):  # a half-written or older folder: moved aside, not merged
@@ -202,10 +207,11 @@ def _install(item: Weights, paths: dict, target: str) -> None:
         os.rename(staged, target)
 
 
-def _source(item: Weights, path: str) -> dict:
+def _source(item: Weights, sha256: str) -> dict:
+    """The card's source: the entry, and the downloaded weights file's sha256."""
     sum_ = item.weights.checksum
     out = {"registry": item.name, "publisher": item.publisher, "url": item.weights.urls[0],
-           "file": item.weights.file_name, "sha256": fetch.digest(path, "sha256"),
+           "file": item.weights.file_name, "sha256": sha256,
            "license": item.license}
     if sum_ is not None:
         out["checksum"] = {"kind": sum_.kind, "value": sum_.value, "stated_in": sum_.stated_in}

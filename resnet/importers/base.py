@@ -128,7 +128,7 @@ def to_v1(state: dict, spec: Spec, style: Style) -> dict[str, np.ndarray]:
     return out
 
 
-def styles_of(fmt: str, importer=None) -> list[str]:
+def styles_of(fmt: str) -> list[str]:
     """The style names the importer of `fmt` tries (its package loaded)."""
     IMPORTERS.names()
     return list(FAMILY_STYLES.get(fmt, []))
@@ -327,7 +327,7 @@ def convert(fmt: str, path: str, out_dir: str, layer_num: int | None = None,
         build(layer_num or 50, v)
     check_out_dir(out_dir, overwrite)
     state = read_checkpoint(fmt, path)
-    spec, style = fit(state, styles_of(fmt, importer), layer_num, variants, path, arch)
+    spec, style = fit(state, styles_of(fmt), layer_num, variants, path, arch)
     values = style.adjust(to_v1(state, spec, style))
     keys = {name: key for name, key, _, _ in mapping(spec, style)}
     params_io.check_values(spec, values, lambda name: f"{path}: {keys[name]}")

@@ -5,7 +5,7 @@ evaluation config (`_rcfg`): crop_pct 0.95 at 224 (short side floor(224 / 0.95) 
 bicubic. timm lists their accuracy at its 288 test size only, so none is recorded here."""
 from dataclasses import replace
 
-from resnet.hub.entry import Checksum, Download, Weights, add
+from resnet.hub.entry import Download, Weights, add, sha256_prefix
 from resnet.models.preprocessing import IMAGENET_RGB
 
 RELEASES = "https://github.com/huggingface/pytorch-image-models/releases/download/v0.1-rsb-weights/"
@@ -21,10 +21,9 @@ _FILES = {
 }
 
 for _arch, _file in _FILES.items():
-    _prefix = _file.rsplit("-", 1)[1].split(".")[0]
     add(Weights(
         f"{_arch}.a1_in1k", _arch, "torchvision",
-        (Download((RELEASES + _file,), Checksum("sha256-prefix", _prefix, STATED)),),
+        (Download((RELEASES + _file,), sha256_prefix(_file, STATED)),),
         publisher="timm", license="apache-2.0",
         accuracy_note="timm reports it at test size 288 (results-imagenet.csv), not at 224",
         recipe=A1_RECIPE, notes="ResNet Strikes Back, procedure A1 (arXiv:2110.00476)"))

@@ -4,7 +4,7 @@ last "-" of the file name against the start of the file's sha256 (`check_hash`),
 rule recorded here. Accuracies are the enums' `acc@1`/`acc@5` (single 224 crop)."""
 from dataclasses import replace
 
-from resnet.hub.entry import Checksum, Download, Weights, add
+from resnet.hub.entry import Download, Weights, add, sha256_prefix
 from resnet.models.preprocessing import IMAGENET_RGB
 
 HOST = "https://download.pytorch.org/models/"
@@ -29,10 +29,9 @@ _FILES = [
 ]
 
 for _name, _file, _top1, _top5, _recipe in _FILES:
-    _prefix = _file.rsplit("-", 1)[1].split(".")[0]
     add(Weights(
         _name, _name.split(".")[0], "torchvision",
-        (Download((HOST + _file,), Checksum("sha256-prefix", _prefix, STATED)),),
+        (Download((HOST + _file,), sha256_prefix(_file, STATED)),),
         publisher="torchvision", license="bsd-3-clause",
         top1=_top1, top5=_top5, accuracy_note="ImageNet val, single crop (torchvision docs)",
         recipe=_recipe,
