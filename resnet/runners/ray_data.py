@@ -388,8 +388,9 @@ class RayRunner:
                     num_cpus=self.pool.cpus, num_gpus=self.pool.gpus or None)
         progress = Progress(len(items), "extract", initial=done_before)
         written = skipped = 0
+        results = iter(ds.iter_rows())
         try:
-            for result in ds.iter_rows():
+            for result in results:
                 if result["error"]:
                     raise ResnetError(result["error"])
                 failed = json.loads(result["failed"])
@@ -406,6 +407,9 @@ class RayRunner:
                 raise ResnetError(str(cause)) from None
             raise ResnetError(f"the Ray job failed: {_last_line(cause)}") from None
         finally:
+            # stops the streaming executor's threads now: left to run into ray.shutdown(),
+            # they print Ray's own 'core worker has already been shutdown' after our error
+            results.close()
             progress.close()
         return written, skipped
 
