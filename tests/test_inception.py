@@ -25,8 +25,10 @@ from resnet.models.preprocessing import Recipe
 
 #: Keras' "tf" preprocessing at 299: RGB scaled to [-1, 1]
 TF_299 = Recipe("RGB", 1 / 127.5, (1.0, 1.0, 1.0), (1.0, 1.0, 1.0), None, 299, "bilinear")
-PATCH = {"inception_v3_paddle": (None, None), "inception_v3": (1e-3, None),
-         "inception_v3_keras": (1e-3, True)}
+#: arch -> paddle.vision's inception_v3 patched to compute it: (BN eps, block average pools
+#: leave the padding out, the FID graph: 1008 classes and a max pool in the last block)
+PATCH = {"inception_v3_paddle": (None, None, False), "inception_v3": (1e-3, None, False),
+         "inception_v3_keras": (1e-3, True, False), "inception_v3_fid": (1e-3, True, True)}
 
 
 def paddle_vision_modules(model) -> dict:
@@ -40,12 +42,17 @@ def paddle_vision_modules(model) -> dict:
     return out
 
 
-def paddle_vision_model(values, eps=None, exclusive=None):
+def paddle_vision_model(values, eps=None, exclusive=None, fid=False):
     """paddle.vision's inception_v3 in eval mode with `values` (v1 files) loaded; `eps` and
-    `exclusive` patch its batch norms and block average pools (the other sources' rules)."""
+    `exclusive` patch its batch norms and block average pools (the other sources' rules);
+    `fid` gives it 1008 classes and a 3x3 max pool (stride 1, pad 1) as the last block's
+    pool, as pytorch-fid's FIDInceptionE_2 has."""
+    import paddle
     from paddle.vision.models import inception_v3
 
-    model = inception_v3(pretrained=False)
+    model = inception_v3(pretrained=False, num_classes=1008 if fid else 1000)
+    if fid:
+        model.inception_block_list[10].branch_pool = paddle.nn.MaxPool2D(3, 1, 1)
     model.eval()
     for unit, seq in paddle_vision_modules(model).items():
         seq[0].weight.set_value(values[f"_{unit}_conv.w0"])
@@ -81,7 +88,8 @@ def _reference(arch, values, x):
     for i, block in enumerate(model.inception_block_list):
         block.register_forward_post_hook(hook(f"mixed{i}"))
         block.branch_pool.register_forward_post_hook(hook(f"mixed{i}_pool"))
-    model.avg_pool.register_forward_post_hook(hook("avgpool"))
+    model.avg_pool.register_forward_post_hook(
+        hook("pool3" if arch == "inception_v3_fid" else "avgpool"))
     with paddle.no_grad():
         y = model.inception_stem(paddle.to_tensor(x))
         for block in model.inception_block_list:
@@ -128,7 +136,7 @@ def test_the_three_networks_differ_where_their_sources_do():
     values = seeded_weights("inception_v3", 5, TF_299)
     x = probe_batch(TF_299)[:2]
     feats = {a: Network(build_arch(a)).load_params(values).run(x, ["avgpool"])["avgpool"]
-             for a in PATCH}
+             for a in PATCH if a != "inception_v3_fid"}
     assert rel_err(feats["inception_v3_keras"], feats["inception_v3"]) > 1e-3
     assert rel_err(feats["inception_v3_paddle"], feats["inception_v3"]) > 1e-5
 
@@ -185,6 +193,39 @@ def test_torchvision_pth_with_its_aux_head_converts(tmp_path):
     loaded = params_io.load_model(str(tmp_path / "out"), spec)
     for name, value in values.items():
         np.testing.assert_array_equal(loaded[name], value, err_msg=name)
+
+
+def test_pytorch_fid_pth_converts_to_the_fid_network(tmp_path):
+    """pytorch-fid's file (torchvision's names, a 1008-way fc): detected as inception_v3_fid
+    without --arch, the values exact, pool3 its default features, the recipe pytorch-fid's
+    input (299 bilinear, [-1, 1]); predict refuses its 1008 outputs in one line."""
+    from test_convert import write_pth
+
+    from resnet.importers.base import STYLES, convert, mapping
+    from resnet.modelio import params as params_io
+
+    values = seeded_weights("inception_v3_fid", 5, TF_299)
+    spec = build_arch("inception_v3_fid")
+    state = {}
+    for name, key, shape, flip in mapping(spec, STYLES["pytorch-fid inception_v3"]):
+        v = values[name]
+        state[key] = np.ascontiguousarray(v.T if flip else v).reshape(shape)
+    assert state["fc.weight"].shape == (1008, 2048)
+    src = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+    write_pth(str(src), state)
+    info = convert("torchvision", str(src), str(tmp_path / "out"))
+    assert info.arch == "inception_v3_fid" and info.source["names"] == "pytorch-fid"
+    recipe = info.preprocessing
+    assert (recipe.scale, recipe.mean, recipe.std) == (1 / 127.5, (1.0,) * 3, (1.0,) * 3)
+    assert (recipe.resize_short_side, recipe.crop, recipe.interpolation) == \
+        (None, 299, "bilinear")
+    loaded = params_io.load_model(str(tmp_path / "out"), spec)
+    for name, value in values.items():
+        np.testing.assert_array_equal(loaded[name], value, err_msg=name)
+    assert spec.default_features() == ["pool3"] and spec["pool3"].shape == (2048, 1, 1)
+    with pytest.raises(resnet.ResnetError) as e:
+        resnet.predict(str(tmp_path / "out"), os.path.join(EXAMPLES, "coffee.jpg"))
+    assert "1008 classes" in str(e.value) and "\n" not in str(e.value)
 
 
 def test_ten_crops_at_299_against_a_direct_computation():

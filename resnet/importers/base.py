@@ -21,7 +21,7 @@ from resnet.errors import ResnetError
 from resnet.importers import IMPORTERS
 from resnet.models import ARCHS, build, build_arch, depths
 from resnet.models.graph import Spec
-from resnet.models.ops import DEFAULT_EPS
+from resnet.models.ops import DEFAULT_EPS, eps as bn_eps
 
 log = logging.getLogger("resnet")
 
@@ -33,10 +33,14 @@ class Style:
     the batch-norm leaf names, whether 2-D weights are stored (out, in). A family's naming
     files (resnet_*.py, vgg_*.py) subclass it with `describes` and `module`."""
 
-    def __init__(self, name, bn, fc_out_in, ignore=(), variants=(), recipe=None):
+    def __init__(self, name, bn, fc_out_in, ignore=(), variants=(), recipe=None,
+                 variance_eps=None):
         self.name, self.bn, self.fc_out_in, self.ignore = name, bn, fc_out_in, ignore
         self.variants = variants  # the ResNet variants these names can describe (fit's order)
         self.recipe = recipe  # the source's preprocessing, where it is not the importer's
+        #: the batch-norm eps the reader already folded into the variances (Keras' reader
+        #: folds every file's to 1e-5); each is refolded to its node's eps. None: as stored
+        self.variance_eps = variance_eps
 
     def describes(self, spec: Spec) -> bool:
         """Whether these names can name the spec's parameters."""
@@ -216,6 +220,18 @@ def variance_for_v1_eps(var, eps: float) -> np.ndarray:
     return (np.asarray(var, np.float32) + np.float32(eps - DEFAULT_EPS)).astype(np.float32)
 
 
+def refold_eps(values: dict, spec: Spec, folded: float | None) -> dict:
+    """Variances a reader folded for eps `folded` made exact for each BN node's own eps:
+    var + folded - eps (Keras' InceptionV3 read at 1e-5 and run at its 1e-3)."""
+    if folded is None:
+        return values
+    for node in spec:
+        if node.op == "bn" and bn_eps(node) != folded:
+            key = f"_{node.name}.w2"
+            values[key] = (values[key] + np.float32(folded - bn_eps(node))).astype(np.float32)
+    return values
+
+
 # ------------------------------------------------------------------ reading checkpoints
 
 @functools.cache
@@ -328,7 +344,7 @@ def convert(fmt: str, path: str, out_dir: str, layer_num: int | None = None,
     check_out_dir(out_dir, overwrite)
     state = read_checkpoint(fmt, path)
     spec, style = fit(state, styles_of(fmt), layer_num, variants, path, arch)
-    values = style.adjust(to_v1(state, spec, style))
+    values = style.adjust(refold_eps(to_v1(state, spec, style), spec, style.variance_eps))
     keys = {name: key for name, key, _, _ in mapping(spec, style)}
     params_io.check_values(spec, values, lambda name: f"{path}: {keys[name]}")
     spelling = ARCHS[spec.arch].v1_spelling or (None, None)

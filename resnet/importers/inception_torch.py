@@ -15,6 +15,10 @@
   by 0.8 before fc: folded into the fc weights here, so `fc` and `output` are what
   paddle.vision computes and `avgpool` is its pooled features. Its preprocessing is not
   documented; ImageNet mean/std at 299 is assumed.
+- pytorch-fid (`pt_inception-2015-12-05-6726825d.pth`, TensorFlow's 2015 graph ported):
+  torchvision's names and layout with a 1008-way `fc`: the `inception_v3_fid` network. Its
+  recipe is pytorch-fid's input: RGB straight to 299x299 (bilinear, as its F.interpolate),
+  scaled to [-1, 1].
 """
 from __future__ import annotations
 
@@ -24,11 +28,12 @@ import numpy as np
 
 from resnet.importers.base import _PADDLE_BN, _TORCH_BN, Style, add_styles
 from resnet.models.inception import BLOCKS, STEM
-from resnet.models.preprocessing import IMAGENET_RGB
+from resnet.models.preprocessing import IMAGENET_RGB, Recipe
 
 TORCHVISION_RECIPE = replace(IMAGENET_RGB, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
                              resize_short_side=342, crop=299)
 PADDLE_RECIPE = replace(IMAGENET_RGB, resize_short_side=342, crop=299)
+FID_RECIPE = Recipe("RGB", 1.0 / 127.5, (1.0, 1.0, 1.0), (1.0, 1.0, 1.0), None, 299, "bilinear")
 #: paddle.vision's Dropout(p=0.2, mode="downscale_in_infer") at eval: x * (1 - p)
 PADDLE_DROPOUT_SCALE = 0.8
 
@@ -47,12 +52,12 @@ def _unit(name: str) -> tuple[str, str, str] | None:
 
 
 class TorchInception(Style):
-    def __init__(self):
-        super().__init__("torchvision", _TORCH_BN, True,
-                         ignore=(".num_batches_tracked",), recipe=TORCHVISION_RECIPE)
+    def __init__(self, name="torchvision", arch="inception_v3", recipe=TORCHVISION_RECIPE):
+        super().__init__(name, _TORCH_BN, True, ignore=(".num_batches_tracked",), recipe=recipe)
+        self.arch = arch
 
     def describes(self, spec) -> bool:
-        return spec.arch == "inception_v3"
+        return spec.arch == self.arch
 
     def ignored(self, key: str) -> bool:
         return key.startswith("AuxLogits.") or super().ignored(key)
@@ -88,5 +93,8 @@ class PaddleInception(Style):
 
 
 TORCH = TorchInception()
-add_styles({"torchvision inception_v3": TORCH}, "torchvision", "safetensors")
+add_styles({"torchvision inception_v3": TORCH,
+            "pytorch-fid inception_v3": TorchInception("pytorch-fid", "inception_v3_fid",
+                                                       FID_RECIPE)},
+           "torchvision", "safetensors")
 add_styles({"paddle.vision inception_v3": PaddleInception()}, "paddle")

@@ -51,6 +51,9 @@ KERAS_ZIP_NAMES = (b"metadata.json", b"config.json", b"model.weights.h5")
 EPS = 1.001e-5  # keras.applications.resnet's BatchNormalization
 LEGACY_EPS = 1e-3  # the Caffe-named ResNet50 file (Keras' default eps)
 BN_LEAVES = ("gamma", "beta", "moving_mean", "moving_variance")
+#: the classes whose unnamed layers the networks read here rely on (InceptionV3's convs and
+#: batch norms, Xception's residual ones): their automatic names are renumbered from 1
+AUTO_NAMED = ("conv2d", "batch_normalization")
 #: a .keras file's weights member and its config.json are read only up to these sizes
 MAX_WEIGHTS_MEMBER = 1 << 30
 MAX_CONFIG = 1 << 26
@@ -178,9 +181,10 @@ def _keras3_weights(f, config: dict | None, path: str) -> dict[str, list[np.ndar
     return out
 
 
-def _legacy_weights(f, path: str) -> dict[str, list[np.ndarray]]:
+def _legacy_weights(f, path: str, leaves: dict) -> dict[str, list[np.ndarray]]:
     """layer name -> its weights, from a Keras 2 file or a Keras 3 whole-model .h5
-    (layer_names, then each layer's weight_names in the layer's own order)."""
+    (layer_names, then each layer's weight_names in the layer's own order); `leaves` gets
+    each layer's weight names without the layer and ':0' (`gamma`, `beta`, ...)."""
     root = f["model_weights"] if "model_weights" in f else f
     budget = _Budget(path)
     out = {}
@@ -188,6 +192,7 @@ def _legacy_weights(f, path: str) -> dict[str, list[np.ndarray]]:
         names = _attr_list(root[name], "weight_names", path)
         if names:
             out[name] = [budget.read(root[name][w], f"{name}/{w}") for w in names]
+            leaves[name] = [w.rsplit("/", 1)[-1].split(":", 1)[0] for w in names]
     return out
 
 
@@ -225,8 +230,11 @@ def _open(path: str):
     return f, config, where
 
 
-def read_layers(path: str) -> tuple[dict[str, list[np.ndarray]], list[dict], str]:
-    """(layer name -> weights in Keras' order, the model config's layers, where they are)."""
+def read_layers(path: str) -> tuple[dict[str, list[np.ndarray]], dict[str, list[str]],
+                                     list[dict], str]:
+    """(layer name -> weights in Keras' order, layer name -> their weight names where the
+    file keeps them, the model config's layers, where they are)."""
+    leaves: dict[str, list[str]] = {}
     try:
         f, config, where = _open(path)
         with f:
@@ -234,53 +242,97 @@ def read_layers(path: str) -> tuple[dict[str, list[np.ndarray]], list[dict], str
             if "layers" in f and "vars" in f:
                 layers = _keras3_weights(f, config, path)
             else:
-                layers = _legacy_weights(f, path)
+                layers = _legacy_weights(f, path, leaves)
     except (OSError, KeyError, ValueError, TypeError, AttributeError, RuntimeError,
             zipfile.BadZipFile, EOFError) as e:  # h5py's errors on a damaged file
         raise ResnetError(f"{path}: not a readable Keras file "
                           f"({first_line(str(e)) or type(e).__name__})") from None
     if not layers:
         raise ResnetError(f"{path}: a Keras file without weights")
-    return layers, layers_config, where
+    return layers, leaves, layers_config, where
+
+
+def _bn_leaves(name: str, count: int, leaves: list[str] | None, config: dict | None,
+               path: str) -> list[str]:
+    """The names of a BatchNormalization's `count` vectors: the file's own weight names,
+    else the layer config's `scale` / `center` (Keras drops gamma or beta when they are off),
+    else all four, or without gamma when there are three (InceptionV3's `scale=False`, the
+    one Keras application that drops one)."""
+    if leaves and len(leaves) == count and set(leaves) <= set(BN_LEAVES):
+        return leaves
+    if config is not None:
+        found = ((["gamma"] if config.get("scale", True) else [])
+                 + (["beta"] if config.get("center", True) else [])
+                 + ["moving_mean", "moving_variance"])
+    else:
+        found = list(BN_LEAVES[1:] if count == 3 else BN_LEAVES)
+    if len(found) != count:
+        raise ResnetError(f"{path}: batch norm {name} holds {count} vectors; expected "
+                          f"{len(found)} ({', '.join(found)})")
+    return found
+
+
+def _renumbered(names) -> dict[str, str]:
+    """Keras' automatic layer names (`conv2d`, `conv2d_1`, ... in creation order, the count
+    going on across the models of a process; the published files start at `conv2d_1`) ->
+    `conv2d_1`, `conv2d_2`, ... in the same order, so a network's unnamed layers are found
+    by position whichever count the file started from."""
+    out = {}
+    for prefix in AUTO_NAMED:
+        found = sorted((int(m.group(1) or 0), n) for n in names
+                       if (m := re.fullmatch(rf"{prefix}(?:_(\d+))?", n)))
+        out.update((n, f"{prefix}_{k}") for k, (_, n) in enumerate(found, 1))
+    return out
 
 
 def state(path: str) -> dict[str, np.ndarray]:
     """`<layer>.weight` (out, in, kh, kw) for convs, `<layer>.{gamma,beta,moving_mean,
-    moving_variance}` with conv biases and eps folded in, `<dense>.{weight,bias}`; a network
-    without batch norms (VGG) keeps its `<conv>.bias`."""
-    layers, layers_config, where = read_layers(path)
+    moving_variance}` with conv biases and eps folded in (a BN without gamma or beta gets
+    ones or zeros), `<dense>.{weight,bias}`; a network without batch norms (VGG) keeps its
+    `<conv>.bias`. Automatic layer names are renumbered from 1 (`_renumbered`)."""
+    layers, leaves, layers_config, where = read_layers(path)
     if any(n.endswith("_preact_bn") or n == "post_bn" for n in layers):
         raise ResnetError(f"{path}: a Keras ResNet V2 (ResNet50V2/101V2/152V2), whose "
                           "pre-activation network (stride on a stage's last block, max-pool "
                           "shortcuts) is none of the supported variants")
-    legacy = "bn_conv1" in layers
+    configs = {layer["config"]["name"]: layer["config"] for layer in layers_config}
     eps = _epsilons(layers_config, where)
-    has_bn = any(len(v) == 4 and np.ndim(v[0]) == 1 for v in layers.values())
-    if has_bn and not eps:
-        log.info("%s: no model config; BatchNorm eps %g assumed (%s naming)", path,
-                 LEGACY_EPS if legacy else EPS, "the older Caffe" if legacy else "Keras'")
+    # keras.applications.resnet sets 1.001e-5; every other network read here (the Caffe-named
+    # ResNet50 too) keeps Keras' default 1e-3
+    default = EPS if "conv1_bn" in layers else LEGACY_EPS
+    is_bn = {name: values[0].ndim == 1 and len(values) in (3, 4)
+             for name, values in layers.items()}
+    if any(is_bn.values()) and not eps:
+        log.info("%s: no model config; BatchNorm eps %g assumed", path, default)
     out: dict[str, np.ndarray] = {}
     convs = set()
+    rename = _renumbered(layers)
     for name, values in layers.items():
         values = [np.asarray(v, np.float32) for v in values]
+        key = rename.get(name, name)
         if values[0].ndim == 4:  # Conv2D: kernel (kh, kw, in, out)[, bias]
-            out[f"{name}.weight"] = np.ascontiguousarray(values[0].transpose(3, 2, 0, 1))
-            convs.add(name)
+            out[f"{key}.weight"] = np.ascontiguousarray(values[0].transpose(3, 2, 0, 1))
+            convs.add(key)
             if len(values) > 1:
-                out[f"{name}.bias"] = values[1]
+                out[f"{key}.bias"] = values[1]
         elif values[0].ndim == 2:  # Dense: kernel (in, out), bias
-            out[f"{name}.weight"] = values[0]
+            out[f"{key}.weight"] = values[0]
             if len(values) > 1:
-                out[f"{name}.bias"] = values[1]
-        elif len(values) == 4:  # BatchNormalization: gamma, beta, moving mean and variance
-            default = LEGACY_EPS if legacy else EPS
-            values[3] = variance_for_v1_eps(values[3], eps.get(name, default))
-            out.update((f"{name}.{leaf}", v) for leaf, v in zip(BN_LEAVES, values))
+                out[f"{key}.bias"] = values[1]
+        elif is_bn[name]:  # BatchNormalization: [gamma,] [beta,] moving mean and variance
+            bn = dict(zip(_bn_leaves(name, len(values), leaves.get(name), configs.get(name),
+                                     path), values))
+            size = bn["moving_mean"].shape
+            bn.setdefault("gamma", np.ones(size, np.float32))
+            bn.setdefault("beta", np.zeros(size, np.float32))
+            bn["moving_variance"] = variance_for_v1_eps(bn["moving_variance"],
+                                                        eps.get(name, default))
+            out.update((f"{key}.{leaf}", bn[leaf]) for leaf in BN_LEAVES)
         else:
             raise ResnetError(f"{path}: layer {name} holds {len(values)} vectors; the Keras "
                               "networks read here have only convolutions, batch norms and "
                               "dense layers")
-    if not has_bn:  # VGG: every conv keeps its bias, nothing to fold it into
+    if not any(is_bn.values()):  # VGG: every conv keeps its bias, nothing to fold it into
         return _vgg_fc1_rows(out)
     return fold_conv_biases(out, path, lambda key: (
         f"{_bn_after(key[:-len('.bias')])}.moving_mean"

@@ -52,11 +52,16 @@ def run(config, collect: bool = False, out=None) -> Summary:
 
     runner = RUNNERS[config.runner](config)  # a runner for extract only refuses here
     plan = steps.plan(config, runner, layers=["output"])
+    classes = imagenet_classes()
+    count = plan.model.spec["output"].shape[0]
+    if count != len(classes):  # the FID Inception's 1008 outputs are not ImageNet's order
+        raise ResnetError(f"{plan.model.directory or plan.model.spec.arch}: its output has "
+                          f"{count} classes, not the {len(classes)} ImageNet classes predict "
+                          "names; extract its features instead (--job=extract)")
     if config.output_file and os.path.exists(config.output_file) and not config.overwrite:
         raise ResnetError(f"{config.output_file}: already exists; pass --overwrite to replace "
                           "it or choose another --output_file")
     model = plan.model.load()
-    classes = imagenet_classes()
     k = min(config.top_k, len(classes))
     accuracy, collected = _Accuracy(), [] if collect else None
     out = out if out is not None else (None if collect else sys.stdout)

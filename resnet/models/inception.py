@@ -17,6 +17,11 @@ paddle.vision count it; Keras does not: `inception_v3_keras`), and batch norm's 
 (1e-3 everywhere but paddle.vision, whose BatchNorm2D keeps Paddle's 1e-5:
 `inception_v3_paddle`; a variance cannot always absorb the difference, as it would go
 negative below 1e-3).
+
+`inception_v3_fid` is the network FID scores are computed with (TensorFlow's 2015
+Inception graph, as pytorch-fid ports it): pools leaving the padding out, a max pool (3x3,
+stride 1, pad 1) in the last block's pool branch, 1008 classes, and its pooled features
+named `pool3` as the TF graph names them (its default features).
 """
 from __future__ import annotations
 
@@ -44,11 +49,12 @@ class InceptionFamily(Family):
 
     def title(self, spec):
         return "Inception v3" + {"inception_v3_keras": " (Keras: pools leave the padding out)",
-                                 "inception_v3_paddle": " (paddle.vision: BN eps 1e-5)"
+                                 "inception_v3_paddle": " (paddle.vision: BN eps 1e-5)",
+                                 "inception_v3_fid": " (FID: TF 2015 graph, 1008 classes)"
                                  }.get(spec.arch, "")
 
     def default_features(self, spec):
-        return ["avgpool"]
+        return ["pool3" if spec.arch == "inception_v3_fid" else "avgpool"]
 
     def cluster_of(self, name):
         return block_of(name)
@@ -74,7 +80,9 @@ class _Nodes(Nodes):
         x = self.add(f"{name}_bn", "bn", [x], act=None, eps=self.eps)
         return self.add(name, "relu", [x])
 
-    def avg(self, name, src):
+    def avg(self, name, src, kind="avg"):
+        if kind == "max":
+            return self.add(name, "pool", [src], type="max", size=3, stride=1, pad=1, ceil=False)
         return self.add(name, "pool", [src], type="avg", size=3, stride=1, pad=1, ceil=False,
                         count_include_pad=self.include)
 
@@ -123,7 +131,7 @@ def _d(n: _Nodes, b: str, x: str) -> str:
     return n.add(b, "concat", [three, s, n.max(f"{b}_pool", x)])
 
 
-def _e(n: _Nodes, b: str, x: str) -> str:
+def _e(n: _Nodes, b: str, x: str, pool: str = "avg") -> str:
     one = n.unit(f"{b}_branch1x1", x, 320, 1)
     t = n.unit(f"{b}_branch3x3_1", x, 384, 1)
     t = n.add(f"{b}_branch3x3", "concat",
@@ -134,11 +142,13 @@ def _e(n: _Nodes, b: str, x: str) -> str:
     d = n.add(f"{b}_branch3x3dbl", "concat",
               [n.unit(f"{b}_branch3x3dbl_3a", d, 384, (1, 3), pad=(0, 1)),
                n.unit(f"{b}_branch3x3dbl_3b", d, 384, (3, 1), pad=(1, 0))])
-    pool = n.unit(f"{b}_branch_pool", n.avg(f"{b}_pool", x), 192, 1)
+    pool = n.unit(f"{b}_branch_pool", n.avg(f"{b}_pool", x, pool), 192, 1)
     return n.add(b, "concat", [one, t, d, pool])
 
 
-def _build(arch: str, count_include_pad: bool = True, eps: float = EPS) -> Spec:
+def _build(arch: str, count_include_pad: bool = True, eps: float = EPS,
+           classes: int = NUM_CLASSES, last_pool: str = "avg",
+           features: str = "avgpool") -> Spec:
     n = _Nodes(count_include_pad, eps)
     x = n.add("input", "data", [], (3, INPUT_SIZE, INPUT_SIZE))
     x = n.unit("conv2d_1a", x, 32, 3, stride=2)
@@ -155,10 +165,10 @@ def _build(arch: str, count_include_pad: bool = True, eps: float = EPS) -> Spec:
         x = _c(n, f"mixed{i}", x, c7)
     x = _d(n, "mixed8", x)
     x = _e(n, "mixed9", x)
-    x = _e(n, "mixed10", x)
+    x = _e(n, "mixed10", x, last_pool)
     c, h, w = n.shape(x)
-    x = n.add("avgpool", "pool", [x], type="avg", size=h, stride=1, pad=0, ceil=False)
-    x = n.add("fc", "fc", [x], act=None, out=NUM_CLASSES, **{"in": c})
+    x = n.add(features, "pool", [x], type="avg", size=h, stride=1, pad=0, ceil=False)
+    x = n.add("fc", "fc", [x], act=None, out=classes, **{"in": c})
     n.add("output", "softmax", [x])
     return Spec(0, tuple(n), arch, arch)
 
@@ -171,6 +181,10 @@ _ARCHS = {
                            "zero padding out"),
     "inception_v3_paddle": ({"eps": 1e-5}, "Inception v3 as paddle.vision builds it: batch "
                                            "norm eps 1e-5"),
+    "inception_v3_fid": ({"count_include_pad": False, "classes": 1008, "last_pool": "max",
+                          "features": "pool3"},
+                         "the FID Inception (TF 2015 graph, pytorch-fid): pools leave the "
+                         "padding out, a max pool in mixed10, 1008 classes, pool3 2048"),
 }
 for _name, (_kw, _summary) in _ARCHS.items():
     ARCHS.register(_name)(Arch(_name, FAMILY, lambda n=_name, kw=_kw: _build(n, **kw),

@@ -115,3 +115,7 @@ IMAGENET_RGB = Recipe("RGB", 1.0 / 255.0, (0.485, 0.456, 0.406), (0.229, 0.224, 
 #: Keras applications' "caffe" mode (VGG16/19, ResNet50): BGR minus the mean pixel, and
 #: `load_img(target_size=(224, 224))`'s direct resize with its default nearest filter
 KERAS_CAFFE = Recipe("BGR", 1.0, DEFAULT_BGR, (1.0, 1.0, 1.0), None, 224, "nearest")
+#: Keras applications' "tf" mode (InceptionV3, Xception): RGB scaled to [-1, 1] (x / 127.5 - 1),
+#: the photo resized straight to 299x299 by `load_img`'s default nearest filter
+KERAS_TF_299 = Recipe("RGB", 1.0 / 127.5, (1.0, 1.0, 1.0), (1.0, 1.0, 1.0), None, 299,
+                      "nearest")
