@@ -1,5 +1,7 @@
-"""Keras applications' ResNet50/101/152 and VGG16/19: Keras 2 and Keras 3 `.h5`, `.weights.h5`
-and `.keras` files, read with h5py alone (no Keras, no TensorFlow).
+"""Keras applications' ResNet50/101/152, VGG16/19, InceptionV3 and Xception: Keras 2 and
+Keras 3 `.h5`, `.weights.h5` and `.keras` files, read with h5py alone (no Keras, no
+TensorFlow). The family naming files (resnet_keras.py, vgg_keras.py, inception_keras.py,
+xception_keras.py) say which layer is which.
 
 Keras' ResNets have v1 strides (on the first 1x1) but a max pool padded by one and rounded
 down (the `v1-pad1` variant), a bias on every conv and BatchNorm eps 1.001e-5 (1e-3 in the
@@ -13,6 +15,12 @@ block5's pooled map flattened the Keras way, (H, W, C) from an NHWC tensor, wher
 fc6 flattens (C, H, W); its rows are put in the spec's order here, so the file's `fc1.weight`
 is already v1's (importers/vgg_keras.py names the layers).
 
+InceptionV3's batch norms have no gamma (`scale=False`): they get ones. Its convs and
+batch norms, and Xception's four residual ones, are unnamed in Keras' code and carry
+automatic names (`conv2d_7`) counted across a process; they are renumbered from 1 in
+creation order, so the family files can find them by position. A SeparableConv2D becomes
+`<layer>.depthwise.weight` (in x multiplier, 1, kh, kw) and `<layer>.pointwise.weight`.
+
 Every HDF5 file (a .keras zip's member too, read only after its declared size and
 compression ratio pass) is opened through common/hdf5.open_checked: data kept outside the
 file (external storage, virtual datasets, external or soft links), datasets larger than the
@@ -21,7 +29,8 @@ read; config JSON is parsed with bounded depth and each BatchNorm eps must be a 
 number >= 0.
 
 Where a file carries the model config (.keras, a whole-model .h5) each BatchNorm's eps is read
-from it; bare weight files get the eps of their naming. ResNet50V2/101V2/152V2 are refused:
+from it; bare weight files get 1.001e-5 when they hold keras.applications.resnet's names,
+else Keras' default 1e-3. ResNet50V2/101V2/152V2 are refused:
 their pre-activation network is not MXNet's (stride on a stage's last block, a max-pool
 shortcut, no input BN), so no registered variant computes it.
 """
@@ -286,7 +295,8 @@ def _renumbered(names) -> dict[str, str]:
 
 
 def state(path: str) -> dict[str, np.ndarray]:
-    """`<layer>.weight` (out, in, kh, kw) for convs, `<layer>.{gamma,beta,moving_mean,
+    """`<layer>.weight` (out, in, kh, kw) for convs, `<layer>.{depthwise,pointwise}.weight`
+    for separable convs, `<layer>.{gamma,beta,moving_mean,
     moving_variance}` with conv biases and eps folded in (a BN without gamma or beta gets
     ones or zeros), `<dense>.{weight,bias}`; a network without batch norms (VGG) keeps its
     `<conv>.bias`. Automatic layer names are renumbered from 1 (`_renumbered`)."""
@@ -310,7 +320,17 @@ def state(path: str) -> dict[str, np.ndarray]:
     for name, values in layers.items():
         values = [np.asarray(v, np.float32) for v in values]
         key = rename.get(name, name)
-        if values[0].ndim == 4:  # Conv2D: kernel (kh, kw, in, out)[, bias]
+        if values[0].ndim == 4 and len(values) > 1 and values[1].ndim == 4:
+            # SeparableConv2D: depthwise (kh, kw, in, multiplier), pointwise (1, 1, in, out)
+            kh, kw, c, m = values[0].shape
+            out[f"{key}.depthwise.weight"] = np.ascontiguousarray(
+                values[0].transpose(2, 3, 0, 1).reshape(c * m, 1, kh, kw))
+            out[f"{key}.pointwise.weight"] = np.ascontiguousarray(
+                values[1].transpose(3, 2, 0, 1))
+            if len(values) > 2:
+                raise ResnetError(f"{path}: separable conv {name} has a bias; the Keras "
+                                  "networks read here have none")
+        elif values[0].ndim == 4:  # Conv2D: kernel (kh, kw, in, out)[, bias]
             out[f"{key}.weight"] = np.ascontiguousarray(values[0].transpose(3, 2, 0, 1))
             convs.add(key)
             if len(values) > 1:
