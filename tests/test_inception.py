@@ -228,6 +228,31 @@ def test_pytorch_fid_pth_converts_to_the_fid_network(tmp_path):
     assert "1008 classes" in str(e.value) and "\n" not in str(e.value)
 
 
+def test_gluon_params_convert_to_inception_v3(tmp_path):
+    """Gluon's `save_parameters` layout (features.7.3.1.0.weight, output.weight (out, in), the
+    E blocks' nested branches): detected as inception_v3, the values exact, the Gluon zoo's
+    accuracy and torchvision's recipe recorded."""
+    from mxnet_files import write_params
+
+    from resnet.importers.base import STYLES, convert, mapping
+    from resnet.modelio import params as params_io
+
+    values = seeded_weights("inception_v3", 5, TF_299)
+    spec = build_arch("inception_v3")
+    arrays = {key: np.ascontiguousarray(values[name].T if flip else values[name])
+              for name, key, _, flip in mapping(spec, STYLES["gluon structural inception_v3"])}
+    assert arrays["features.17.1.1.1.0.0.weight"].shape == (384, 384, 3, 1)  # mixed10 3x1
+    src = tmp_path / "inceptionv3-ed47ec45.params"
+    write_params(str(src), arrays)
+    info = convert("mxnet", str(src), str(tmp_path / "out"))
+    assert info.arch == "inception_v3" and info.source["names"] == "gluon structural"
+    assert (info.source["top1"], info.source["top5"]) == (77.55, 93.64)
+    assert (info.preprocessing.resize_short_side, info.preprocessing.crop) == (342, 299)
+    loaded = params_io.load_model(str(tmp_path / "out"), spec)
+    for name, value in values.items():
+        np.testing.assert_array_equal(loaded[name], value, err_msg=name)
+
+
 def test_ten_crops_at_299_against_a_direct_computation():
     """--multi_crop at 299: the short side scaled in proportion (299 * 256 / 224 -> 342),
     corners, centre and their mirrors, each 299; then the recipe ([-1, 1], RGB). The

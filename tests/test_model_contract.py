@@ -28,7 +28,9 @@ def test_registry_names_every_family_and_the_v1_spellings():
                               ("v2", f"resnet{depth}_v2")):
             assert name in names and resnet.build(depth, variant).arch == name
     assert {"vgg16", "vgg16_bn", "vgg19", "vgg19_bn"} <= names
-    assert {"inception_v3", "inception_v3_keras", "inception_v3_paddle"} <= names
+    assert {"inception_v3", "inception_v3_keras", "inception_v3_paddle",
+            "inception_v3_fid"} <= names
+    assert {"xception", "legacy_xception"} <= names
     assert select().arch == "resnet50_v1"  # the v1 zoo's ResNet-50: the default
     with pytest.raises(resnet.ResnetError, match="unsupported layer_num 42"):
         resnet.build(42, "v1")
@@ -52,8 +54,15 @@ def test_list_models_rows_are_complete():
     # Inception v3: Gluon's count (conv weights, four BN vectors, fc), at 299
     assert rows["inception_v3"]["params"] == 23_869_000
     assert rows["inception_v3"]["default_features"] == ["avgpool"]
-    assert all(r["classes"] == 1000 for r in rows.values())
-    assert all(r["input_size"] == (299 if r["family"] == "inception" else 224)
+    # the FID network: 1008 classes (its fc has 8 x 2049 more values), pool3
+    assert rows["inception_v3_fid"]["params"] == 23_869_000 + 8 * 2049
+    assert rows["inception_v3_fid"]["default_features"] == ["pool3"]
+    # Xception: Keras' count (conv and separable kernels, four BN vectors, fc)
+    assert rows["xception"]["params"] == rows["legacy_xception"]["params"] == 22_910_480
+    assert rows["xception"]["default_features"] == ["avgpool"]
+    assert all(r["classes"] == (1008 if r["name"] == "inception_v3_fid" else 1000)
+               for r in rows.values())
+    assert all(r["input_size"] == (299 if r["family"] in ("inception", "xception") else 224)
                for r in rows.values())
 
 
