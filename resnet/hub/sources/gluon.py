@@ -4,6 +4,7 @@ the sha1 MXNet checks is the .params member's. Gluon's ResNet v1 has biases on i
 and pads its max pool by one (the `_v1_pad1` network); v2 is the pre-activation network.
 Accuracies: MXNet's model zoo table (top-1 / top-5) where it lists the model."""
 from resnet.hub.entry import Checksum, Download, Weights, add
+from resnet.importers.inception_torch import TORCHVISION_RECIPE
 from resnet.models.preprocessing import IMAGENET_RGB
 
 HOST = "https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/gluon/models/"
@@ -27,7 +28,10 @@ _FILES = [
     ("vgg16_bn", "vgg16_bn", "7f01cf050d357127a73826045c245041b0df7363", 73.10, 91.76),
     ("vgg19", "vgg19", "ad2f660d101905472b83590b59708b71ea22b2e5", 74.11, 91.35),
     ("vgg19_bn", "vgg19_bn", "f360b758e856f1074a85abd5fd873ed1d98297c3", 74.33, 91.85),
+    ("inceptionv3", "inception_v3", "ed47ec45a937b656fcc94dabde85495bbef5ba1f", 77.55, 93.64),
 ]
+#: Gluon's Inception v3 weights are torchvision's, converted: they take its recipe
+_RECIPES = {"inception_v3": TORCHVISION_RECIPE}
 
 for _gluon, _arch, _sha1, _top1, _top5 in _FILES:
     _stem = f"{_gluon}-{_sha1[:8]}"
@@ -39,4 +43,4 @@ for _gluon, _arch, _sha1, _top1, _top5 in _FILES:
         publisher="MXNet Gluon model zoo", license="apache-2.0", top1=_top1, top5=_top5,
         accuracy_note=("MXNet Gluon model zoo table" if _top1 is not None
                        else "not recorded here"),
-        recipe=IMAGENET_RGB, notes=f"Gluon's {_gluon}"))
+        recipe=_RECIPES.get(_arch, IMAGENET_RGB), notes=f"Gluon's {_gluon}"))

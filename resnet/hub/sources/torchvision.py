@@ -1,10 +1,12 @@
-"""torchvision's ImageNet weights (torchvision/models/resnet.py and vgg.py, the `*_Weights`
+"""torchvision's ImageNet weights (torchvision/models/resnet.py, vgg.py and inception.py, the `*_Weights`
 enums). torchvision states no separate checksum: torch.hub checks the hex digits after the
 last "-" of the file name against the start of the file's sha256 (`check_hash`), which is the
-rule recorded here. Accuracies are the enums' `acc@1`/`acc@5` (single 224 crop)."""
+rule recorded here. Accuracies are the enums' `acc@1`/`acc@5` (single crop: 224, Inception
+v3's 299)."""
 from dataclasses import replace
 
 from resnet.hub.entry import Download, Weights, add, sha256_prefix
+from resnet.importers.inception_torch import TORCHVISION_RECIPE
 from resnet.models.preprocessing import IMAGENET_RGB
 
 HOST = "https://download.pytorch.org/models/"
@@ -26,6 +28,9 @@ _FILES = [
     ("vgg16_bn.tv_in1k", "vgg16_bn-6c64b313.pth", 73.360, 91.516, IMAGENET_RGB),
     ("vgg19.tv_in1k", "vgg19-dcbb9e9d.pth", 72.376, 90.876, IMAGENET_RGB),
     ("vgg19_bn.tv_in1k", "vgg19_bn-c79401a0.pth", 74.218, 91.842, IMAGENET_RGB),
+    # transform_input's [-1, 1] after a 342 resize and a 299 crop; the aux head is skipped
+    ("inception_v3.tv_in1k", "inception_v3_google-0cc3c7bd.pth", 77.294, 93.450,
+     TORCHVISION_RECIPE),
 ]
 
 for _name, _file, _top1, _top5, _recipe in _FILES:
