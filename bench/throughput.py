@@ -42,6 +42,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 LAYERS = "res5_3_branch2c_bn,output"
+SIZE = 224  # the network's input side (299 for Inception and Xception)
 # the child: the real CLI, plus a note of when the first batch reached the writer
 CHILD = ("import runpy, sys, time\n"
          "from resnet.runners import local\n"
@@ -86,14 +87,19 @@ def make_workload(work: str, n: int) -> tuple[str, list[str], str]:
 
 
 def make_model(folder: str, arch: str = "resnet50_v1") -> str:
-    """Seeded random weights of `arch`; a model.json names any other than the v1 zoo's."""
+    """Seeded random weights of `arch`; a model.json names any other than the v1 zoo's (with
+    v1's preprocessing at the network's input size: 299 for Inception and Xception)."""
+    from dataclasses import replace
+
     from resnet.modelio import modelinfo, params
     from resnet.models import build_arch
+    from resnet.models.preprocessing import V1
 
     spec = build_arch(arch)
     params.save_model(folder, spec, params.random_params(spec, seed=0))
     if arch != "resnet50_v1":
-        modelinfo.write(folder, modelinfo.ModelInfo(None, None, arch=arch))
+        recipe = None if spec.input_size == V1.crop else replace(V1, crop=spec.input_size)
+        modelinfo.write(folder, modelinfo.ModelInfo(None, None, recipe, arch=arch))
     return folder
 
 
@@ -183,7 +189,7 @@ def onnx_raw(cache: str, batch: int, seconds: float = 5.0):
     options.log_severity_level = 3  # paddle2onnx leaves unused initializers: ORT warns
     session = ort.InferenceSession(onnx_file, options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    x = np.random.default_rng(0).uniform(-100, 100, (batch, 3, 224, 224)).astype(np.float32)
+    x = np.random.default_rng(0).uniform(-100, 100, (batch, 3, SIZE, SIZE)).astype(np.float32)
     for _ in range(3):
         session.run(None, {name: x})  # warm-up
     # images over total time, as the CLI's own figure is (a median would drop the machine's
@@ -217,11 +223,12 @@ def main():
                     help="a smaller table in under 3 minutes: 64 images, one paired headline "
                          "run, no 10-crop or comparison rows (the error rows stay)")
     args = ap.parse_args()
-    global LAYERS
+    global LAYERS, SIZE
     if args.arch != "resnet50_v1":
         from resnet.models import build_arch
 
         LAYERS = ",".join(build_arch(args.arch).default_features() + ["output"])
+        SIZE = build_arch(args.arch).input_size
     if args.quick:
         args.images, args.baseline_images, args.repeats = [64], 8, 1
         args.skip_variants = True

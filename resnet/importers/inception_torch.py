@@ -92,8 +92,7 @@ class PaddleInception(Style):
         return values
 
 
-TORCH = TorchInception()
-add_styles({"torchvision inception_v3": TORCH,
+add_styles({"torchvision inception_v3": TorchInception(),
             "pytorch-fid inception_v3": TorchInception("pytorch-fid", "inception_v3_fid",
                                                        FID_RECIPE)},
            "torchvision", "safetensors")
