@@ -70,7 +70,8 @@ def xception(tmp_path_factory):
         kind, name = type(layer).__name__, layer.name
         if kind == "SeparableConv2D":
             dw = values[f"_{name}_depthwise.w0"]  # (C, 1, 3, 3) -> (3, 3, C, 1)
-            layer.set_weights([dw.transpose(2, 3, 0, 1), values[f"_{name}.w0"].transpose(2, 3, 1, 0)])
+            layer.set_weights([dw.transpose(2, 3, 0, 1),
+                               values[f"_{name}.w0"].transpose(2, 3, 1, 0)])
         elif kind == "Conv2D" and name.startswith("block"):
             layer.set_weights([values[f"_{name}.w0"].transpose(2, 3, 1, 0)])
         elif kind == "BatchNormalization" and name.startswith("block"):

@@ -1,8 +1,8 @@
-"""torchvision's ImageNet weights (torchvision/models/resnet.py, vgg.py and inception.py, the `*_Weights`
-enums). torchvision states no separate checksum: torch.hub checks the hex digits after the
-last "-" of the file name against the start of the file's sha256 (`check_hash`), which is the
-rule recorded here. Accuracies are the enums' `acc@1`/`acc@5` (single crop: 224, Inception
-v3's 299)."""
+"""torchvision's ImageNet weights (torchvision/models/resnet.py, vgg.py and inception.py,
+the `*_Weights` enums). torchvision states no separate checksum: torch.hub checks the hex
+digits after the last "-" of the file name against the start of the file's sha256
+(`check_hash`), which is the rule recorded here. Accuracies are the enums' `acc@1` /
+`acc@5` (single crop: 224, Inception v3's 299)."""
 from dataclasses import replace
 
 from resnet.hub.entry import Download, Weights, add, sha256_prefix
