@@ -409,7 +409,7 @@ class RayRunner:
         finally:
             # stops the streaming executor's threads now: left to run into ray.shutdown(),
             # they print Ray's own 'core worker has already been shutdown' after our error
-            results.close()
+            getattr(results, "close", lambda: None)()
             progress.close()
         return written, skipped
 
