@@ -128,7 +128,7 @@ def test_every_layer_matches_paddle_vision(arch):
     assert got["output"].argmax(1).tolist() == want["output"].argmax(1).tolist()
 
 
-def test_the_three_networks_differ_where_their_sources_do():
+def test_the_source_networks_differ_where_their_sources_do():
     """Same weights: the Keras pooling rule and paddle.vision's eps change the features, so
     they are three networks, not one."""
     from resnet.runtime.network import Network

@@ -8,8 +8,9 @@ conv units, after a pool where the branch has one (so the pool branch's conv is 
 The E blocks nest: branch 1 is [1x1 unit, [1x3 unit, 3x1 unit]], branch 2 is [[1x1, 3x3
 units], [1x3 unit, 3x1 unit]]. A conv unit is [Conv2D, BatchNorm, Activation]: `.0.weight`,
 `.1.gamma` / `.beta` / `.running_mean` / `.running_var`. BN eps 1e-3 and average pools
-counting the padding: the `inception_v3` network. Gluon's Inception takes its preprocessing
-from torchvision's (its weights are converted from torchvision's).
+counting the padding: the `inception_v3` network. Its recipe is assumed to be torchvision's
+[-1, 1] (MXNet states the weights were converted from torchvision's, and Gluon's network has
+no `transform_input` to undo it); this is unchecked against the real file.
 """
 from __future__ import annotations
 

@@ -296,10 +296,10 @@ def _renumbered(names) -> dict[str, str]:
 
 def state(path: str) -> dict[str, np.ndarray]:
     """`<layer>.weight` (out, in, kh, kw) for convs, `<layer>.{depthwise,pointwise}.weight`
-    for separable convs, `<layer>.{gamma,beta,moving_mean,
-    moving_variance}` with conv biases and eps folded in (a BN without gamma or beta gets
-    ones or zeros), `<dense>.{weight,bias}`; a network without batch norms (VGG) keeps its
-    `<conv>.bias`. Automatic layer names are renumbered from 1 (`_renumbered`)."""
+    for separable convs, `<layer>.{gamma,beta,moving_mean,moving_variance}` with conv
+    biases and eps folded in (a BN without gamma or beta gets ones or zeros),
+    `<dense>.{weight,bias}`; a network without batch norms (VGG) keeps its `<conv>.bias`.
+    Automatic layer names are renumbered from 1 (`_renumbered`)."""
     layers, leaves, layers_config, where = read_layers(path)
     if any(n.endswith("_preact_bn") or n == "post_bn" for n in layers):
         raise ResnetError(f"{path}: a Keras ResNet V2 (ResNet50V2/101V2/152V2), whose "

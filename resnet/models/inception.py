@@ -81,6 +81,8 @@ class _Nodes(Nodes):
         return self.add(name, "relu", [x])
 
     def avg(self, name, src, kind="avg"):
+        """A block's 3x3/1/1 pool: average (the padding counted or not), or max (FID's
+        last block)."""
         if kind == "max":
             return self.add(name, "pool", [src], type="max", size=3, stride=1, pad=1, ceil=False)
         return self.add(name, "pool", [src], type="avg", size=3, stride=1, pad=1, ceil=False,
@@ -131,7 +133,7 @@ def _d(n: _Nodes, b: str, x: str) -> str:
     return n.add(b, "concat", [three, s, n.max(f"{b}_pool", x)])
 
 
-def _e(n: _Nodes, b: str, x: str, pool: str = "avg") -> str:
+def _e(n: _Nodes, b: str, x: str, pool_type: str = "avg") -> str:
     one = n.unit(f"{b}_branch1x1", x, 320, 1)
     t = n.unit(f"{b}_branch3x3_1", x, 384, 1)
     t = n.add(f"{b}_branch3x3", "concat",
@@ -142,7 +144,7 @@ def _e(n: _Nodes, b: str, x: str, pool: str = "avg") -> str:
     d = n.add(f"{b}_branch3x3dbl", "concat",
               [n.unit(f"{b}_branch3x3dbl_3a", d, 384, (1, 3), pad=(0, 1)),
                n.unit(f"{b}_branch3x3dbl_3b", d, 384, (3, 1), pad=(1, 0))])
-    pool = n.unit(f"{b}_branch_pool", n.avg(f"{b}_pool", x, pool), 192, 1)
+    pool = n.unit(f"{b}_branch_pool", n.avg(f"{b}_pool", x, pool_type), 192, 1)
     return n.add(b, "concat", [one, t, d, pool])
 
 

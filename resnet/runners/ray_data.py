@@ -409,7 +409,10 @@ class RayRunner:
         finally:
             # stops the streaming executor's threads now: left to run into ray.shutdown(),
             # they print Ray's own 'core worker has already been shutdown' after our error
-            getattr(results, "close", lambda: None)()
+            try:
+                getattr(results, "close", lambda: None)()
+            except Exception as e:  # never hides the run's own error
+                log.debug("closing the Ray row iterator: %s", e)
             progress.close()
         return written, skipped
 

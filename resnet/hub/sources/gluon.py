@@ -30,7 +30,8 @@ _FILES = [
     ("vgg19_bn", "vgg19_bn", "f360b758e856f1074a85abd5fd873ed1d98297c3", 74.33, 91.85),
     ("inceptionv3", "inception_v3", "ed47ec45a937b656fcc94dabde85495bbef5ba1f", 77.55, 93.64),
 ]
-#: Gluon's Inception v3 weights are torchvision's, converted: they take its recipe
+#: Gluon's Inception v3 weights are torchvision's, converted: assumed to take its recipe
+#: (unchecked against the real file: docs/inception.md)
 _RECIPES = {"inception_v3": TORCHVISION_RECIPE}
 
 for _gluon, _arch, _sha1, _top1, _top5 in _FILES:

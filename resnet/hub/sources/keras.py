@@ -1,11 +1,11 @@
 """Keras applications' ImageNet weights (keras/src/applications/resnet.py `WEIGHTS_HASHES`,
 vgg16.py, vgg19.py, inception_v3.py and xception.py `file_hash`: the md5 that
-keras.utils.get_file checks). The full
-(include_top) files. Keras' ResNet keeps the Caffe stride but pads its max pool by one and
-gives every conv a bias: the `_v1_pad1` network. Keras' InceptionV3 averages its block pools
-without the padding: the `inception_v3_keras` network. ResNet50V2/101V2/152V2 are a different
-pre-activation network that the Keras importer refuses, so they are not listed. Accuracies:
-the keras.io applications table (top-1 / top-5, single crop)."""
+keras.utils.get_file checks). The full (include_top) files. Keras' ResNet keeps the Caffe stride
+but pads its max pool by one and gives every conv a bias: the `_v1_pad1` network. Keras'
+InceptionV3 averages its block pools without the padding: the `inception_v3_keras` network.
+ResNet50V2/101V2/152V2 are a different pre-activation network that the Keras importer refuses,
+so they are not listed. Accuracies: the keras.io applications table (top-1 / top-5, single
+crop)."""
 from resnet.hub.entry import Checksum, Download, Weights, add
 from resnet.models.preprocessing import KERAS_CAFFE, KERAS_TF_299
 
