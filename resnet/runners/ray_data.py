@@ -407,8 +407,9 @@ class RayRunner:
                 raise ResnetError(str(cause)) from None
             raise ResnetError(f"the Ray job failed: {_last_line(cause)}") from None
         finally:
-            # stops the streaming executor's threads now: left to run into ray.shutdown(),
-            # they print Ray's own 'core worker has already been shutdown' after our error
+            # stops the streaming executor's threads before ray.shutdown(), which makes Ray's
+            # own 'core worker has already been shutdown' line after our error rarer (Ray's
+            # other background threads can still print it at exit)
             try:
                 getattr(results, "close", lambda: None)()
             except Exception as e:  # never hides the run's own error
