@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import functools
 
-from resnet.importers.base import Style, add_styles
-from resnet.importers.keras import BN_LEAVES
-from resnet.models.ops import DEFAULT_EPS
-from resnet.models.preprocessing import KERAS_TF_299
+from resnet.importers._keras_app import KerasApplication
+from resnet.importers.base import add_styles
 
 #: ImageNet validation top-1 / top-5 (%) of Keras' InceptionV3 weights (keras.io's table)
 PUBLISHED = (77.9, 93.7)
@@ -31,22 +29,11 @@ def _numbers(spec) -> dict[str, int]:
     return {n.name: k for k, n in enumerate((n for n in spec if n.op == "conv"), 1)}
 
 
-class KerasInception(Style):
-    def __init__(self):
-        super().__init__("keras", dict(zip(("w0", "wbias", "w1", "w2"), BN_LEAVES)), False,
-                         recipe=KERAS_TF_299, variance_eps=DEFAULT_EPS)
-        self.source = {"top1": PUBLISHED[0], "top5": PUBLISHED[1],
-                       "accuracy_published_by": "keras.io (Keras applications)"}
-
-    def describes(self, spec) -> bool:
-        return spec.arch == "inception_v3_keras"
-
-    def module(self, node: str, spec) -> str:
-        if node == "fc":
-            return "predictions"
+class KerasInception(KerasApplication):
+    def layer(self, node: str, spec) -> str:
         if node.endswith("_bn"):
             return f"batch_normalization_{_numbers(spec)[node[:-len('bn')] + 'conv']}"
         return f"conv2d_{_numbers(spec)[node]}"
 
 
-add_styles({"keras inception_v3": KerasInception()}, "keras")
+add_styles({"keras inception_v3": KerasInception("inception_v3_keras", PUBLISHED)}, "keras")

@@ -60,6 +60,8 @@ KERAS_ZIP_NAMES = (b"metadata.json", b"config.json", b"model.weights.h5")
 EPS = 1.001e-5  # keras.applications.resnet's BatchNormalization
 LEGACY_EPS = 1e-3  # the Caffe-named ResNet50 file (Keras' default eps)
 BN_LEAVES = ("gamma", "beta", "moving_mean", "moving_variance")
+#: the spec's batch-norm files -> the leaves above, as the family styles name them
+BN_NAMES = dict(zip(("w0", "wbias", "w1", "w2"), BN_LEAVES))
 #: the classes whose unnamed layers the networks read here rely on (InceptionV3's convs and
 #: batch norms, Xception's residual ones): their automatic names are renumbered from 1
 AUTO_NAMED = ("conv2d", "batch_normalization")

@@ -2,7 +2,7 @@
 (ResNet50/101/152), or the first ResNet50 file's Caffe names (conv1, res2a_branch2a, ...)."""
 from resnet.importers._resnet import ResNetStyle
 from resnet.importers.base import add_styles
-from resnet.importers.keras import BN_LEAVES
+from resnet.importers.keras import BN_NAMES as _BN_NAMES
 from resnet.importers.resnet_caffe import caffe_block
 
 
@@ -13,7 +13,6 @@ def _keras_block(stage, j, _, branch, kind):
     return f"conv{stage}_block{j}_{_BRANCH[branch]}_{kind}"
 
 
-_BN_NAMES = dict(zip(("w0", "wbias", "w1", "w2"), BN_LEAVES))
 KERAS = {
     "keras": ResNetStyle("keras", {"conv": "conv1_conv", "bn": "conv1_bn"}, _keras_block,
                          _BN_NAMES, False, fc="predictions"),

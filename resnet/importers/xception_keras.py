@@ -14,10 +14,8 @@ straight to 299x299 by `load_img`'s default nearest filter.
 """
 from __future__ import annotations
 
-from resnet.importers.base import Style, add_styles
-from resnet.importers.keras import BN_LEAVES
-from resnet.models.ops import DEFAULT_EPS
-from resnet.models.preprocessing import KERAS_TF_299
+from resnet.importers._keras_app import KerasApplication
+from resnet.importers.base import add_styles
 from resnet.models.xception import ENTRY
 
 #: ImageNet validation top-1 / top-5 (%) of Keras' Xception weights (keras.io's table)
@@ -26,19 +24,8 @@ PUBLISHED = (79.0, 94.5)
 RESIDUAL = [f"block{k}" for k in (*ENTRY, 13)]
 
 
-class KerasXception(Style):
-    def __init__(self):
-        super().__init__("keras", dict(zip(("w0", "wbias", "w1", "w2"), BN_LEAVES)), False,
-                         recipe=KERAS_TF_299, variance_eps=DEFAULT_EPS)
-        self.source = {"top1": PUBLISHED[0], "top5": PUBLISHED[1],
-                       "accuracy_published_by": "keras.io (Keras applications)"}
-
-    def describes(self, spec) -> bool:
-        return spec.arch == "xception"
-
-    def module(self, node: str, spec) -> str:
-        if node == "fc":
-            return "predictions"
+class KerasXception(KerasApplication):
+    def layer(self, node: str, spec) -> str:
         block, _, rest = node.partition("_")
         if rest.startswith("residual"):
             k = RESIDUAL.index(block) + 1
@@ -50,4 +37,4 @@ class KerasXception(Style):
         return node
 
 
-add_styles({"keras xception": KerasXception()}, "keras")
+add_styles({"keras xception": KerasXception("xception", PUBLISHED)}, "keras")
