@@ -3,6 +3,7 @@ its file formats; plus the two layouts Keras 3 cannot write any more, written wi
 Keras 2 writes them: `save_weights('x.h5')` (layer_names / weight_names attributes, names with
 ':0') and the older keras-applications ResNet50 file (Caffe layer names, BN eps 1e-3)."""
 import os
+import re
 
 import numpy as np
 
@@ -109,6 +110,44 @@ def forward(model, batch_nchw, layer_names):
     got = probe.predict(np.ascontiguousarray(batch_nchw.transpose(0, 2, 3, 1)), verbose=0)
     return {n: (v.transpose(0, 3, 1, 2) if v.ndim == 4 else v)
             for n, v in zip(layer_names, got)}
+
+
+def auto_number(name: str) -> int:
+    """Keras' automatic number of a layer name (`conv2d` is 0, `conv2d_7` is 7)."""
+    tail = name.rsplit("_", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def unnamed(model, kind: str) -> list:
+    """The model's layers of class `kind` that carry automatic names, in creation order."""
+    auto = re.compile(r"(conv2d|batch_normalization)(_\d+)?")
+    return sorted((layer for layer in model.layers
+                   if type(layer).__name__ == kind and auto.fullmatch(layer.name)),
+                  key=lambda layer: auto_number(layer.name))
+
+
+def write_published(path, model, convs, bns, leaves):
+    """A Keras application's published file layout: every layer a group at the root
+    (`layer_names`), weight names with `:0`, the auto-named `convs` and `bns` named
+    `conv2d_1` .. / `batch_normalization_1` .. as the published files number them; `leaves`
+    gives each layer class's weight names (a class not in it holds none)."""
+    import h5py
+
+    rename = {layer.name: f"conv2d_{i}" for i, layer in enumerate(convs, 1)}
+    rename.update({layer.name: f"batch_normalization_{i}" for i, layer in enumerate(bns, 1)})
+    with h5py.File(path, "w") as f:
+        names = [rename.get(layer.name, layer.name) for layer in model.layers]
+        f.attrs["layer_names"] = [n.encode() for n in names]
+        f.attrs["backend"] = b"tensorflow"
+        for layer, name in zip(model.layers, names):
+            g = f.create_group(name)
+            arrays = layer.get_weights()
+            weight_names = [f"{name}/{leaf}:0" for leaf in
+                            leaves.get(type(layer).__name__, ())][:len(arrays)]
+            g.attrs["weight_names"] = np.array([n.encode() for n in weight_names], dtype="S")
+            for n, a in zip(weight_names, arrays):
+                g.create_dataset(n, data=np.asarray(a, np.float32))
+    return path
 
 
 # ------------------------------------------------------------------ without Keras

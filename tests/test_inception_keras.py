@@ -13,7 +13,6 @@ Keras' own forward (NHWC) at mixed0, mixed5, mixed10, avg_pool, the logits and p
 import json
 import os
 
-import h5py
 import numpy as np
 import pytest
 from reference import rel_err
@@ -43,10 +42,9 @@ KINDS = ("published.h5", "keras", "h5", "weights.h5")
 FORWARD = ("published.h5", "keras")
 
 
-def _number(name: str) -> int:
-    """Keras' automatic number of a layer name (`conv2d` is 0, `conv2d_7` is 7)."""
-    tail = name.rsplit("_", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
+#: the published file's weight names per layer class (batch norms without gamma)
+LEAVES = {"Conv2D": ("kernel",), "Dense": ("kernel", "bias"),
+          "BatchNormalization": ("beta", "moving_mean", "moving_variance")}
 
 
 def seeded():
@@ -67,11 +65,7 @@ def inception(tmp_path_factory):
     k = kf.keras()
     spec, values = build_arch(ARCH), seeded()
     model = k.applications.InceptionV3(weights=None)
-    convs = sorted((layer for layer in model.layers if type(layer).__name__ == "Conv2D"),
-                   key=lambda layer: _number(layer.name))
-    bns = sorted((layer for layer in model.layers
-                  if type(layer).__name__ == "BatchNormalization"),
-                 key=lambda layer: _number(layer.name))
+    convs, bns = kf.unnamed(model, "Conv2D"), kf.unnamed(model, "BatchNormalization")
     units = [n.name[:-len("_conv")] for n in spec if n.op == "conv"]
     assert len(convs) == len(bns) == len(units) == 94
     for conv, bn, unit in zip(convs, bns, units):
@@ -90,34 +84,11 @@ def inception(tmp_path_factory):
     files = {"published.h5": d / "inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
              "keras": d / "inception_v3.keras", "h5": d / "inception_v3.h5",
              "weights.h5": d / "inception_v3.weights.h5"}
-    write_published(files["published.h5"], model, convs, bns)
+    kf.write_published(files["published.h5"], model, convs, bns, LEAVES)
     model.save(files["keras"])
     model.save(files["h5"])
     model.save_weights(files["weights.h5"])
     return files, want, values
-
-
-def write_published(path, model, convs, bns):
-    """The published file's layout: every layer a group at the root (`layer_names`), the
-    convs and batch norms named `conv2d_1` .. `conv2d_94` / `batch_normalization_1` .., the
-    BN groups holding beta, moving_mean and moving_variance only."""
-    rename = {layer.name: f"conv2d_{i}" for i, layer in enumerate(convs, 1)}
-    rename.update({layer.name: f"batch_normalization_{i}" for i, layer in enumerate(bns, 1)})
-    leaves = {"Conv2D": ("kernel",), "Dense": ("kernel", "bias"),
-              "BatchNormalization": ("beta", "moving_mean", "moving_variance")}
-    with h5py.File(path, "w") as f:
-        names = [rename.get(layer.name, layer.name) for layer in model.layers]
-        f.attrs["layer_names"] = [n.encode() for n in names]
-        f.attrs["backend"] = b"tensorflow"
-        for layer, name in zip(model.layers, names):
-            g = f.create_group(name)
-            arrays = layer.get_weights()
-            weight_names = [f"{name}/{leaf}:0" for leaf in
-                            leaves.get(type(layer).__name__, ())][:len(arrays)]
-            g.attrs["weight_names"] = np.array([n.encode() for n in weight_names], dtype="S")
-            for n, a in zip(weight_names, arrays):
-                g.create_dataset(n, data=np.asarray(a, np.float32))
-    return path
 
 
 @pytest.mark.parametrize("kind", KINDS)

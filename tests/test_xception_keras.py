@@ -14,7 +14,6 @@ layers `conv2d_1` .. `conv2d_4`) is written with h5py.
 import json
 import os
 
-import h5py
 import numpy as np
 import pytest
 from reference import rel_err
@@ -40,18 +39,14 @@ HEAD = {"avg_pool": "avgpool", "logits": "fc", "predictions": "output"}
 RESIDUAL = ("block2", "block3", "block4", "block13")
 
 
-def _number(name: str) -> int:
-    tail = name.rsplit("_", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
-
-
 def photos():
     return probe_batch(KERAS_TF_299)[:2]
 
 
-def _unnamed(model, kind):
-    return sorted((layer for layer in model.layers if type(layer).__name__ == kind
-                   and not layer.name.startswith("block")), key=lambda la: _number(la.name))
+#: the published file's weight names per layer class
+LEAVES = {"Conv2D": ("kernel",), "Dense": ("kernel", "bias"),
+          "SeparableConv2D": ("depthwise_kernel", "pointwise_kernel"),
+          "BatchNormalization": ("gamma", "beta", "moving_mean", "moving_variance")}
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +55,7 @@ def xception(tmp_path_factory):
     k = kf.keras()
     spec, values = build_arch(ARCH), seeded_weights(ARCH, 11, KERAS_TF_299)
     model = k.applications.Xception(weights=None)
-    convs, bns = _unnamed(model, "Conv2D"), _unnamed(model, "BatchNormalization")
+    convs, bns = kf.unnamed(model, "Conv2D"), kf.unnamed(model, "BatchNormalization")
     assert len(convs) == len(bns) == 4
     for block, conv, bn in zip(RESIDUAL, convs, bns):
         conv.set_weights([values[f"_{block}_residual.w0"].transpose(2, 3, 1, 0)])
@@ -98,33 +93,11 @@ def xception(tmp_path_factory):
     files = {"published.h5": d / "xception_weights_tf_dim_ordering_tf_kernels.h5",
              "keras": d / "xception.keras", "h5": d / "xception.h5",
              "weights.h5": d / "xception.weights.h5"}
-    write_published(files["published.h5"], model, convs, bns)
+    kf.write_published(files["published.h5"], model, convs, bns, LEAVES)
     model.save(files["keras"])
     model.save(files["h5"])
     model.save_weights(files["weights.h5"])
     return files, want, values
-
-
-def write_published(path, model, convs, bns):
-    """The published file's layout: root groups in `layer_names`, `:0` weight names, the
-    residual layers named `conv2d_1` .. `conv2d_4` / `batch_normalization_1` .. `_4`."""
-    rename = {layer.name: f"conv2d_{i}" for i, layer in enumerate(convs, 1)}
-    rename.update({layer.name: f"batch_normalization_{i}" for i, layer in enumerate(bns, 1)})
-    leaves = {"Conv2D": ("kernel",), "Dense": ("kernel", "bias"),
-              "SeparableConv2D": ("depthwise_kernel", "pointwise_kernel"),
-              "BatchNormalization": ("gamma", "beta", "moving_mean", "moving_variance")}
-    with h5py.File(path, "w") as f:
-        names = [rename.get(layer.name, layer.name) for layer in model.layers]
-        f.attrs["layer_names"] = [n.encode() for n in names]
-        for layer, name in zip(model.layers, names):
-            g = f.create_group(name)
-            arrays = layer.get_weights()
-            weight_names = [f"{name}/{leaf}:0" for leaf in
-                            leaves.get(type(layer).__name__, ())][:len(arrays)]
-            g.attrs["weight_names"] = np.array([n.encode() for n in weight_names], dtype="S")
-            for n, a in zip(weight_names, arrays):
-                g.create_dataset(n, data=np.asarray(a, np.float32))
-    return path
 
 
 def test_every_layer_matches_keras(xception):
