@@ -92,23 +92,6 @@ def keras_vgg(arch):
     return model, want
 
 
-def write_published(path, model):
-    """The published application file's layout: every layer of the model a group at the
-    root (`layer_names`, weightless layers too), each holding `<layer>/kernel:0` and
-    `<layer>/bias:0`, listed in its `weight_names`."""
-    with h5py.File(path, "w") as f:
-        f.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
-        f.attrs["backend"] = b"tensorflow"
-        for layer in model.layers:
-            g = f.create_group(layer.name)
-            arrays = layer.get_weights()
-            names = [f"{layer.name}/{leaf}:0" for leaf in ("kernel", "bias")][:len(arrays)]
-            g.attrs["weight_names"] = np.array([n.encode() for n in names], dtype="S")
-            for n, a in zip(names, arrays):
-                g.create_dataset(n, data=np.asarray(a, np.float32))
-    return path
-
-
 def _text(value) -> str:
     """An h5py string attribute's item, which h5py gives as str or bytes."""
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -119,8 +102,9 @@ def vgg16(tmp_path_factory):
     """VGG16 in two Keras file kinds (one per reader), and Keras' outputs."""
     d = tmp_path_factory.mktemp("keras_vgg16")
     model, want = keras_vgg("vgg16")
-    files = {"published.h5": write_published(
-                 d / "vgg16_weights_tf_dim_ordering_tf_kernels.h5", model),
+    files = {"published.h5": kf.write_published(
+                 d / "vgg16_weights_tf_dim_ordering_tf_kernels.h5", model, [], [],
+                 {"Conv2D": ("kernel", "bias"), "Dense": ("kernel", "bias")}),
              "keras": d / "vgg16.keras"}
     model.save(files["keras"])
     del model
