@@ -183,14 +183,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32 (default, checked); bf16 (CPU), fp16 (GPU) and int8 (CPU, or "
                         "GPU with --trt; calibrated, measured against fp32) are opt-in and "
-                        "less exact (docs/performance.md)")
+                        "less exact; auto (CPU): the fastest of int8 / bf16 / fp32 that "
+                        "passes int8's bound on the calibration images, measured once "
+                        "(docs/performance.md)")
     p.add_argument("--check", action="store_true",
                    help="compare the engine with the dygraph reference on a test batch "
                         "before this run (fp32: within 1e-4 relative, else stop); done "
                         "anyway on the first use of each compiled model")
     p.add_argument("--calibration", metavar="LIST",
-                   help="--precision=int8: images to calibrate on (a list, folder or s3:// "
-                        "prefix, at most 512 used; default: the first 64 of --data)")
+                   help="--precision=int8 or auto: images to calibrate on (a list, folder or "
+                        "s3:// prefix, at most 512 used; default: the first 64 of --data)")
     p.add_argument("--reduced_decode", action="store_true",
                    help="decode JPEGs at least twice the needed size at 1/2, 1/4 or 1/8 scale "
                         "(libjpeg's DCT scaling), then resize as usual: faster on large "

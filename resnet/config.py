@@ -28,7 +28,7 @@ from resnet.errors import ResnetError
 ENGINES = ("inference", "dygraph")
 #: `--precision`: fp32 is the checked default; the others are opt-in (CPU bf16, GPU fp16,
 #: int8 calibrated on images: CPU, or GPU with TensorRT)
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")
 #: `--to` for --job=export
 EXPORT_TARGETS = ("paddle_inference", "onnx")
 #: `--pool`: (C, H, W) layers globally pooled to (C,) inside the network, or kept whole

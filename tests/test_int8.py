@@ -46,9 +46,10 @@ def work(tmp_path_factory, model_factory):
 
 def _extract(work, out, *flags):
     d, model, env = work
+    precision = [] if any(f.startswith("--precision") for f in flags) else ["--precision=int8"]
     return run_cli("--job=extract", f"--model={model}", "--layer_num=18", f"--data={d / 'img'}",
                    f"--output_dir={d / out}", f"--output_layer={LAYERS}", "--use_gpu=0",
-                   "--precision=int8", *flags, env=env)
+                   *precision, *flags, env=env)
 
 
 def _pooled_cosine(a, b):
@@ -111,18 +112,102 @@ def test_calibration_without_int8_is_an_error(work):
                 f"--output_dir={d / 'nope'}", f"--calibration={d / 'img'}", "--use_gpu=0", env=env)
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1] == \
-        "resnet: error: --calibration is for --precision=int8 only"
+        "resnet: error: --calibration is for --precision=int8 or auto only"
     assert not (d / "nope").exists()
 
 
-def test_int8_under_the_cosine_bound_is_refused(work, monkeypatch):
+def test_int8_under_the_cosine_bound_tries_fp32_stages_then_refuses(work, monkeypatch, caplog):
+    """Under the bound, the next model keeps the earliest stage in fp32; each level's
+    measurement is recorded, so a second run refuses without quantizing again."""
     d, model, env = work
     monkeypatch.setenv("RESNET_CACHE_DIR", env["RESNET_CACHE_DIR"])
     monkeypatch.setattr(engine, "INT8_MIN_COSINE", 1.01)  # no int8 engine reaches it
-    with pytest.raises(ResnetError, match=r"^--precision=int8 refused: the pooled "
-                       r"res5_2_branch2b_bn features of a calibration image have cosine "
-                       r"0\.9\d+ with fp32's, under the bound 1\.01; calibrate on images like "
-                       r"your data \(--calibration=LIST\) or use --precision=fp32$"):
-        resnet.extract(model, str(d / "img"), layers=LAYERS.split(","), layer_num=18,
-                       output_dir=str(d / "refused"), use_gpu=False, precision="int8",
-                       check=True)
+    monkeypatch.setattr(engine, "INT8_LEVELS", 2)
+    refusal = (r"^--precision=int8 refused: the pooled res5_2_branch2b_bn features of a "
+               r"calibration image have cosine 0\.9\d+ with fp32's, under the bound 1\.01 "
+               r"\(even with 5 convolutions and fcs left in fp32\); calibrate on images like "
+               r"your data \(--calibration=LIST\) or use --precision=fp32$")
+    for run in ("refused", "refused_again"):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="resnet"), pytest.raises(ResnetError,
+                                                                     match=refusal):
+            resnet.extract(model, str(d / "img"), layers=LAYERS.split(","), layer_num=18,
+                           output_dir=str(d / run), use_gpu=False, precision="int8")
+        text = caplog.text
+        assert "trying again with the first 5 convolutions and fcs left in fp32" in text
+        assert ("left in fp32, about a minute" in text) == (run == "refused")
+        assert "quantizing" not in text or run == "refused"
+
+
+def test_int8_levels_keep_the_earliest_stages():
+    """ResNet-50: the stem joins res2 (11 ops), then res3 (13 more); VGG-16: blocks 1-2, then
+    block 3; never every op (that would be the fp32 model)."""
+    from resnet.models import build_arch
+
+    spec = build_arch("resnet50_v1")
+    nodes = engine.quantizable_nodes(spec, ["avgpool", "output"])
+    assert len(nodes) == 54 and nodes[0].name == "conv1_conv" and nodes[-1].name == "output"
+    levels = engine.int8_levels(spec, ["avgpool", "output"])
+    assert [len(k) for k in levels] == [0, 11, 24]
+    assert [nodes[k[-1]].name for k in levels[1:]] == ["res2_3_branch2c_conv",
+                                                       "res3_4_branch2c_conv"]
+    vgg = build_arch("vgg16")
+    nodes = engine.quantizable_nodes(vgg, ["fc7"])
+    assert [n.name for n in nodes][-2:] == ["fc6_fc", "fc7_fc"]
+    assert [len(k) for k in engine.int8_levels(vgg, ["fc7"])] == [0, 4, 7]
+    xception = build_arch("xception")  # depthwise convs are not PTQ's: not counted
+    assert not any("depthwise" in n.name for n in engine.quantizable_nodes(xception,
+                                                                           ["avgpool"]))
+
+
+def test_a_model_with_every_op_kept_in_fp32_equals_fp32(work, tmp_path):
+    """The quantizer rounds only what int8 kernels read: with every conv and fc left in fp32
+    the quantized program is the fp32 network (Paddle's default also rounded every conv,
+    batch norm, add and pool output to 8 bits, most of the int8 loss)."""
+    from resnet.models import build_arch
+    from resnet.modelio import params
+    from resnet.runtime import quantize
+    from resnet.runtime.network import Network
+
+    d, model, env = work
+    spec, layers = build_arch("resnet18_v1"), LAYERS.split(",")
+    values = params.load_model(str(model), spec)
+    fp32 = engine.compiled_model(str(model), spec, layers, "x" * 64)
+    ops = len(engine.quantizable_nodes(spec, layers))
+    x = np.random.default_rng(1).uniform(-100, 100, (8, 3, 224, 224)).astype(np.float32)
+    prefix = str(tmp_path / "model")
+    quantize.quantize(fp32, x, prefix, tuple(range(ops)), ops)
+    got = engine.InferenceEngine(prefix, layers, precision="int8").run(x, layers)
+    want = Network(spec).load_params(values).run(x, layers)
+    for k in layers:
+        assert engine.rel_err(got[k], want[k]) <= 1e-4, k
+    with pytest.raises(ResnetError, match="int8 quantization failed: the program has "
+                                          f"{ops} quantizable ops"):
+        (tmp_path / "bad").mkdir()
+        quantize.quantize(fp32, x, str(tmp_path / "bad" / "model"), (0,), ops + 1)
+
+
+def test_auto_chooses_the_fastest_precision_within_the_bound(work):
+    d, model, env = work
+    r = _extract(work, "auto", "--precision=auto")
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stderr.splitlines() if "--precision=auto chose" in x)
+    manifest = json.loads((d / "auto" / "manifest.json").read_text())
+    assert manifest["precision"] == "auto"
+    chosen, rates = manifest["precision_chosen"], manifest["precision_measured"]["img_per_s"]
+    assert set(rates) <= set(engine.candidates()) and "fp32" in rates
+    assert chosen == max(rates, key=rates.get) and f"chose {chosen} " in line
+    assert f"engine: Paddle Inference with OpenVINO on CPU (" in r.stderr
+    with resnet.load_features(str(d / "auto")) as got, \
+            resnet.load_features(str(d / "fp32")) as want:
+        a = np.asarray(got["res5_2_branch2b_bn"], np.float64)
+        b = np.asarray(want["res5_2_branch2b_bn"], np.float64)
+        assert _pooled_cosine(a, b).min() >= 0.99
+    r = _extract(work, "auto_again", "--precision=auto")  # the recorded choice
+    assert r.returncode == 0, r.stderr
+    assert "measured now; " in line
+    assert line.replace("measured now", "measured on first use; --check measures again") \
+        in r.stderr
+    assert "vs fp32 on 24 calibration images" not in r.stderr  # nothing measured again
+    with pytest.raises(ResnetError, match="--precision=auto measures the CPU's precisions"):
+        engine.check_options("inference", "gpu", False, "auto")

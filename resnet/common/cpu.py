@@ -47,3 +47,19 @@ def bf16_support(flags: frozenset | None = None) -> str | None:
     """The flag that gives this CPU native bf16, or None when it has none (or cannot tell)."""
     flags = cpu_flags() if flags is None else flags
     return next((f for f in BF16_FLAGS if f in (flags or ())), None)
+
+
+#: Any of these means int8 dot products in hardware: VNNI (AVX512 or AVX), AMX, or AVX2's
+#: u8 x s8 multiply-add that oneDNN and OpenVINO use where VNNI is missing.
+INT8_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni", "avx2")
+
+
+def int8_support(flags: frozenset | None = None) -> str | None:
+    """The best flag that gives this CPU fast int8 arithmetic, or None."""
+    flags = cpu_flags() if flags is None else flags
+    return next((f for f in INT8_FLAGS if f in (flags or ())), None)
+
+
+def identity() -> str:
+    """This CPU as a measured choice depends on it: its name and its int8 / bf16 flags."""
+    return f"{cpu_name()}|{int8_support()}|{bf16_support()}"

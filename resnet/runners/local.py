@@ -42,6 +42,13 @@ def engine_for(settings, inputs, model, layers, device: str):
                                                model.preprocessing))
 
 
+def chosen_precision(net) -> dict:
+    """The manifest entries of a --precision=auto run: the precision it chose and the
+    speeds it measured (the engine's `auto` record), nothing otherwise."""
+    auto = getattr(net, "auto", None)
+    return {"precision_chosen": auto["precision"], "precision_measured": auto} if auto else {}
+
+
 @RUNNERS.register("local")
 class LocalRunner:
     """This machine: the engine here, decoding workers beside it (runners/base.py: Runner)."""
@@ -115,7 +122,7 @@ class LocalRunner:
 
         output, items = x.output, x.items
         with self.streaming(x.model, x.layers, x.device, len(items)):
-            book = x.journal()
+            book = x.journal(**chosen_precision(self.net))
             done = book.state["position"]
             if book.resuming:
                 log.info("resuming %s: %d of %d list items already done", x.out_dir, done,

@@ -23,6 +23,7 @@ import logging
 import os
 import shutil
 import tempfile
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -51,14 +52,16 @@ cache_root = cache.root
 
 
 def cache_key(model_sha256: str, spec: Spec, layers: list[str], pool: str = "none",
-              calibration: str | None = None) -> str:
+              calibration: str | None = None, keep: tuple[int, ...] = ()) -> str:
     nodes = [(n.name, n.op, n.inputs, sorted(n.attrs.items()), n.shape) for n in spec]
     parts = [FORMAT, model_sha256, spec.layer_num, spec.variant, repr(nodes), layers,
              paddle.__version__]
     if pool != "none":  # unpooled entries keep the keys they always had
         parts.append(f"pool={pool}")
     if calibration:  # int8: quantized with ranges from these calibration images
-        parts.append(f"int8={quantize.ALGO}:{calibration}")
+        parts.append(f"int8={quantize.ALGO}:{quantize.VERSION}:{calibration}")
+        if keep:  # quantizable ops left in fp32 (int8_levels)
+            parts.append(f"fp32={list(keep)}")
     blob = json.dumps(parts)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
@@ -69,9 +72,11 @@ def calibration_checksum(images: np.ndarray) -> str:
 
 
 def compiled_model(model_dir: str, spec: Spec, layers: list[str], model_sha256: str,
-                   pool: str = "none", calibration: np.ndarray | None = None) -> str:
+                   pool: str = "none", calibration: np.ndarray | None = None,
+                   keep: tuple[int, ...] = ()) -> str:
     """The cached PREFIX of the compiled model, compiling it first on a miss; with
-    `calibration` images, the int8 model quantized from the fp32 one.
+    `calibration` images, the int8 model quantized from the fp32 one, with the quantizable
+    ops at positions `keep` (quantizable_nodes) left in fp32.
 
     Each entry is built in a temporary folder renamed into place, so concurrent runs (shards)
     never see a half-written model and a crash never leaves one behind.
@@ -86,12 +91,14 @@ def compiled_model(model_dir: str, spec: Spec, layers: list[str], model_sha256: 
     if calibration is None:
         return fp32
     sha = calibration_checksum(calibration)
-    return _entry(cache_key(model_sha256, spec, layers, pool, sha),
+    kept = f", {len(keep)} of its convolutions and fcs left in fp32" if keep else ""
+    return _entry(cache_key(model_sha256, spec, layers, pool, sha, keep),
                   dict(info, precision="int8", calibration_sha256=sha,
-                       calibration_images=len(calibration)),
+                       calibration_images=len(calibration), fp32_ops=len(keep)),
                   f"quantizing it to int8 ({quantize.ALGO} calibration on {len(calibration)} "
-                  "images, about a minute)",
-                  lambda prefix: quantize.quantize(fp32, calibration, prefix))
+                  f"images{kept}, about a minute)",
+                  lambda prefix: quantize.quantize(fp32, calibration, prefix, keep,
+                                                   len(quantizable_nodes(spec, layers))))
 
 
 def _entry(key: str, info: dict, doing: str, build) -> str:
@@ -228,7 +235,7 @@ class InferenceEngine:
     def __init__(self, prefix: str, layers: list[str], device: str = "cpu", threads: int = 0,
                  trt: bool = False, precision: str = "fp32", max_batch: int = 16,
                  backend: str | None = None, input_shape=(3, 224, 224)):
-        self.layers = list(layers)
+        self.layers, self.prefix = list(layers), prefix
         self.device, self.precision = device, precision
         self.backend = "gpu" if device == "gpu" else (backend or cpu_backend())
         if self.backend == "onednn":
@@ -333,6 +340,9 @@ def check_options(engine: str, device: str, trt: bool, precision: str) -> None:
         raise ResnetError("--precision=fp16 needs the GPU; on CPU use fp32 or bf16")
     if precision == "bf16" and device != "cpu":
         raise ResnetError("--precision=bf16 is for the CPU (oneDNN/OpenVINO); on GPU use fp16")
+    if precision == "auto" and device != "cpu":
+        raise ResnetError("--precision=auto measures the CPU's precisions; on GPU choose fp16 "
+                          "or fp32")
     if precision == "int8" and device == "gpu" and not trt:
         raise ResnetError("--precision=int8 on the GPU runs through TensorRT: add --trt")
     if precision != "fp32" and engine != "inference":
@@ -382,11 +392,11 @@ INT8_MIN_COSINE = 0.99
 
 
 def measure_int8(net, spec: Spec, values: dict, layers: list[str], images: np.ndarray,
-                 pool: str = "none", batch: int = 16) -> dict:
+                 pool: str = "none", batch: int = 16, what: str = "int8") -> dict:
     """The int8 engine against the fp32 dygraph reference on the calibration images: max
     relative error per layer, cosine of the globally pooled features of the first layer
-    (min / median over images) and, with `output`, top-1 agreement. Raises ResnetError when
-    the minimum cosine is under INT8_MIN_COSINE."""
+    (min / median over images) and, with `output`, top-1 agreement; "accepted" says whether
+    the minimum cosine reaches INT8_MIN_COSINE."""
     from resnet.runtime.network import Network
 
     reference = Network(spec).load_params(values)
@@ -407,13 +417,64 @@ def measure_int8(net, spec: Spec, values: dict, layers: list[str], images: np.nd
     if "output" in layers:
         stats["top1_agreement"] = float(np.mean(got["output"].argmax(1)
                                                 == want["output"].argmax(1)))
-    log.info("int8 vs fp32 on %d calibration images: %s", len(images), describe_int8(stats))
-    if not stats["cosine_min"] >= INT8_MIN_COSINE:
-        raise ResnetError(f"--precision=int8 refused: the pooled {probe} features of a "
-                          f"calibration image have cosine {stats['cosine_min']:.4f} with fp32's, "
-                          f"under the bound {INT8_MIN_COSINE}; calibrate on images like your "
-                          "data (--calibration=LIST) or use --precision=fp32")
+    stats["accepted"] = bool(stats["cosine_min"] >= INT8_MIN_COSINE)  # NaN: refused
+    log.info("%s vs fp32 on %d calibration images: %s", what, len(images), describe_int8(stats))
     return stats
+
+
+def int8_refusal(stats: dict) -> ResnetError:
+    kept = (f" (even with {stats['fp32_ops']} convolutions and fcs left in fp32)"
+            if stats.get("fp32_ops") else "")
+    return ResnetError(f"--precision=int8 refused: the pooled {stats['layer']} features of a "
+                       f"calibration image have cosine {stats['cosine_min']:.4f} with fp32's, "
+                       f"under the bound {INT8_MIN_COSINE}{kept}; calibrate on images like "
+                       "your data (--calibration=LIST) or use --precision=fp32")
+
+
+def quantizable_nodes(spec: Spec, layers: list[str]) -> list:
+    """The nodes Paddle's PTQ quantizes, in the compiled program's order: the convolutions
+    (not the depthwise ones, which Paddle runs as another op) and the fcs that `layers`
+    need."""
+    from resnet.runtime.network import Network
+
+    out = []
+    for node, _ in Network.plan(SimpleNamespace(spec=spec), layers):
+        a = node.attrs
+        depthwise = (node.op == "conv" and a.get("groups", 1) == a["channels"] > 1
+                     and a["filters"] % a["channels"] == 0)
+        if node.op == "fc" or (node.op == "conv" and not depthwise):
+            out.append(node)
+    return out
+
+
+#: how many int8 models are tried before --precision=int8 is refused (int8_levels)
+INT8_LEVELS = 3
+
+
+def int8_levels(spec: Spec, layers: list[str]) -> list[tuple[int, ...]]:
+    """The int8 models tried in turn: everything quantized, then the earliest stages left in
+    fp32, one more stage each time.
+
+    Rounding errors made early travel through every later layer (and along the residual
+    paths of a ResNet), so the highest-resolution stages are the ones worth keeping exact;
+    a stage is the run of quantizable ops with one output size, the stem joined to the stage
+    after it when it has fewer than three ops.
+    """
+    nodes = quantizable_nodes(spec, layers)
+    stages: list[list[int]] = []
+    size = None
+    for i, node in enumerate(nodes):
+        here = tuple(node.shape[1:]) if len(node.shape) == 3 else ("fc",)
+        if stages and (here == size or (len(stages[-1]) < 3 and here != ("fc",))):
+            stages[-1].append(i)  # the same stage, or a short stem joining the next one
+        else:
+            stages.append([i])
+        size = here
+    levels, keep = [()], []
+    for stage in stages[:-1]:  # never every op: that is the fp32 model
+        keep = keep + stage
+        levels.append(tuple(keep))
+    return levels[:INT8_LEVELS]
 
 
 def pooled_cosine(got: np.ndarray, want: np.ndarray) -> np.ndarray:
@@ -431,9 +492,11 @@ def describe_int8(stats: dict) -> str:
     errs = ", ".join(f"{k} {v:.1e}" for k, v in stats["max_rel_err"].items())
     top1 = (f"; top-1 agreement {100 * stats['top1_agreement']:.1f}%"
             if "top1_agreement" in stats else "")
+    kept = f"; {stats['fp32_ops']} ops in fp32" if stats.get("fp32_ops") else ""
+    verdict = ("accepted" if stats.get("accepted", True) else "refused") + \
+        f": the bound is cosine {INT8_MIN_COSINE}"
     return (f"pooled {stats['layer']} cosine min {stats['cosine_min']:.4f} / median "
-            f"{stats['cosine_median']:.4f}; max relative error {errs}{top1} (refused under "
-            f"cosine {INT8_MIN_COSINE})")
+            f"{stats['cosine_median']:.4f}; max relative error {errs}{top1}{kept} ({verdict})")
 
 
 def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: str,
@@ -456,10 +519,15 @@ def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: 
         return Dygraph(spec, values, pool)
     if device == "gpu" and precision == "fp32":
         os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")  # cuDNN/cuBLAS/TensorRT: no TF32
-    if precision == "int8" and (calibration is None or not len(calibration)):
-        raise ResnetError("--precision=int8 needs calibration images")
-    prefix = compiled_model(model_dir, spec, layers, model_sha256, pool,
-                            calibration if precision == "int8" else None)
+    if precision in ("int8", "auto") and (calibration is None or not len(calibration)):
+        raise ResnetError(f"--precision={precision} needs calibration images")
+    if precision == "auto":
+        return _auto(spec, values, layers, model_dir, model_sha256, threads, max_batch, check,
+                     pool, calibration)
+    if precision == "int8":
+        return _int8(spec, values, layers, model_dir, model_sha256, device, threads, trt,
+                     max_batch, check, pool, calibration)
+    prefix = compiled_model(model_dir, spec, layers, model_sha256, pool)
     net = InferenceEngine(prefix, layers, device, threads, trt, precision, max_batch,
                           input_shape=spec["input"].shape)
     log.info("engine: %s", net.describe())
@@ -468,18 +536,117 @@ def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: 
     if check or done is None:  # first use of this compiled model this way, or --check
         if values is None:
             values = params_io.load_model(model_dir, spec)
-        if precision == "int8":
-            cache.record_check(folder, key, measure_int8(net, spec, values, layers, calibration,
-                                                    pool))
-        else:
-            errors = verify(net, spec, values, layers, precision, pool=pool)
-            cache.record_check(folder, key, max(errors.values()))
-    elif precision == "int8":
-        log.info("int8 measured against fp32 on first use: %s; --check repeats it",
-                 describe_int8(done))
+        errors = verify(net, spec, values, layers, precision, pool=pool)
+        cache.record_check(folder, key, max(errors.values()))
     else:
         log.info("engine checked against the dygraph reference on first use (max relative "
                  "error %.1e; --check repeats it)", done)
+    return net
+
+
+def _int8(spec, values, layers, model_dir, model_sha256, device, threads, trt, max_batch,
+          check, pool, calibration):
+    """The first int8 model of int8_levels whose measurement on the calibration images
+    passes the bound; each level's measurement is kept in its cache entry, so a later run
+    goes straight to the accepted one."""
+    stats = None
+    for keep in int8_levels(spec, layers):
+        if stats is not None:
+            log.info("int8 refused with %s quantized (cosine %.4f); trying again with the "
+                     "first %d convolutions and fcs left in fp32",
+                     f"all but {stats['fp32_ops']} ops" if stats["fp32_ops"] else "every op",
+                     stats["cosine_min"], len(keep))
+        prefix = compiled_model(model_dir, spec, layers, model_sha256, pool, calibration,
+                                keep)
+        net = InferenceEngine(prefix, layers, device, threads, trt, "int8", max_batch,
+                              input_shape=spec["input"].shape)
+        folder, key = os.path.dirname(prefix), f"{net.backend}{'+trt' if trt else ''}/int8"
+        stats = cache.checks(folder).get(key)
+        if check or stats is None:
+            if values is None:
+                values = params_io.load_model(model_dir, spec)
+            stats = dict(measure_int8(net, spec, values, layers, calibration, pool),
+                         fp32_ops=len(keep))
+            cache.record_check(folder, key, stats)
+        else:
+            log.info("int8 measured against fp32 on first use: %s; --check repeats it",
+                     describe_int8(stats))
+        if stats["cosine_min"] >= INT8_MIN_COSINE:  # the bound of this run
+            log.info("engine: %s", net.describe())
+            return net
+    raise int8_refusal(stats)
+
+
+def candidates() -> list[str]:
+    """The precisions this CPU runs natively, fastest first: what --precision=auto tries."""
+    return ((["int8"] if cpu.int8_support() else []) + (["bf16"] if cpu.bf16_support() else [])
+            + ["fp32"])
+
+
+def speed(net, images: np.ndarray, layers: list[str], batch: int, runs: int = 3) -> float:
+    """Images per second of `net` on a batch of the calibration images: the best of `runs`
+    timed runs after one warm-up."""
+    import time
+
+    x = images[:batch]
+    net.run(x, layers)
+    best = float("inf")
+    for _ in range(runs):
+        start = time.perf_counter()
+        net.run(x, layers)
+        best = min(best, time.perf_counter() - start)
+    return len(x) / best
+
+
+def _auto(spec, values, layers, model_dir, model_sha256, threads, max_batch, check, pool,
+          calibration):
+    """--precision=auto: the fastest of the CPU's native precisions (candidates) whose
+    features pass the int8 bound against fp32 on the calibration images (fp32 always does),
+    timed in this process. The choice is kept in the fp32 entry, keyed by this CPU and the
+    calibration images, so a later run builds the chosen engine at once."""
+    fp32 = create("inference", spec, values, layers, model_dir, model_sha256, "cpu", threads,
+                  max_batch=max_batch, check=check, pool=pool)
+    folder = os.path.dirname(fp32.prefix)
+    key = f"auto/{fp32.backend}/{calibration_checksum(calibration)}/{cpu.identity()}"
+    chosen = cache.checks(folder).get(key)
+    how = "measured on first use; --check measures again"
+    if chosen is None or check:
+        how = "measured now"
+        if values is None:
+            values = params_io.load_model(model_dir, spec)
+        batch = min(len(calibration), max_batch)
+        rates = {"fp32": speed(fp32, calibration, layers, batch)}
+        measured, nets = {}, {"fp32": fp32}
+        for precision in candidates()[:-1]:
+            try:
+                net = create("inference", spec, values, layers, model_dir, model_sha256, "cpu",
+                             threads, precision=precision, max_batch=max_batch, check=check,
+                             pool=pool, calibration=calibration)
+            except ResnetError as e:  # over the bound: not a candidate
+                log.info("--precision=auto: %s left out (%s)", precision, e)
+                continue
+            if precision == "bf16":
+                stats = measure_int8(net, spec, values, layers, calibration, pool, what="bf16")
+                if not stats["accepted"]:
+                    log.info("--precision=auto: bf16 left out (cosine %.4f under %s)",
+                             stats["cosine_min"], INT8_MIN_COSINE)
+                    continue
+            rates[precision], nets[precision] = speed(net, calibration, layers, batch), net
+        best = max(rates, key=rates.get)
+        chosen = {"precision": best, "img_per_s": {k: round(v, 2) for k, v in rates.items()},
+                  "batch": batch}
+        cache.record_check(folder, key, chosen)
+        net = nets[best]
+    else:
+        best = chosen["precision"]
+        net = fp32 if best == "fp32" else create(
+            "inference", spec, values, layers, model_dir, model_sha256, "cpu", threads,
+            precision=best, max_batch=max_batch, pool=pool, calibration=calibration)
+    rates = ", ".join(f"{k} {v:g}" for k, v in sorted(chosen["img_per_s"].items(),
+                                                       key=lambda kv: -kv[1]))
+    log.info("--precision=auto chose %s (%s; images/s at batch %d: %s)", best, how,
+             chosen["batch"], rates)
+    net.auto = chosen
     return net
 
 
@@ -492,5 +659,5 @@ def build(model, layers: list[str], device: str, settings, *, max_batch: int = 1
     return create(settings.engine, model.spec, model.values, layers, model.directory,
                   model.sha256, device, settings.threads, settings.trt, settings.precision,
                   max_batch=max_batch, check=settings.check, pool=settings.pool,
-                  calibration=calibration() if settings.precision == "int8" and calibration
-                  else None)
+                  calibration=calibration() if settings.precision in ("int8", "auto")
+                  and calibration else None)

@@ -25,35 +25,84 @@ import numpy as np
 from resnet.runtime.static import run_legacy
 
 ALGO = "hist"
+VERSION = 2  # of the quantized program: 2 = no rounding of outputs, BN folded first
 BATCH = 8  # calibration images per PTQ batch
 MODEL, PARAMS = "model.pdmodel", "model.pdiparams"
+OP_TYPES = ("conv2d", "matmul_v2")  # the program's ops PTQ quantizes
 
 
-def quantize(fp32_prefix: str, calibration: np.ndarray, prefix: str) -> None:
+def quantize(fp32_prefix: str, calibration: np.ndarray, prefix: str,
+             keep: tuple[int, ...] = (), ops: int | None = None) -> None:
     """Write PREFIX.pdmodel / .pdiparams: the fp32 model at `fp32_prefix` quantized to int8
-    with activation ranges calibrated on `calibration` (N, 3, H, W float32, preprocessed)."""
+    with activation ranges calibrated on `calibration` (N, 3, H, W float32, preprocessed),
+    leaving the quantizable ops at positions `keep` (0-based, in program order: see
+    engine.quantizable_nodes) in fp32; `ops`: how many quantizable ops the program must have
+    (checked, so that positions never name the wrong op)."""
     out_dir = os.path.dirname(prefix)
     with tempfile.TemporaryDirectory(prefix=".calibration-", dir=out_dir) as tmp:
         data = os.path.join(tmp, "calibration.npy")
         np.save(data, np.ascontiguousarray(calibration, np.float32))
-        run_legacy("resnet.runtime.quantize", [os.path.dirname(fp32_prefix), data, out_dir],
+        run_legacy("resnet.runtime.quantize", [os.path.dirname(fp32_prefix), data, out_dir,
+                                                f"{ops or ''}:{','.join(map(str, keep))}"],
                    prefix + ".pdiparams", "int8 quantization")
 
 
-def _main(src_dir: str, data: str, out_dir: str) -> None:
-    import paddle
-    from paddle.static.quantization import PostTrainingQuantization
+class _NoOutputRounding:
+    """Stands in for Paddle PTQ's AddQuantDequantForInferencePass, which puts a
+    quantize/dequantize pair on the output of every conv, fc, batch norm, ReLU, add and pool
+    (to hand their ranges to deployment engines) and feeds the consumers the rounded values.
+    No int8 kernel reads those pairs: each one only rounds an fp32 tensor to 8 bits with one
+    scale for all its channels. A conv's output, before its batch norm or bias, has channels
+    of very different ranges, so that rounding, not the int8 convolutions, was most of the
+    loss against fp32 (docs/engine_notes.md). Without the pass, only the inputs of the
+    quantized convs and fcs and their weights are quantized."""
 
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def apply(self, graph):
+        return graph
+
+
+def _weights_of(exe, src_dir: str, ops: int | None, keep: list[int]) -> list[str]:
+    """The weight names of the quantizable ops at positions `keep` of the program, which
+    must have `ops` of them (when given)."""
+    import paddle
+
+    with paddle.static.scope_guard(paddle.static.Scope()):
+        program, _, _ = paddle.static.load_inference_model(os.path.join(src_dir, "model"), exe)
+    weights = []
+    for op in program.global_block().ops:
+        if op.type in OP_TYPES:
+            names = [n for n in op.input_arg_names
+                     if program.global_block().var(n).persistable]
+            weights.append(names[0] if names else None)
+    if (ops is not None and len(weights) != ops) or any(
+            i >= len(weights) or weights[i] is None for i in keep):
+        raise SystemExit(f"the program has {len(weights)} quantizable ops; asked to keep "
+                         f"{keep} in fp32")
+    return [weights[i] for i in keep]
+
+
+def _main(src_dir: str, data: str, out_dir: str, keep: str = ":") -> None:
+    import paddle
+    from paddle.static.quantization import PostTrainingQuantization, post_training_quantization
+
+    post_training_quantization.AddQuantDequantForInferencePass = _NoOutputRounding
     paddle.enable_static()
     images = np.load(data)
     batches = [images[i:i + BATCH] for i in range(0, len(images), BATCH)]
     exe = paddle.static.Executor(paddle.CPUPlace())
+    ops, _, positions = keep.partition(":")
+    skip = _weights_of(exe, src_dir, int(ops) if ops else None,
+                       [int(i) for i in positions.split(",") if i])
     with tempfile.TemporaryDirectory(prefix=".ptq-", dir=out_dir) as raw:
         ptq = PostTrainingQuantization(
             executor=exe, model_dir=src_dir, model_filename=MODEL, params_filename=PARAMS,
             data_loader=lambda: ({"image": b} for b in batches), batch_nums=len(batches),
-            algo=ALGO, quantizable_op_type=["conv2d", "matmul_v2"], onnx_format=True,
-            weight_quantize_type="channel_wise_abs_max")
+            algo=ALGO, quantizable_op_type=list(OP_TYPES), onnx_format=True,
+            weight_quantize_type="channel_wise_abs_max", skip_tensor_list=skip or None,
+            optimize_model=True)
         ptq.quantize()
         ptq.save_quantized_model(raw, model_filename=MODEL, params_filename=PARAMS)
         scope = paddle.static.Scope()
@@ -75,4 +124,4 @@ def _main(src_dir: str, data: str, out_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    _main(*sys.argv[1:4])
+    _main(*sys.argv[1:5])
