@@ -552,10 +552,10 @@ def _int8(spec, values, layers, model_dir, model_sha256, device, threads, trt, m
     stats = None
     for keep in int8_levels(spec, layers):
         if stats is not None:
-            log.info("int8 refused with %s quantized (cosine %.4f); trying again with the "
-                     "first %d convolutions and fcs left in fp32",
-                     f"all but {stats['fp32_ops']} ops" if stats["fp32_ops"] else "every op",
-                     stats["cosine_min"], len(keep))
+            log.info("int8 refused with %s (cosine %.4f); trying again with the first %d "
+                     "convolutions and fcs left in fp32",
+                     f"{stats['fp32_ops']} ops left in fp32" if stats["fp32_ops"]
+                     else "every op quantized", stats["cosine_min"], len(keep))
         prefix = compiled_model(model_dir, spec, layers, model_sha256, pool, calibration,
                                 keep)
         net = InferenceEngine(prefix, layers, device, threads, trt, "int8", max_batch,

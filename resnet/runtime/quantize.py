@@ -1,18 +1,20 @@
-"""int8 post-training quantization of a compiled fp32 model (`--precision=int8`).
+"""int8 post-training quantization of a compiled fp32 model (`--precision=int8`, `auto`).
 
-Paddle's own PTQ (paddle.static.quantization, 'hist' calibration, per-channel weight scales)
-rewrites the legacy inference program with quantize/dequantize pairs around every conv and
-the fc; both CPU backends then run it in int8: OpenVINO turns the pairs into u8 kernels
-(with the fp32 precision hint: it refuses an int8 hint), oneDNN through its int8 passes
-(`enable_mkldnn_int8`). Chosen by measurement over OpenVINO's NNCF (a 60 MB extra dependency
-for a few % more speed) and 'KL' calibration (5x slower to calibrate, no more accurate):
-docs/engine_notes.md.
+Paddle's own PTQ (paddle.static.quantization, 'hist' calibration, per-channel weight scales,
+batch norms folded into the convolutions first) rewrites the legacy inference program with
+quantize/dequantize pairs on the inputs and weights of the convs and fcs; both CPU backends
+then run those in int8: OpenVINO turns the pairs into u8 kernels (with the fp32 precision
+hint: it refuses an int8 one), oneDNN through its int8 passes (`enable_mkldnn_int8`). Nothing
+else is rounded (_NoOutputRounding says why), and the ops at given positions can be left in
+fp32 (engine.int8_levels). Chosen by measurement over OpenVINO's NNCF (a 60 MB extra
+dependency for a few % more speed) and 'KL' calibration (5x slower to calibrate, no more
+accurate): docs/engine_notes.md.
 
 PTQ in Paddle 3.3.1 stores most activation scales as 0-D tensors where the program declares
 shape [1]; OpenVINO's Paddle frontend then fails to load the model, so every parameter is
 reshaped to its declared shape before saving. Like the fp32 export, this runs in a child
 process started with FLAGS_enable_pir_api=0 (PTQ works on legacy programs only):
-`python -m resnet.runtime.quantize FP32_DIR CALIBRATION.npy OUT_DIR`.
+`python -m resnet.runtime.quantize FP32_DIR CALIBRATION.npy OUT_DIR [OPS:KEEP,...]`.
 """
 from __future__ import annotations
 
@@ -52,10 +54,10 @@ class _NoOutputRounding:
     quantize/dequantize pair on the output of every conv, fc, batch norm, ReLU, add and pool
     (to hand their ranges to deployment engines) and feeds the consumers the rounded values.
     No int8 kernel reads those pairs: each one only rounds an fp32 tensor to 8 bits with one
-    scale for all its channels. A conv's output, before its batch norm or bias, has channels
-    of very different ranges, so that rounding, not the int8 convolutions, was most of the
-    loss against fp32 (docs/engine_notes.md). Without the pass, only the inputs of the
-    quantized convs and fcs and their weights are quantized."""
+    scale for all its channels, and OpenVINO executes them. With them, a model whose convs and
+    fcs were all left in fp32 was far from fp32 (docs/engine_notes.md); without the pass it
+    is fp32 exactly, and only the inputs and weights of the quantized convs and fcs are
+    rounded."""
 
     def __init__(self, *args, **kwargs):
         pass

@@ -1,0 +1,181 @@
+"""fp32, bf16, int8 and --precision=auto side by side with ONNX Runtime fp32 and int8, in ONE
+process: forward images/s at batch 16 and the feature error of each row against the fp32
+dygraph reference on the calibration images.
+
+The model is a seeded random network whose batch norms take their statistics from a probe
+batch of real photos (tests/vgg_weights.seeded_weights; plain VGG: He-scaled random weights),
+so each layer's activations are normalised as in a trained network: random statistics give
+activation ranges no trained network has, and flatter int8 errors. Calibration images are
+crops of the example photos (the test suite's), preprocessed by the network's recipe.
+
+Rows:
+- engine fp32 / bf16: Paddle Inference (OpenVINO) on the compiled model;
+- engine int8: the model --precision=int8 accepts (int8_levels: the first level within the
+  bound), or the last level tried when none is, marked refused;
+- auto: what --precision=auto chose, with the speeds it measured;
+- ONNX Runtime fp32: the compiled fp32 model converted by paddle2onnx;
+- ONNX Runtime int8: the same ONNX file quantized by onnxruntime.quantization.quantize_static
+  (QDQ, per-channel s8 weights, u8 activations, MinMax calibration on the same images).
+
+    python bench/precision.py                                  # ResNet-50 v1, avgpool,output
+    python bench/precision.py --arch vgg16 --layers fc7,output
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+
+
+def calibration_images(folder: str, recipe, n: int = 24) -> np.ndarray:
+    """n crops of the example photos (flipped every other one), preprocessed by `recipe`."""
+    import cv2
+
+    from resnet.inputs import imaging
+
+    examples = os.path.join(ROOT, "example")
+    photos = [cv2.imread(os.path.join(examples, f)) for f in sorted(os.listdir(examples))
+              if f.endswith(".jpg")]
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        img = photos[i % len(photos)]
+        h, w = img.shape[:2]
+        y, x = int(rng.integers(0, h // 4)), int(rng.integers(0, w // 4))
+        crop = img[y:y + 3 * h // 4, x:x + 3 * w // 4]
+        path = os.path.join(folder, f"c{i:02d}.jpg")
+        cv2.imwrite(path, crop[:, ::-1] if i % 2 else crop)
+        out.append(imaging.preprocess(path, recipe))
+    return np.concatenate(out).astype(np.float32)
+
+
+def rate(run, x: np.ndarray, seconds: float = 8.0) -> float:
+    """Images per second of run(x), over `seconds` after two warm-up calls."""
+    run(x)
+    run(x)
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        run(x)
+        done += len(x)
+    return done / (time.perf_counter() - start)
+
+
+def outputs(run, images: np.ndarray, batch: int) -> list[np.ndarray]:
+    parts = [run(images[i:i + batch]) for i in range(0, len(images), batch)]
+    return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--arch", default="resnet50_v1")
+    p.add_argument("--layers", default="avgpool,output")
+    p.add_argument("--seconds", type=float, default=8.0)
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    from vgg_weights import seeded_weights, vgg_weights
+
+    from resnet.common import cpu
+    from resnet.modelio import params
+    from resnet.models import build_arch
+    from resnet.runtime import engine
+    from resnet.runtime.network import Network
+
+    layers = args.layers.split(",")
+    spec = build_arch(args.arch)
+    has_bn = any(n.op == "bn" for n in spec)
+    values = seeded_weights(args.arch) if has_bn else vgg_weights(args.arch)
+    work = tempfile.mkdtemp(prefix="precision-bench-")
+    os.environ["RESNET_CACHE_DIR"] = os.path.join(work, "cache")
+    model = os.path.join(work, "model")
+    os.makedirs(model)
+    params.save_model(model, spec, values)
+    sha = params.model_checksum(model, spec)
+    from resnet.models.preprocessing import V1
+
+    if spec.input_size != 224:
+        sys.exit("bench/precision.py: 224-input architectures only (v1's preprocessing)")
+    images = calibration_images(work, V1)
+    batch = 16
+    x = images[:batch]
+    want = Network(spec).load_params(values).run(images, layers)
+    print(f"{args.arch} at {args.layers}: {len(images)} calibration images, batch {batch}, "
+          f"{cpu.cpu_name()} (int8: {cpu.int8_support()}, bf16: {cpu.bf16_support()})")
+    print(f"weights: seeded random{', BN statistics from 2 probe photos' if has_bn else ''}\n")
+    print("| row | img/s | x fp32 engine | pooled cosine min / median | max rel. error |")
+    print("|---|---|---|---|---|")
+    base = None
+
+    def report(label, run):
+        nonlocal base
+        got = outputs(run, images, batch)
+        cos = engine.pooled_cosine(got[0], want[layers[0]])
+        speed = rate(run, x, args.seconds)
+        base = base or speed
+        errs = " / ".join(f"{engine.rel_err(g, want[k]):.1e}" for g, k in zip(got, layers))
+        print(f"| {label} | {speed:.1f} | {speed / base:.2f} | {cos.min():.4f} / "
+              f"{np.median(cos):.4f} | {errs} |", flush=True)
+
+    def engine_run(net):
+        return lambda b: [v for v in net.run(b, layers).values()]
+
+    fp32 = engine.create("inference", spec, values, layers, model, sha)
+    report("engine fp32", engine_run(fp32))
+    if cpu.bf16_support():
+        report("engine bf16", engine_run(engine.create("inference", spec, values, layers,
+                                                       model, sha, precision="bf16")))
+    try:
+        net = engine.create("inference", spec, values, layers, model, sha, precision="int8",
+                            calibration=images)
+        label = "engine int8"
+    except Exception as e:  # refused: show the last level tried
+        keep = engine.int8_levels(spec, layers)[-1]
+        prefix = engine.compiled_model(model, spec, layers, sha, calibration=images, keep=keep)
+        net = engine.InferenceEngine(prefix, layers, precision="int8")
+        label = f"engine int8, {len(keep)} ops fp32 (**refused**: {str(e)[:40]}...)"
+    record = engine.cache.checks(os.path.dirname(net.prefix))
+    kept = next((v.get("fp32_ops") for v in record.values() if isinstance(v, dict)), 0)
+    report(f"{label}{f', {kept} ops fp32' if kept and 'refused' not in label else ''}",
+           engine_run(net))
+    auto = engine.create("inference", spec, values, layers, model, sha, precision="auto",
+                         calibration=images)
+    print(f"| auto: chose {auto.auto['precision']} (its own measurement: "
+          f"{auto.auto['img_per_s']}) | | | | |")
+    try:
+        import onnxruntime as ort
+        import paddle2onnx
+        from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                              quantize_static)
+    except ImportError:
+        print("\nonnxruntime / paddle2onnx not installed: no ONNX Runtime rows")
+        return
+    onnx32, onnx8 = os.path.join(work, "fp32.onnx"), os.path.join(work, "int8.onnx")
+    paddle2onnx.export(fp32.prefix + ".pdmodel", fp32.prefix + ".pdiparams",
+                       save_file=onnx32, opset_version=13, optimize_tool="onnxoptimizer")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{"image": images[i:i + 8]} for i in range(0, len(images), 8)])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    quantize_static(onnx32, onnx8, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = cpu.usable_cores()
+    options.log_severity_level = 3
+    for label, path in (("ONNX Runtime fp32", onnx32), ("ONNX Runtime int8 (QDQ)", onnx8)):
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        report(label, lambda b, s=session: s.run(None, {"image": b}))
+
+
+if __name__ == "__main__":
+    main()
