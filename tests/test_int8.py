@@ -197,6 +197,8 @@ def test_auto_chooses_the_fastest_precision_within_the_bound(work):
     chosen, rates = manifest["precision_chosen"], manifest["precision_measured"]["img_per_s"]
     assert set(rates) <= set(engine.candidates()) and "fp32" in rates
     assert chosen == max(rates, key=rates.get) and f"chose {chosen} " in line
+    cosines = manifest["precision_measured"]["cosine_min"]  # of each candidate that passed
+    assert set(cosines) == set(rates) - {"fp32"} and all(c >= 0.99 for c in cosines.values())
     assert f"engine: Paddle Inference with OpenVINO on CPU (" in r.stderr
     with resnet.load_features(str(d / "auto")) as got, \
             resnet.load_features(str(d / "fp32")) as want:

@@ -607,7 +607,8 @@ def _auto(spec, values, layers, model_dir, model_sha256, threads, max_batch, che
     fp32 = create("inference", spec, values, layers, model_dir, model_sha256, "cpu", threads,
                   max_batch=max_batch, check=check, pool=pool)
     folder = os.path.dirname(fp32.prefix)
-    key = f"auto/{fp32.backend}/{calibration_checksum(calibration)}/{cpu.identity()}"
+    where = hashlib.sha256(f"{calibration_checksum(calibration)}|{cpu.identity()}".encode())
+    key = f"{fp32.backend}/auto-{where.hexdigest()[:12]}"  # these images on this CPU
     chosen = cache.checks(folder).get(key)
     how = "measured on first use; --check measures again"
     if chosen is None or check:
@@ -616,7 +617,7 @@ def _auto(spec, values, layers, model_dir, model_sha256, threads, max_batch, che
             values = params_io.load_model(model_dir, spec)
         batch = min(len(calibration), max_batch)
         rates = {"fp32": speed(fp32, calibration, layers, batch)}
-        measured, nets = {}, {"fp32": fp32}
+        nets, cosines = {"fp32": fp32}, {}
         for precision in candidates()[:-1]:
             try:
                 net = create("inference", spec, values, layers, model_dir, model_sha256, "cpu",
@@ -631,10 +632,13 @@ def _auto(spec, values, layers, model_dir, model_sha256, threads, max_batch, che
                     log.info("--precision=auto: bf16 left out (cosine %.4f under %s)",
                              stats["cosine_min"], INT8_MIN_COSINE)
                     continue
+            else:  # int8: create() kept the accepted model's measurement in its entry
+                stats = cache.checks(os.path.dirname(net.prefix))[f"{net.backend}/int8"]
+            cosines[precision] = round(stats["cosine_min"], 4)
             rates[precision], nets[precision] = speed(net, calibration, layers, batch), net
         best = max(rates, key=rates.get)
         chosen = {"precision": best, "img_per_s": {k: round(v, 2) for k, v in rates.items()},
-                  "batch": batch}
+                  "batch": batch, "cosine_min": cosines, "layer": layers[0]}
         cache.record_check(folder, key, chosen)
         net = nets[best]
     else:
