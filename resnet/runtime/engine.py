@@ -493,7 +493,7 @@ def describe_int8(stats: dict) -> str:
     top1 = (f"; top-1 agreement {100 * stats['top1_agreement']:.1f}%"
             if "top1_agreement" in stats else "")
     kept = f"; {stats['fp32_ops']} ops in fp32" if stats.get("fp32_ops") else ""
-    verdict = ("accepted" if stats.get("accepted", True) else "refused") + \
+    verdict = ("accepted" if stats["cosine_min"] >= INT8_MIN_COSINE else "refused") + \
         f": the bound is cosine {INT8_MIN_COSINE}"
     return (f"pooled {stats['layer']} cosine min {stats['cosine_min']:.4f} / median "
             f"{stats['cosine_median']:.4f}; max relative error {errs}{top1}{kept} ({verdict})")
@@ -558,9 +558,15 @@ def _int8(spec, values, layers, model_dir, model_sha256, device, threads, trt, m
                      else "every op quantized", stats["cosine_min"], len(keep))
         prefix = compiled_model(model_dir, spec, layers, model_sha256, pool, calibration,
                                 keep)
+        folder, trt_tag = os.path.dirname(prefix), "+trt" if trt else ""
+        backend = "gpu" if device == "gpu" else cpu_backend()
+        stats = cache.checks(folder).get(f"{backend}{trt_tag}/int8")
+        if not check and stats and stats["cosine_min"] < INT8_MIN_COSINE:
+            log.info("int8 measured against fp32 on first use: %s", describe_int8(stats))
+            continue  # refused before: no need to load it
         net = InferenceEngine(prefix, layers, device, threads, trt, "int8", max_batch,
                               input_shape=spec["input"].shape)
-        folder, key = os.path.dirname(prefix), f"{net.backend}{'+trt' if trt else ''}/int8"
+        key = f"{net.backend}{trt_tag}/int8"  # OpenVINO may have handed over to oneDNN
         stats = cache.checks(folder).get(key)
         if check or stats is None:
             if values is None:
