@@ -124,6 +124,16 @@ class Spec:
         """The layers extract writes when none are named: the family's choice."""
         return self.family.default_features(self)
 
+    def needed(self, outputs) -> list[Node]:
+        """The nodes `outputs` are computed from (themselves included), in order."""
+        names, stack = set(), list(outputs)
+        while stack:
+            name = stack.pop()
+            if name not in names:
+                names.add(name)
+                stack.extend(self[name].inputs)
+        return [n for n in self if n.name in names]
+
     def check_layers(self, names) -> list[str]:
         """The names as a list, or a ResnetError naming each unknown one with its close matches."""
         import difflib

@@ -23,7 +23,6 @@ import logging
 import os
 import shutil
 import tempfile
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -153,6 +152,11 @@ def _usable(folder: str) -> bool:
                           f"removed ({e.strerror or e}); set {CACHE_ENV} to a writable "
                           "folder or use --engine=dygraph") from None
     return False
+
+
+def check_key(backend: str, trt: bool, precision: str) -> str:
+    """Where a compiled model's check for one way of running it is kept (cache.checks)."""
+    return f"{backend}{'+trt' if trt else ''}/{precision}"
 
 
 def cpu_backend() -> str:
@@ -435,10 +439,8 @@ def quantizable_nodes(spec: Spec, layers: list[str]) -> list:
     """The nodes Paddle's PTQ quantizes, in the compiled program's order: the convolutions
     (not the depthwise ones, which Paddle runs as another op) and the fcs that `layers`
     need."""
-    from resnet.runtime.network import Network
-
     out = []
-    for node, _ in Network.plan(SimpleNamespace(spec=spec), layers):
+    for node in spec.needed(layers):
         a = node.attrs
         depthwise = (node.op == "conv" and a.get("groups", 1) == a["channels"] > 1
                      and a["filters"] % a["channels"] == 0)
@@ -531,7 +533,7 @@ def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: 
     net = InferenceEngine(prefix, layers, device, threads, trt, precision, max_batch,
                           input_shape=spec["input"].shape)
     log.info("engine: %s", net.describe())
-    folder, key = os.path.dirname(prefix), f"{net.backend}{'+trt' if trt else ''}/{precision}"
+    folder, key = os.path.dirname(prefix), check_key(net.backend, trt, precision)
     done = cache.checks(folder).get(key)
     if check or done is None:  # first use of this compiled model this way, or --check
         if values is None:
@@ -558,16 +560,17 @@ def _int8(spec, values, layers, model_dir, model_sha256, device, threads, trt, m
                      else "every op quantized", stats["cosine_min"], len(keep))
         prefix = compiled_model(model_dir, spec, layers, model_sha256, pool, calibration,
                                 keep)
-        folder, trt_tag = os.path.dirname(prefix), "+trt" if trt else ""
+        folder = os.path.dirname(prefix)
         backend = "gpu" if device == "gpu" else cpu_backend()
-        stats = cache.checks(folder).get(f"{backend}{trt_tag}/int8")
+        stats = cache.checks(folder).get(check_key(backend, trt, "int8"))
         if not check and stats and stats["cosine_min"] < INT8_MIN_COSINE:
             log.info("int8 measured against fp32 on first use: %s", describe_int8(stats))
             continue  # refused before: no need to load it
         net = InferenceEngine(prefix, layers, device, threads, trt, "int8", max_batch,
                               input_shape=spec["input"].shape)
-        key = f"{net.backend}{trt_tag}/int8"  # OpenVINO may have handed over to oneDNN
-        stats = cache.checks(folder).get(key)
+        key = check_key(net.backend, trt, "int8")
+        if net.backend != backend:  # OpenVINO handed over to oneDNN: that one's record
+            stats = cache.checks(folder).get(key)
         if check or stats is None:
             if values is None:
                 values = params_io.load_model(model_dir, spec)
@@ -613,8 +616,9 @@ def _auto(spec, values, layers, model_dir, model_sha256, threads, max_batch, che
     fp32 = create("inference", spec, values, layers, model_dir, model_sha256, "cpu", threads,
                   max_batch=max_batch, check=check, pool=pool)
     folder = os.path.dirname(fp32.prefix)
+    # the choice for these calibration images on this CPU
     where = hashlib.sha256(f"{calibration_checksum(calibration)}|{cpu.identity()}".encode())
-    key = f"{fp32.backend}/auto-{where.hexdigest()[:12]}"  # these images on this CPU
+    key = check_key(fp32.backend, False, f"auto-{where.hexdigest()[:12]}")
     chosen = cache.checks(folder).get(key)
     how = "measured on first use; --check measures again"
     if chosen is None or check:
@@ -639,7 +643,8 @@ def _auto(spec, values, layers, model_dir, model_sha256, threads, max_batch, che
                              stats["cosine_min"], INT8_MIN_COSINE)
                     continue
             else:  # int8: create() kept the accepted model's measurement in its entry
-                stats = cache.checks(os.path.dirname(net.prefix))[f"{net.backend}/int8"]
+                stats = cache.checks(os.path.dirname(net.prefix))[
+                    check_key(net.backend, False, "int8")]
             cosines[precision] = round(stats["cosine_min"], 4)
             rates[precision], nets[precision] = speed(net, calibration, layers, batch), net
         best = max(rates, key=rates.get)

@@ -37,14 +37,7 @@ class Network(paddle.nn.Layer):
     @paddle.jit.not_to_static  # plain Python over the spec, also when compiled (engine.py)
     def plan(self, outputs) -> list:
         """The nodes needed for `outputs`, in order, each with the names it can free after it."""
-        needed = set()
-        stack = list(outputs)
-        while stack:
-            name = stack.pop()
-            if name not in needed:
-                needed.add(name)
-                stack.extend(self.spec[name].inputs)
-        order = [n for n in self.spec if n.name in needed]
+        order = self.spec.needed(outputs)
         last_use = {}
         for i, node in enumerate(order):
             for src in node.inputs:
