@@ -107,6 +107,10 @@ def test_cpu_flags_parsed_from_cpuinfo(tmp_path):
     assert flags == {"fpu", "avx2", "amx_bf16"}
     assert cpu.bf16_support(flags) == "amx_bf16"
     assert cpu.bf16_support(frozenset({"avx2"})) is None
+    # int8 (--precision=auto's first candidate): the best of VNNI / AMX, else AVX2's u8 x s8
+    assert cpu.int8_support(flags) == "avx2"
+    assert cpu.int8_support(frozenset({"avx2", "avx512_vnni"})) == "avx512_vnni"
+    assert cpu.int8_support(frozenset({"sse4_2"})) is None
     assert cpu.cpu_name(str(info)) == "Some CPU X"
     assert cpu.cpu_flags.__wrapped__(str(tmp_path / "missing")) is None
 
