@@ -226,9 +226,13 @@ def test_real_entry_checksum_mismatch_on_the_cli(files, serve, tmp_path):
     assert _cache_files(tmp_path) == []
 
 
-def _ensure_in_child(name, queue):
+def _ensure_in_child(entry, queue):
+    """A fresh process (spawned: a fork of a worker where JAX has started its threads may
+    deadlock) that registers the test entry itself, as the parent did, and installs it."""
     try:
-        queue.put(install.ensure(name))
+        WEIGHTS.names()
+        WEIGHTS._entries[entry.name] = entry
+        queue.put(install.ensure(entry.name))
     except Exception as e:  # noqa: BLE001 - reported to the parent
         queue.put(f"error: {e}")
 
@@ -236,9 +240,9 @@ def _ensure_in_child(name, queue):
 def test_two_runs_at_once_download_once(files, serve, monkeypatch):
     server = serve()
     entry = _register(monkeypatch, _tv_entry(files))
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")  # the mirror setting reaches it in os.environ
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_ensure_in_child, args=(entry.name, queue)) for _ in range(2)]
+    procs = [ctx.Process(target=_ensure_in_child, args=(entry, queue)) for _ in range(2)]
     for p in procs:
         p.start()
     results = [queue.get(timeout=120) for _ in procs]
