@@ -5,8 +5,11 @@ dygraph reference on the calibration images.
 The model is a seeded random network whose batch norms take their statistics from a probe
 batch of real photos (tests/vgg_weights.seeded_weights; plain VGG: He-scaled random weights),
 so each layer's activations are normalised as in a trained network: random statistics give
-activation ranges no trained network has, and flatter int8 errors. Calibration images are
-crops of the example photos (the test suite's), preprocessed by the network's recipe.
+activation ranges no trained network has, and flatter int8 errors. A ResNet's residual
+branches are scaled by --residual_scale (default 0.25): at 1 a random ResNet-50 is chaotic,
+and the first line printed, fp32 against itself under input noise, shows how far apart its
+features land for noise far below int8's. Calibration images are crops of the example photos
+(the test suite's), preprocessed by the network's recipe.
 
 Rows:
 - engine fp32 / bf16: Paddle Inference (OpenVINO) on the compiled model;
@@ -78,6 +81,8 @@ def main():
     p.add_argument("--arch", default="resnet50_v1")
     p.add_argument("--layers", default="avgpool,output")
     p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--residual_scale", type=float, default=0.25,
+                   help="scale of each residual branch's output (ResNets; 1: as drawn)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from vgg_weights import seeded_weights, vgg_weights
@@ -91,7 +96,8 @@ def main():
     layers = args.layers.split(",")
     spec = build_arch(args.arch)
     has_bn = any(n.op == "bn" for n in spec)
-    values = seeded_weights(args.arch) if has_bn else vgg_weights(args.arch)
+    values = (seeded_weights(args.arch, residual_scale=args.residual_scale) if has_bn
+              else vgg_weights(args.arch))
     work = tempfile.mkdtemp(prefix="precision-bench-")
     os.environ["RESNET_CACHE_DIR"] = os.path.join(work, "cache")
     model = os.path.join(work, "model")
@@ -105,10 +111,21 @@ def main():
     images = calibration_images(work, V1)
     batch = 16
     x = images[:batch]
-    want = Network(spec).load_params(values).run(images, layers)
+    reference = Network(spec).load_params(values)
+    want = reference.run(images, layers)
     print(f"{args.arch} at {args.layers}: {len(images)} calibration images, batch {batch}, "
           f"{cpu.cpu_name()} (int8: {cpu.int8_support()}, bf16: {cpu.bf16_support()})")
-    print(f"weights: seeded random{', BN statistics from 2 probe photos' if has_bn else ''}\n")
+    residual = any(n.op == "addto" for n in spec)
+    print(f"weights: seeded random{', BN statistics from 2 probe photos' if has_bn else ''}"
+          f"{f', residual branches x{args.residual_scale}' if residual else ''}")
+    rng = np.random.default_rng(0)
+    floor = []
+    for noise in (0.003, 0.01):
+        x = images + noise * images.std() * rng.standard_normal(images.shape, np.float32)
+        cos = engine.pooled_cosine(reference.run(x, layers[:1])[layers[0]], want[layers[0]])
+        floor.append(f"{cos.min():.4f} at {noise:.1%}")
+    print(f"fp32 under input noise (of the images' spread): pooled cosine min "
+          f"{', '.join(floor)}\n")
     print("| row | img/s | x fp32 engine | pooled cosine min / median | max rel. error |")
     print("|---|---|---|---|---|")
     base = None

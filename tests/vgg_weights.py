@@ -54,16 +54,34 @@ def vgg_weights(arch: str, seed: int = 3) -> dict:
 
 
 @functools.lru_cache(maxsize=4)
-def seeded_weights(arch: str, seed: int = 3, recipe=None) -> dict:
+def seeded_weights(arch: str, seed: int = 3, recipe=None, residual_scale: float = 1.0) -> dict:
     """Seeded v1 parameter arrays of any architecture with batch norms, each BN's statistics
     taken from its input over two probe photos (preprocessed by `recipe`, default v1's);
-    cached per process."""
+    cached per process.
+
+    `residual_scale` multiplies the output of each residual branch (the last input of a
+    ResNet `addto`: its final batch norm's gamma and beta, or conv's weights). At 1, a deep
+    ResNet is chaotic: every block adds a branch as large as the trunk's own change, and a
+    perturbation far below a JPEG's pixel rounding moves its last features past the int8
+    bound in fp32 already (docs/engine_notes.md). A trained ResNet's branches are small
+    corrections to the trunk; 0.25 gives features as stable under input noise as that, the
+    model for measuring reduced precision.
+    """
     from resnet.models import build_arch
     from resnet.runtime.network import Network
     from resnet.runtime.paddle_env import paddle
 
     spec = build_arch(arch)
     values = _random(spec, seed)
+    if residual_scale != 1.0:
+        nodes = {n.name: n for n in spec}
+        for node in spec:
+            if node.op == "addto":
+                branch = nodes[node.inputs[-1]]
+                for suffix in ("w0", "wbias"):  # gamma and beta, or weights and bias
+                    key = f"_{branch.name}.{suffix}"
+                    if key in values:
+                        values[key] = values[key] * np.float32(residual_scale)
     net = Network(spec).load_params(values)
     out = {}
     with paddle.no_grad():  # one pass; each BN takes its input's statistics before it runs

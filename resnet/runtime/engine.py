@@ -453,14 +453,36 @@ def quantizable_nodes(spec: Spec, layers: list[str]) -> list:
 INT8_LEVELS = 3
 
 
+def sensitive_ops(spec: Spec, layers: list[str]) -> tuple[int, ...]:
+    """Positions (in quantizable_nodes) of the ops whose rounding costs the most accuracy for
+    the least work: the stem (the first op, reading the image), the projections on residual
+    shortcuts (their rounding lands on the trunk itself, which every later block reads) and
+    the last op (the classifier fc, whose output is compared as it is)."""
+    nodes = quantizable_nodes(spec, layers)
+    where = {n.name: i for i, n in enumerate(nodes)}
+    out = {0, len(nodes) - 1} if nodes else set()
+    for node in spec.needed(layers):
+        if node.op != "addto":
+            continue
+        for i, name in enumerate(node.inputs):  # a projection: a conv (and its batch norm)
+            src = spec[name]                     # reading what the other path starts from
+            while src.op == "bn":
+                src = spec[src.inputs[0]]
+            others = {n.name for k, other in enumerate(node.inputs) if k != i
+                      for n in spec.needed([other])}
+            if src.name in where and src.inputs[0] in others:
+                out.add(where[src.name])
+    return tuple(sorted(out))
+
+
 def int8_levels(spec: Spec, layers: list[str]) -> list[tuple[int, ...]]:
-    """The int8 models tried in turn: everything quantized, then the earliest stages left in
-    fp32, one more stage each time.
+    """The int8 models tried in turn: everything quantized; then the sensitive ops
+    (sensitive_ops) left in fp32; then the earliest stages too, one more stage each time.
 
     Rounding errors made early travel through every later layer (and along the residual
-    paths of a ResNet), so the highest-resolution stages are the ones worth keeping exact;
-    a stage is the run of quantizable ops with one output size, the stem joined to the stage
-    after it when it has fewer than three ops.
+    paths of a ResNet), so the highest-resolution stages are the ones worth keeping exact
+    after the sensitive ops; a stage is the run of quantizable ops with one output size, the
+    stem joined to the stage after it when it has fewer than three ops.
     """
     nodes = quantizable_nodes(spec, layers)
     stages: list[list[int]] = []
@@ -472,10 +494,14 @@ def int8_levels(spec: Spec, layers: list[str]) -> list[tuple[int, ...]]:
         else:
             stages.append([i])
         size = here
-    levels, keep = [()], []
-    for stage in stages[:-1]:  # never every op: that is the fp32 model
-        keep = keep + stage
-        levels.append(tuple(keep))
+    sensitive = set(sensitive_ops(spec, layers))
+    levels, keep = [()], set(sensitive)
+    if len(keep) < len(nodes):
+        levels.append(tuple(sorted(keep)))
+    for stage in stages:
+        keep |= set(stage)
+        if len(keep) < len(nodes) and tuple(sorted(keep)) != levels[-1]:
+            levels.append(tuple(sorted(keep)))  # never every op: that is the fp32 model
     return levels[:INT8_LEVELS]
 
 
@@ -554,7 +580,7 @@ def _int8(spec, values, layers, model_dir, model_sha256, device, threads, trt, m
     stats = None
     for keep in int8_levels(spec, layers):
         if stats is not None:
-            log.info("int8 refused with %s (cosine %.4f); trying again with the first %d "
+            log.info("int8 refused with %s (cosine %.4f); trying again with %d "
                      "convolutions and fcs left in fp32",
                      f"{stats['fp32_ops']} ops left in fp32" if stats["fp32_ops"]
                      else "every op quantized", stats["cosine_min"], len(keep))
