@@ -60,6 +60,9 @@ def calibration_images(folder: str, recipe, n: int = 24) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
+ROUNDS = 3  # timing rounds per row, interleaved with the other rows
+
+
 def rate(run, x: np.ndarray, seconds: float = 8.0) -> float:
     """Images per second of run(x), over `seconds` after two warm-up calls."""
     run(x)
@@ -76,11 +79,43 @@ def outputs(run, images: np.ndarray, batch: int) -> list[np.ndarray]:
     return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
 
 
+def onnx_rows(report, prefix: str, images: np.ndarray, work: str) -> None:
+    """ONNX Runtime on the compiled fp32 model converted by paddle2onnx, and on its static
+    int8 quantization (QDQ, per-channel s8 weights, u8 activations, MinMax calibration on the
+    same images)."""
+    import onnxruntime as ort
+    import paddle2onnx
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    from resnet.common import cpu
+
+    onnx32, onnx8 = os.path.join(work, "fp32.onnx"), os.path.join(work, "int8.onnx")
+    paddle2onnx.export(prefix + ".pdmodel", prefix + ".pdiparams", save_file=onnx32,
+                       opset_version=13, optimize_tool="onnxoptimizer")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{"image": images[i:i + 8]} for i in range(0, len(images), 8)])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    quantize_static(onnx32, onnx8, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = cpu.usable_cores()
+    options.log_severity_level = 3
+    for label, path in (("ONNX Runtime fp32", onnx32), ("ONNX Runtime int8 (QDQ)", onnx8)):
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        report(label, lambda b, s=session: s.run(None, {"image": b}))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", default="resnet50_v1")
     p.add_argument("--layers", default="avgpool,output")
-    p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--seconds", type=float, default=9.0, help="of timing per row")
     p.add_argument("--residual_scale", type=float, default=0.25,
                    help="scale of each residual branch's output (ResNets; 1: as drawn)")
     args = p.parse_args()
@@ -126,19 +161,13 @@ def main():
         floor.append(f"{cos.min():.4f} at {noise:.1%}")
     print(f"fp32 under input noise (of the images' spread): pooled cosine min "
           f"{', '.join(floor)}\n")
-    print("| row | img/s | x fp32 engine | pooled cosine min / median | max rel. error |")
-    print("|---|---|---|---|---|")
-    base = None
+    rows = []  # label, run, error columns: timed together at the end
 
     def report(label, run):
-        nonlocal base
         got = outputs(run, images, batch)
         cos = engine.pooled_cosine(got[0], want[layers[0]])
-        speed = rate(run, x, args.seconds)
-        base = base or speed
         errs = " / ".join(f"{engine.rel_err(g, want[k]):.1e}" for g, k in zip(got, layers))
-        print(f"| {label} | {speed:.1f} | {speed / base:.2f} | {cos.min():.4f} / "
-              f"{np.median(cos):.4f} | {errs} |", flush=True)
+        rows.append((label, run, f"{cos.min():.4f} / {np.median(cos):.4f} | {errs}"))
 
     def engine_run(net):
         return lambda b: [v for v in net.run(b, layers).values()]
@@ -163,35 +192,23 @@ def main():
            engine_run(net))
     auto = engine.create("inference", spec, values, layers, model, sha, precision="auto",
                          calibration=images)
-    print(f"| auto: chose {auto.auto['precision']} (its own measurement: "
-          f"{auto.auto['img_per_s']}) | | | | |")
+    auto_line = (f"chose {auto.auto['precision']}; its own measurement, img/s: "
+                 f"{auto.auto['img_per_s']}")
     try:
-        import onnxruntime as ort
-        import paddle2onnx
-        from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                              quantize_static)
+        onnx_rows(report, fp32.prefix, images, work)
     except ImportError:
-        print("\nonnxruntime / paddle2onnx not installed: no ONNX Runtime rows")
-        return
-    onnx32, onnx8 = os.path.join(work, "fp32.onnx"), os.path.join(work, "int8.onnx")
-    paddle2onnx.export(fp32.prefix + ".pdmodel", fp32.prefix + ".pdiparams",
-                       save_file=onnx32, opset_version=13, optimize_tool="onnxoptimizer")
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.items = iter([{"image": images[i:i + 8]} for i in range(0, len(images), 8)])
-
-        def get_next(self):
-            return next(self.items, None)
-
-    quantize_static(onnx32, onnx8, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = cpu.usable_cores()
-    options.log_severity_level = 3
-    for label, path in (("ONNX Runtime fp32", onnx32), ("ONNX Runtime int8 (QDQ)", onnx8)):
-        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        report(label, lambda b, s=session: s.run(None, {"image": b}))
+        print("onnxruntime / paddle2onnx not installed: no ONNX Runtime rows\n")
+    speeds = [[] for _ in rows]
+    for _ in range(ROUNDS):  # interleaved: a machine that slows down slows every row
+        for i, (_, run, _) in enumerate(rows):
+            speeds[i].append(rate(run, x, args.seconds / ROUNDS))
+    base = float(np.median(speeds[0]))
+    print("| row | img/s | x fp32 engine | pooled cosine min / median | max rel. error |")
+    print("|---|---|---|---|---|")
+    for (label, _, errors), got in zip(rows, speeds):
+        speed = float(np.median(got))
+        print(f"| {label} | {speed:.1f} | {speed / base:.2f} | {errors} |")
+    print(f"\n(auto: {auto_line})")
 
 
 if __name__ == "__main__":

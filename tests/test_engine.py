@@ -384,8 +384,10 @@ def _configure(**kw):
     return engine.configure(Recorder(), **options)
 
 
-def test_config_choices_cpu():
+def test_config_choices_cpu(monkeypatch):
     from paddle.inference import PrecisionType
+
+    from resnet.common import cpu
 
     c = _configure()
     assert c.call("enable_openvino_engine")[1] == (PrecisionType.Float32,)  # fp32, explicitly
@@ -397,10 +399,17 @@ def test_config_choices_cpu():
     assert {"enable_mkldnn", "switch_ir_optim", "disable_gpu"} <= set(c.names())
     assert "enable_mkldnn_bfloat16" not in c.names()
     assert "enable_mkldnn_bfloat16" in _configure(backend="onednn", precision="bf16").names()
-    # int8: OpenVINO keeps the fp32 hint (the program's quantize pairs make it int8); oneDNN
-    # must be told, or it runs the quantized program in fp32
-    c = _configure(precision="int8")
-    assert c.call("enable_openvino_engine")[1] == (PrecisionType.Float32,)
+    # int8: OpenVINO's hint is what the ops outside int8 run in (the program's quantize pairs
+    # make the rest int8): bf16 where the CPU has it natively, else fp32; oneDNN must be
+    # told, or it runs the quantized program in fp32
+    for flags, hint in ((frozenset({"avx2", "avx512_vnni", "avx512_bf16"}), "Bfloat16"),
+                        (frozenset({"avx2", "avx512_vnni"}), "Float32"),
+                        (frozenset({"avx2"}), "Float32")):
+        monkeypatch.setattr(cpu, "cpu_flags", lambda f=flags: f)
+        c = _configure(precision="int8")
+        assert c.call("enable_openvino_engine")[1] == (getattr(PrecisionType, hint),)
+        assert engine.int8_mode("openvino") == ("int8+bf16" if hint == "Bfloat16" else "int8")
+        assert engine.int8_mode("onednn") == "int8"
     assert "enable_mkldnn_int8" in _configure(backend="onednn", precision="int8").names()
     assert "enable_mkldnn_int8" not in _configure(backend="onednn").names()
 

@@ -159,6 +159,14 @@ def check_key(backend: str, trt: bool, precision: str) -> str:
     return f"{backend}{'+trt' if trt else ''}/{precision}"
 
 
+def int8_mode(backend: str, flags: frozenset | None = None) -> str:
+    """How --precision=int8 runs on this CPU: "int8+bf16" when OpenVINO runs the ops left out
+    of int8 (the sensitive ones int8_levels keeps, adds, pools) in bf16 because the CPU has
+    it natively, else "int8" (those ops in fp32). Part of the check's key: the two are
+    measured apart."""
+    return "int8+bf16" if backend == "openvino" and cpu.bf16_support(flags) else "int8"
+
+
 def cpu_backend() -> str:
     """OpenVINO when this Paddle has it, else oneDNN; RESNET_CPU_BACKEND overrides."""
     wanted = os.environ.get(BACKEND_ENV, "").strip().lower()
@@ -202,11 +210,11 @@ def configure(config, *, device: str, backend: str, threads: int, trt: bool, pre
     config.set_cpu_math_library_num_threads(threads)
     if backend == "openvino":
         # the precision hint is always explicit: left unset, OpenVINO runs bf16 on CPUs with
-        # AVX512-BF16 or AMX, i.e. not the fp32 we promise. int8 keeps the fp32 hint (OpenVINO
-        # refuses an int8 one): the quantized program's quantize/dequantize pairs make it
-        # run u8 kernels
-        config.enable_openvino_engine(PrecisionType.Bfloat16 if precision == "bf16"
-                                      else PrecisionType.Float32)
+        # AVX512-BF16 or AMX, i.e. not the fp32 we promise. int8 has no hint of its own
+        # (OpenVINO refuses one): the quantized program's quantize/dequantize pairs make it
+        # run u8 kernels, and the hint is what every other op runs in (int8_mode)
+        half = precision == "bf16" or (precision == "int8" and int8_mode(backend) != "int8")
+        config.enable_openvino_engine(PrecisionType.Bfloat16 if half else PrecisionType.Float32)
         config.set_optim_cache_dir(cache_dir)  # OpenVINO's compiled blob: fast second start
     else:
         config.enable_mkldnn()
@@ -273,8 +281,11 @@ class InferenceEngine:
         if self.device == "gpu":
             return (f"Paddle Inference on GPU ({'TensorRT' if self.options['trt'] else 'cuDNN'}, "
                     f"{self.precision})")
+        precision = self.precision
+        if precision == "int8" and int8_mode(self.backend) != "int8":
+            precision = "int8, the other ops bf16"
         return (f"Paddle Inference with {'OpenVINO' if self.backend == 'openvino' else 'oneDNN'}"
-                f" on CPU ({self.options['threads']} threads, {self.precision})")
+                f" on CPU ({self.options['threads']} threads, {precision})")
 
     def run(self, batch: np.ndarray, outputs=None) -> dict[str, np.ndarray]:
         if outputs is not None and list(outputs) != self.layers:
@@ -588,13 +599,13 @@ def _int8(spec, values, layers, model_dir, model_sha256, device, threads, trt, m
                                 keep)
         folder = os.path.dirname(prefix)
         backend = "gpu" if device == "gpu" else cpu_backend()
-        stats = cache.checks(folder).get(check_key(backend, trt, "int8"))
+        stats = cache.checks(folder).get(check_key(backend, trt, int8_mode(backend)))
         if not check and stats and stats["cosine_min"] < INT8_MIN_COSINE:
             log.info("int8 measured against fp32 on first use: %s", describe_int8(stats))
             continue  # refused before: no need to load it
         net = InferenceEngine(prefix, layers, device, threads, trt, "int8", max_batch,
                               input_shape=spec["input"].shape)
-        key = check_key(net.backend, trt, "int8")
+        key = check_key(net.backend, trt, int8_mode(net.backend))
         if net.backend != backend:  # OpenVINO handed over to oneDNN: that one's record
             stats = cache.checks(folder).get(key)
         if check or stats is None:
@@ -670,7 +681,7 @@ def _auto(spec, values, layers, model_dir, model_sha256, threads, max_batch, che
                     continue
             else:  # int8: create() kept the accepted model's measurement in its entry
                 stats = cache.checks(os.path.dirname(net.prefix))[
-                    check_key(net.backend, False, "int8")]
+                    check_key(net.backend, False, int8_mode(net.backend))]
             cosines[precision] = round(stats["cosine_min"], 4)
             rates[precision], nets[precision] = speed(net, calibration, layers, batch), net
         best = max(rates, key=rates.get)
