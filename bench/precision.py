@@ -185,11 +185,12 @@ def main():
         keep = engine.int8_levels(spec, layers)[-1]
         prefix = engine.compiled_model(model, spec, layers, sha, calibration=images, keep=keep)
         net = engine.InferenceEngine(prefix, layers, precision="int8")
-        label = f"engine int8, {len(keep)} ops fp32 (**refused**: {str(e)[:40]}...)"
+        label = f"engine int8, {len(keep)} ops kept out (**refused**: {str(e)[:40]}...)"
     record = engine.cache.checks(os.path.dirname(net.prefix))
     kept = next((v.get("fp32_ops") for v in record.values() if isinstance(v, dict)), 0)
-    report(f"{label}{f', {kept} ops fp32' if kept and 'refused' not in label else ''}",
-           engine_run(net))
+    rest = "bf16" if engine.int8_mode(net.backend) == "int8+bf16" else "fp32"
+    report(f"{label}{f', {kept} ops kept out' if kept and 'refused' not in label else ''}"
+           f" (the rest of the network in {rest})", engine_run(net))
     auto = engine.create("inference", spec, values, layers, model, sha, precision="auto",
                          calibration=images)
     auto_line = (f"chose {auto.auto['precision']}; its own measurement, img/s: "

@@ -87,18 +87,26 @@ def make_workload(work: str, n: int) -> tuple[str, list[str], str]:
 
 
 def make_model(folder: str, arch: str = "resnet50_v1") -> str:
-    """Seeded random weights of `arch`; a model.json names any other than the v1 zoo's (with
-    v1's preprocessing at the network's input size: 299 for Inception and Xception)."""
+    """Seeded random weights of `arch`, made as the int8 tests make theirs (batch norms with
+    statistics from probe photos, a ResNet's residual branches scaled as a trained one's:
+    tests/vgg_weights.py), so the error columns of bf16, int8 and auto mean what they would
+    on a trained network; a model.json names any architecture but the v1 zoo's (with v1's
+    preprocessing at the network's input size: 299 for Inception and Xception)."""
     from dataclasses import replace
+
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from vgg_weights import seeded_weights, vgg_weights
 
     from resnet.modelio import modelinfo, params
     from resnet.models import build_arch
     from resnet.models.preprocessing import V1
 
     spec = build_arch(arch)
-    params.save_model(folder, spec, params.random_params(spec, seed=0))
+    recipe = None if spec.input_size == V1.crop else replace(V1, crop=spec.input_size)
+    values = (seeded_weights(arch, 0, recipe, residual_scale=0.25)
+              if any(n.op == "bn" for n in spec) else vgg_weights(arch, 0))
+    params.save_model(folder, spec, values)
     if arch != "resnet50_v1":
-        recipe = None if spec.input_size == V1.crop else replace(V1, crop=spec.input_size)
         modelinfo.write(folder, modelinfo.ModelInfo(None, None, recipe, arch=arch))
     return folder
 
@@ -242,7 +250,7 @@ def main():
     large = make_images(os.path.join(work, "large"), 32 if args.quick else 96, (1200, 2400))
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), "?")
-    print(f"machine: {len(os.sched_getaffinity(0))} cores ({cpu}); {args.arch} random weights, "
+    print(f"machine: {len(os.sched_getaffinity(0))} cores ({cpu}); {args.arch} seeded weights, "
           f"layers {LAYERS}, real JPEGs 300-640 px, HDF5 output", flush=True)
 
     rows = []  # (label, crops, batch, n, result)
@@ -295,6 +303,8 @@ def main():
     if not args.headline:
         row("engine, int8 (opt-in; calibration: the first 64 images)", 1, 16, n_main,
             extra=("--precision=int8",), ref=fp32, out="int8")
+        row("engine, --precision=auto (the same calibration)", 1, 16, n_main,
+            extra=("--precision=auto",), ref=fp32, out="auto")
         # large photos (1200-2400 px): the full decode, then --reduced_decode against it
         full = row("engine, photos 1200-2400 px", 1, 16, len(large), images=large,
                    out="large")

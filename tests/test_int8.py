@@ -130,7 +130,7 @@ def test_calibration_without_int8_is_an_error(work):
 
 
 def test_int8_under_the_cosine_bound_tries_fp32_stages_then_refuses(work, monkeypatch, caplog):
-    """Under the bound, the next model keeps the sensitive ops in fp32; each level's
+    """Under the bound, the next model leaves the sensitive ops out of int8; each level's
     measurement is recorded, so a second run refuses without quantizing again."""
     d, model, env = work
     monkeypatch.setenv("RESNET_CACHE_DIR", env["RESNET_CACHE_DIR"])
@@ -138,7 +138,7 @@ def test_int8_under_the_cosine_bound_tries_fp32_stages_then_refuses(work, monkey
     monkeypatch.setattr(engine, "INT8_LEVELS", 2)
     refusal = (r"^--precision=int8 refused: the pooled res5_2_branch2b_bn features of a "
                r"calibration image have cosine 0\.9\d+ with fp32's, under the bound 1\.01 "
-               r"\(even with 5 convolutions and fcs left in fp32\); calibrate on images like "
+               r"\(even with 5 convolutions and fcs left out of int8\); calibrate on images like "
                r"your data \(--calibration=LIST\) or use --precision=fp32$")
     for run in ("refused", "refused_again"):
         caplog.clear()
@@ -147,8 +147,8 @@ def test_int8_under_the_cosine_bound_tries_fp32_stages_then_refuses(work, monkey
             resnet.extract(model, str(d / "img"), layers=LAYERS.split(","), layer_num=18,
                            output_dir=str(d / run), use_gpu=False, precision="int8")
         text = caplog.text
-        assert "trying again with 5 convolutions and fcs left in fp32" in text
-        assert ("left in fp32, about a minute" in text) == (run == "refused")
+        assert "trying again with 5 convolutions and fcs left out of int8" in text
+        assert ("fcs left out, about a minute" in text) == (run == "refused")
         assert "quantizing" not in text or run == "refused"
 
 

@@ -90,7 +90,7 @@ def compiled_model(model_dir: str, spec: Spec, layers: list[str], model_sha256: 
     if calibration is None:
         return fp32
     sha = calibration_checksum(calibration)
-    kept = f", {len(keep)} of its convolutions and fcs left in fp32" if keep else ""
+    kept = f", {len(keep)} of its convolutions and fcs left out" if keep else ""
     return _entry(cache_key(model_sha256, spec, layers, pool, sha, keep),
                   dict(info, precision="int8", calibration_sha256=sha,
                        calibration_images=len(calibration), fp32_ops=len(keep)),
@@ -438,7 +438,7 @@ def measure_int8(net, spec: Spec, values: dict, layers: list[str], images: np.nd
 
 
 def int8_refusal(stats: dict) -> ResnetError:
-    kept = (f" (even with {stats['fp32_ops']} convolutions and fcs left in fp32)"
+    kept = (f" (even with {stats['fp32_ops']} convolutions and fcs left out of int8)"
             if stats.get("fp32_ops") else "")
     return ResnetError(f"--precision=int8 refused: the pooled {stats['layer']} features of a "
                        f"calibration image have cosine {stats['cosine_min']:.4f} with fp32's, "
@@ -488,7 +488,8 @@ def sensitive_ops(spec: Spec, layers: list[str]) -> tuple[int, ...]:
 
 def int8_levels(spec: Spec, layers: list[str]) -> list[tuple[int, ...]]:
     """The int8 models tried in turn: everything quantized; then the sensitive ops
-    (sensitive_ops) left in fp32; then the earliest stages too, one more stage each time.
+    (sensitive_ops) left out (in fp32, or bf16: int8_mode); then the earliest stages too,
+    one more stage each time.
 
     Rounding errors made early travel through every later layer (and along the residual
     paths of a ResNet), so the highest-resolution stages are the ones worth keeping exact
@@ -531,7 +532,7 @@ def describe_int8(stats: dict) -> str:
     errs = ", ".join(f"{k} {v:.1e}" for k, v in stats["max_rel_err"].items())
     top1 = (f"; top-1 agreement {100 * stats['top1_agreement']:.1f}%"
             if "top1_agreement" in stats else "")
-    kept = f"; {stats['fp32_ops']} ops in fp32" if stats.get("fp32_ops") else ""
+    kept = f"; {stats['fp32_ops']} ops left out" if stats.get("fp32_ops") else ""
     verdict = ("accepted" if stats["cosine_min"] >= INT8_MIN_COSINE else "refused") + \
         f": the bound is cosine {INT8_MIN_COSINE}"
     return (f"pooled {stats['layer']} cosine min {stats['cosine_min']:.4f} / median "
@@ -592,8 +593,8 @@ def _int8(spec, values, layers, model_dir, model_sha256, device, threads, trt, m
     for keep in int8_levels(spec, layers):
         if stats is not None:
             log.info("int8 refused with %s (cosine %.4f); trying again with %d "
-                     "convolutions and fcs left in fp32",
-                     f"{stats['fp32_ops']} ops left in fp32" if stats["fp32_ops"]
+                     "convolutions and fcs left out of int8",
+                     f"{stats['fp32_ops']} ops left out" if stats["fp32_ops"]
                      else "every op quantized", stats["cosine_min"], len(keep))
         prefix = compiled_model(model_dir, spec, layers, model_sha256, pool, calibration,
                                 keep)
