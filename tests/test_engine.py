@@ -99,7 +99,7 @@ def test_bf16_refused_without_cpu_support(monkeypatch):
     engine.check_options("inference", "cpu", False, "fp32")  # fp32 never depends on it
 
 
-def test_cpu_flags_parsed_from_cpuinfo(tmp_path):
+def test_cpu_flags_parsed_from_cpuinfo(tmp_path, monkeypatch):
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nmodel name\t: Some CPU  X\nflags\t\t: fpu avx2 amx_bf16\n\n"
                     "processor\t: 1\nflags\t\t: fpu\n")
@@ -113,6 +113,13 @@ def test_cpu_flags_parsed_from_cpuinfo(tmp_path):
     assert cpu.int8_support(frozenset({"sse4_2"})) is None
     assert cpu.cpu_name(str(info)) == "Some CPU X"
     assert cpu.cpu_flags.__wrapped__(str(tmp_path / "missing")) is None
+    # a cap on the kernels' instruction set (an older CPU emulated) hides what is above it
+    zen4 = frozenset({"avx2", "avx512_vnni", "avx512_bf16"})
+    for cap, int8, bf16 in (("AVX2", "avx2", None), ("avx512_core_vnni", "avx512_vnni", None),
+                            ("AVX512_CORE_BF16", "avx512_vnni", "avx512_bf16"),
+                            ("ALL", "avx512_vnni", "avx512_bf16"), ("SSE41", None, None)):
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+        assert (cpu.int8_support(zen4), cpu.bf16_support(zen4)) == (int8, bf16), cap
 
 
 @pytest.mark.skipif(cpu.bf16_support() is not None,

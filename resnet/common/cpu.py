@@ -43,10 +43,29 @@ def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
     return "this CPU"
 
 
+#: oneDNN's ISA levels (ONEDNN_MAX_CPU_ISA, which OpenVINO's CPU plugin honours too), lowest
+#: first, and the lowest level at which each flag above is used.
+ISA_LEVELS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
+              "AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX",
+              "AVX512_CORE_AMX_FP16")
+FLAG_ISA = {"avx2": "AVX2", "avx_vnni": "AVX2_VNNI", "avx512_vnni": "AVX512_CORE_VNNI",
+            "avx512_bf16": "AVX512_CORE_BF16", "amx_int8": "AVX512_CORE_AMX",
+            "amx_bf16": "AVX512_CORE_AMX"}
+
+
+def _usable(flag: str) -> bool:
+    """Whether the kernels may use `flag`: ONEDNN_MAX_CPU_ISA can cap them below what the CPU
+    has (to emulate an older CPU, or by a user's choice), and then the flag does not count."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    if cap not in ISA_LEVELS or flag not in FLAG_ISA:
+        return True  # unset, ALL / DEFAULT or unknown: no cap
+    return ISA_LEVELS.index(FLAG_ISA[flag]) <= ISA_LEVELS.index(cap)
+
+
 def bf16_support(flags: frozenset | None = None) -> str | None:
     """The flag that gives this CPU native bf16, or None when it has none (or cannot tell)."""
     flags = cpu_flags() if flags is None else flags
-    return next((f for f in BF16_FLAGS if f in (flags or ())), None)
+    return next((f for f in BF16_FLAGS if f in (flags or ()) and _usable(f)), None)
 
 
 #: Any of these means int8 dot products in hardware: VNNI (AVX512 or AVX), AMX, or AVX2's
@@ -57,7 +76,7 @@ INT8_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni", "avx2")
 def int8_support(flags: frozenset | None = None) -> str | None:
     """The best flag that gives this CPU fast int8 arithmetic, or None."""
     flags = cpu_flags() if flags is None else flags
-    return next((f for f in INT8_FLAGS if f in (flags or ())), None)
+    return next((f for f in INT8_FLAGS if f in (flags or ()) and _usable(f)), None)
 
 
 def identity() -> str:
