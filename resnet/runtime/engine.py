@@ -159,12 +159,12 @@ def check_key(backend: str, trt: bool, precision: str) -> str:
     return f"{backend}{'+trt' if trt else ''}/{precision}"
 
 
-def int8_mode(backend: str, flags: frozenset | None = None) -> str:
+def int8_mode(backend: str) -> str:
     """How --precision=int8 runs on this CPU: "int8+bf16" when OpenVINO runs the ops left out
     of int8 (the sensitive ones int8_levels keeps, adds, pools) in bf16 because the CPU has
     it natively, else "int8" (those ops in fp32). Part of the check's key: the two are
     measured apart."""
-    return "int8+bf16" if backend == "openvino" and cpu.bf16_support(flags) else "int8"
+    return "int8+bf16" if backend == "openvino" and cpu.bf16_support() else "int8"
 
 
 def cpu_backend() -> str:
@@ -468,7 +468,8 @@ def sensitive_ops(spec: Spec, layers: list[str]) -> tuple[int, ...]:
     """Positions (in quantizable_nodes) of the ops whose rounding costs the most accuracy for
     the least work: the stem (the first op, reading the image), the projections on residual
     shortcuts (their rounding lands on the trunk itself, which every later block reads) and
-    the last op (the classifier fc, whose output is compared as it is)."""
+    the last op (the producer of the requested layers: the classifier fc, or the last conv,
+    whose output is compared as it is)."""
     nodes = quantizable_nodes(spec, layers)
     where = {n.name: i for i, n in enumerate(nodes)}
     out = {0, len(nodes) - 1} if nodes else set()
