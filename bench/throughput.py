@@ -88,9 +88,9 @@ def make_workload(work: str, n: int) -> tuple[str, list[str], str]:
 
 def make_model(folder: str, arch: str = "resnet50_v1") -> str:
     """Seeded random weights of `arch`, made as the int8 tests make theirs (batch norms with
-    statistics from probe photos, a ResNet's residual branches scaled as a trained one's:
-    tests/vgg_weights.py), so the error columns of bf16, int8 and auto mean what they would
-    on a trained network; a model.json names any architecture but the v1 zoo's (with v1's
+    statistics from probe photos, a ResNet's residual branches scaled down by 0.25:
+    tests/vgg_weights.py), so the error columns of bf16, int8 and auto are not those of a
+    chaotic network; a model.json names any architecture but the v1 zoo's (with v1's
     preprocessing at the network's input size: 299 for Inception and Xception)."""
     from dataclasses import replace
 

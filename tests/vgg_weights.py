@@ -63,9 +63,9 @@ def seeded_weights(arch: str, seed: int = 3, recipe=None, residual_scale: float 
     ResNet `addto`: its final batch norm's gamma and beta, or conv's weights). At 1, a deep
     ResNet is chaotic: every block adds a branch as large as the trunk's own change, and a
     perturbation far below a JPEG's pixel rounding moves its last features past the int8
-    bound in fp32 already (docs/engine_notes.md). A trained ResNet's branches are small
-    corrections to the trunk; 0.25 gives features as stable under input noise as that, the
-    model for measuring reduced precision.
+    bound in fp32 already. A trained ResNet's branches are small corrections to the trunk,
+    and its features do not move for sub-pixel noise; at 0.25 these barely do either
+    (docs/engine_notes.md), which makes it the model for measuring reduced precision.
     """
     from resnet.models import build_arch
     from resnet.runtime.network import Network
