@@ -137,18 +137,27 @@ def test_int8_under_the_cosine_bound_tries_fp32_stages_then_refuses(work, monkey
     monkeypatch.setattr(engine, "INT8_LEVELS", 2)
     refusal = (r"^--precision=int8 refused: the pooled res5_2_branch2b_bn features of a "
                r"calibration image have cosine 0\.9\d+ with fp32's, under the bound 1\.01 "
-               r"\(even with 5 convolutions and fcs left out of int8\); calibrate on images like "
-               r"your data \(--calibration=LIST\) or use --precision=fp32$")
-    for run in ("refused", "refused_again"):
+               r"\(even with 5 convolutions and fcs left out of int8\); calibrate on images "
+               r"like your data \(--calibration=LIST\) or use --precision=fp32$")
+    references = []  # the fp32 reference is computed once for all the levels measured
+    reference_outputs = engine.reference_outputs
+    monkeypatch.setattr(engine, "reference_outputs",
+                        lambda *a, **k: references.append(1) or reference_outputs(*a, **k))
+    for run in ("refused", "refused_again", "checked"):  # checked: both levels measured
+        references.clear()
         caplog.clear()
         with caplog.at_level("INFO", logger="resnet"), pytest.raises(ResnetError,
                                                                      match=refusal):
             resnet.extract(model, str(d / "img"), layers=LAYERS.split(","), layer_num=18,
-                           output_dir=str(d / run), use_gpu=False, precision="int8")
+                           output_dir=str(d / run), use_gpu=False, precision="int8",
+                           check=run == "checked")
         text = caplog.text
         assert "trying again with 5 convolutions and fcs left out of int8" in text
         assert ("fcs left out, about a minute" in text) == (run == "refused")
         assert "quantizing" not in text or run == "refused"
+        assert len(references) == (0 if run == "refused_again" else 1)
+        if run == "checked":
+            assert text.count("int8 vs fp32 on 24 calibration images") == 2
 
 
 def test_int8_levels_keep_the_sensitive_ops_then_the_earliest_stages():

@@ -204,7 +204,7 @@ def refusal(where: str, name: str, doing: str) -> str:
 
 def checks(folder: str) -> dict:
     """The checks an entry passed: {"backend/precision": max relative error against the
-    dygraph reference, or for int8 engine.measure_int8's figures; "backend/auto-DIGEST": the
+    dygraph reference, or for int8 engine.measure_precision's figures; "backend/auto-DIGEST": the
     choice --precision=auto made with some calibration images on some CPU}."""
     return _read_json(os.path.join(folder, CHECKED))
 

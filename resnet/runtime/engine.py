@@ -406,24 +406,26 @@ def verify(net, spec: Spec, values: dict, layers: list[str], precision: str = "f
 INT8_MIN_COSINE = 0.99
 
 
-def measure_int8(net, spec: Spec, values: dict, layers: list[str], images: np.ndarray,
-                 pool: str = "none", batch: int = 16, what: str = "int8") -> dict:
-    """The int8 engine against the fp32 dygraph reference on the calibration images: max
-    relative error per layer, cosine of the globally pooled features of the first layer
-    (min / median over images) and, with `output`, top-1 agreement; "accepted" says whether
-    the minimum cosine reaches INT8_MIN_COSINE."""
+def reference_outputs(spec: Spec, values: dict, layers: list[str], images: np.ndarray,
+                      pool: str = "none", batch: int = 16) -> dict[str, np.ndarray]:
+    """The fp32 dygraph network's `layers` on `images`: what measure_precision compares
+    with, computed once however many models are measured against it."""
     from resnet.runtime.network import Network
 
     reference = Network(spec).load_params(values)
-    got, want = {k: [] for k in layers}, {k: [] for k in layers}
-    for i in range(0, len(images), batch):
-        x = images[i:i + batch]
-        for k, v in reference.run(x, layers, pool).items():
-            want[k].append(v)
-        for k, v in net.run(x, layers).items():
-            got[k].append(v)
-    got = {k: np.concatenate(v) for k, v in got.items()}
-    want = {k: np.concatenate(v) for k, v in want.items()}
+    parts = [reference.run(images[i:i + batch], layers, pool)
+             for i in range(0, len(images), batch)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in layers}
+
+
+def measure_precision(net, want: dict[str, np.ndarray], layers: list[str], images: np.ndarray,
+                      batch: int = 16, what: str = "int8") -> dict:
+    """An int8 or bf16 engine against the fp32 reference outputs `want` (reference_outputs)
+    on the calibration images: max relative error per layer, cosine of the globally pooled
+    features of the first layer (min / median over images) and, with `output`, top-1
+    agreement; "accepted" says whether the minimum cosine reaches INT8_MIN_COSINE."""
+    parts = [net.run(images[i:i + batch], layers) for i in range(0, len(images), batch)]
+    got = {k: np.concatenate([p[k] for p in parts]) for k in layers}
     probe = layers[0]
     cosine = pooled_cosine(got[probe], want[probe])
     stats = {"images": len(images), "layer": probe,
@@ -551,7 +553,7 @@ def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: 
     engine is compared with the dygraph reference on its first use with each backend and
     precision (recorded in its cache entry), and on every run with `check`. int8 needs
     `calibration` images (preprocessed, N x 3 x H x W): the model is quantized with their
-    ranges, and measured against fp32 on them instead (measure_int8).
+    ranges, and measured against fp32 on them instead (measure_precision).
     """
     check_options(engine, device, trt, precision)
     if not any(len(spec[name].shape) == 3 for name in layers):
@@ -590,7 +592,8 @@ def _int8(spec, values, layers, model_dir, model_sha256, device, threads, trt, m
     """The first int8 model of int8_levels whose measurement on the calibration images
     passes the bound; each level's measurement is kept in its cache entry, so a later run
     goes straight to the accepted one."""
-    stats = None
+    stats = want = None
+    backend = "gpu" if device == "gpu" else cpu_backend()
     for keep in int8_levels(spec, layers):
         if stats is not None:
             log.info("int8 refused with %s (cosine %.4f); trying again with %d "
@@ -600,7 +603,6 @@ def _int8(spec, values, layers, model_dir, model_sha256, device, threads, trt, m
         prefix = compiled_model(model_dir, spec, layers, model_sha256, pool, calibration,
                                 keep)
         folder = os.path.dirname(prefix)
-        backend = "gpu" if device == "gpu" else cpu_backend()
         stats = cache.checks(folder).get(check_key(backend, trt, int8_mode(backend)))
         if not check and stats and stats["cosine_min"] < INT8_MIN_COSINE:
             log.info("int8 measured against fp32 on first use: %s", describe_int8(stats))
@@ -611,9 +613,11 @@ def _int8(spec, values, layers, model_dir, model_sha256, device, threads, trt, m
         if net.backend != backend:  # OpenVINO handed over to oneDNN: that one's record
             stats = cache.checks(folder).get(key)
         if check or stats is None:
-            if values is None:
-                values = params_io.load_model(model_dir, spec)
-            stats = dict(measure_int8(net, spec, values, layers, calibration, pool),
+            if want is None:  # one reference for every level measured
+                if values is None:
+                    values = params_io.load_model(model_dir, spec)
+                want = reference_outputs(spec, values, layers, calibration, pool)
+            stats = dict(measure_precision(net, want, layers, calibration),
                          fp32_ops=len(keep))
             cache.record_check(folder, key, stats)
         else:
@@ -676,7 +680,9 @@ def _auto(spec, values, layers, model_dir, model_sha256, threads, max_batch, che
                 log.info("--precision=auto: %s left out (%s)", precision, e)
                 continue
             if precision == "bf16":
-                stats = measure_int8(net, spec, values, layers, calibration, pool, what="bf16")
+                stats = measure_precision(net, reference_outputs(spec, values, layers,
+                                                                 calibration, pool),
+                                          layers, calibration, what="bf16")
                 if not stats["accepted"]:
                     log.info("--precision=auto: bf16 left out (cosine %.4f under %s)",
                              stats["cosine_min"], INT8_MIN_COSINE)
