@@ -18,7 +18,11 @@ Rows:
 - auto: what --precision=auto chose, with the speeds it measured;
 - ONNX Runtime fp32: the compiled fp32 model converted by paddle2onnx;
 - ONNX Runtime int8: the same ONNX file quantized by onnxruntime.quantization.quantize_static
-  (QDQ, per-channel s8 weights, u8 activations, MinMax calibration on the same images).
+  (QDQ, per-channel s8 weights, u8 activations, MinMax calibration on the same images);
+- OpenVINO fp32 / int8 (when `pip install openvino nncf` is done): the same ONNX file run by
+  OpenVINO itself, not through Paddle, in a child process (bench/openvino_rows.py; int8: NNCF's
+  post-training quantization with its defaults on the same images; when the engine's int8 left
+  ops out, NNCF again with the same ops ignored).
 
     python bench/precision.py                                  # ResNet-50 v1, avgpool,output
     python bench/precision.py --arch vgg16 --layers fc7,output
@@ -79,20 +83,28 @@ def outputs(run, images: np.ndarray, batch: int) -> list[np.ndarray]:
     return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
 
 
+def onnx_file(prefix: str, path: str) -> str:
+    """The compiled fp32 model converted to ONNX by paddle2onnx (made once per bench run)."""
+    import paddle2onnx
+
+    if not os.path.exists(path):
+        paddle2onnx.export(prefix + ".pdmodel", prefix + ".pdiparams", save_file=path,
+                           opset_version=13, optimize_tool="onnxoptimizer")
+    return path
+
+
 def onnx_rows(report, prefix: str, images: np.ndarray, work: str) -> None:
     """ONNX Runtime on the compiled fp32 model converted by paddle2onnx, and on its static
     int8 quantization (QDQ, per-channel s8 weights, u8 activations, MinMax calibration on the
     same images)."""
     import onnxruntime as ort
-    import paddle2onnx
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quantize_static)
 
     from resnet.common import cpu
 
     onnx32, onnx8 = os.path.join(work, "fp32.onnx"), os.path.join(work, "int8.onnx")
-    paddle2onnx.export(prefix + ".pdmodel", prefix + ".pdiparams", save_file=onnx32,
-                       opset_version=13, optimize_tool="onnxoptimizer")
+    onnx_file(prefix, onnx32)
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -109,6 +121,39 @@ def onnx_rows(report, prefix: str, images: np.ndarray, work: str) -> None:
     for label, path in (("ONNX Runtime fp32", onnx32), ("ONNX Runtime int8 (QDQ)", onnx8)):
         session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         report(label, lambda b, s=session: s.run(None, {"image": b}))
+
+
+def openvino_rows(report, onnx32: str, images: np.ndarray, work: str, batch: int,
+                  keep: dict) -> None:
+    """OpenVINO itself on the ONNX file, fp32 and NNCF int8, also with the ops of `keep`
+    left out (bench/openvino_rows.py), in a child process; ImportError when openvino or nncf
+    is not installed there."""
+    import json
+    import subprocess
+
+    path, out = os.path.join(work, "images.npy"), os.path.join(work, "openvino.npz")
+    np.save(path, images)
+    with open(os.path.join(work, "keep.json"), "w") as f:
+        json.dump(keep, f)
+    child = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "openvino_rows.py"),
+                              onnx32, path, out, str(batch), f.name], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    head = json.loads(child.stdout.readline() or '{"missing": "the child failed"}')
+    if "missing" in head:
+        child.wait()
+        raise ImportError(head["missing"])
+    got = np.load(out)
+
+    def timer(i):
+        def rate_there(seconds):
+            child.stdin.write(f"{i} {seconds}\n")
+            child.stdin.flush()
+            return float(child.stdout.readline())
+        return rate_there
+
+    for i, label in enumerate(head["labels"]):
+        outputs_i = [got[f"{i}_{k}"] for k in range(len(got.files) // len(head["labels"]))]
+        report(label, got=outputs_i, timer=timer(i))
 
 
 def main():
@@ -145,7 +190,6 @@ def main():
         sys.exit("bench/precision.py: 224-input architectures only (v1's preprocessing)")
     images = calibration_images(work, V1)
     batch = 16
-    x = images[:batch]
     reference = Network(spec).load_params(values)
     want = reference.run(images, layers)
     print(f"{args.arch} at {args.layers}: {len(images)} calibration images, batch {batch}, "
@@ -156,18 +200,21 @@ def main():
     rng = np.random.default_rng(0)
     floor = []
     for noise in (0.003, 0.01):
-        x = images + noise * images.std() * rng.standard_normal(images.shape, np.float32)
-        cos = engine.pooled_cosine(reference.run(x, layers[:1])[layers[0]], want[layers[0]])
+        noisy = images + noise * images.std() * rng.standard_normal(images.shape, np.float32)
+        cos = engine.pooled_cosine(reference.run(noisy, layers[:1])[layers[0]], want[layers[0]])
         floor.append(f"{cos.min():.4f} at {noise:.1%}")
     print(f"fp32 under input noise (of the images' spread): pooled cosine min "
           f"{', '.join(floor)}\n")
-    rows = []  # label, run, error columns: timed together at the end
+    rows = []  # label, timer(seconds) -> img/s, error columns: timed together at the end
 
-    def report(label, run):
-        got = outputs(run, images, batch)
+    def report(label, run=None, got=None, timer=None):
+        """A row: `run` here (outputs and timing), or the outputs `got` and `timer` of one
+        run elsewhere."""
+        got = outputs(run, images, batch) if got is None else got
+        timer = timer or (lambda seconds, run=run: rate(run, images[:batch], seconds))
         cos = engine.pooled_cosine(got[0], want[layers[0]])
         errs = " / ".join(f"{engine.rel_err(g, want[k]):.1e}" for g, k in zip(got, layers))
-        rows.append((label, run, f"{cos.min():.4f} / {np.median(cos):.4f} | {errs}"))
+        rows.append((label, timer, f"{cos.min():.4f} / {np.median(cos):.4f} | {errs}"))
 
     def engine_run(net):
         return lambda b: [v for v in net.run(b, layers).values()]
@@ -188,6 +235,10 @@ def main():
         label = f"engine int8, {len(keep)} ops kept out (**refused**: {str(e)[:40]}...)"
     record = engine.cache.checks(os.path.dirname(net.prefix))
     kept = next((v.get("fp32_ops") for v in record.values() if isinstance(v, dict)), 0)
+    nodes = engine.quantizable_nodes(spec, layers)
+    left_out = {"keep": list(next((k for k in engine.int8_levels(spec, layers)
+                                   if len(k) == kept), ())),
+                "channels": [n.shape[0] for n in nodes]}
     rest = "bf16" if engine.int8_mode(net.backend) == "int8+bf16" else "fp32"
     report(f"{label}{f', {kept} ops kept out' if kept and 'refused' not in label else ''}"
            f" (the rest of the network in {rest})", engine_run(net))
@@ -199,10 +250,15 @@ def main():
         onnx_rows(report, fp32.prefix, images, work)
     except ImportError:
         print("onnxruntime / paddle2onnx not installed: no ONNX Runtime rows\n")
+    try:
+        openvino_rows(report, onnx_file(fp32.prefix, os.path.join(work, "fp32.onnx")), images,
+                      work, batch, left_out)
+    except ImportError as e:
+        print(f"no OpenVINO rows ({e}; pip install openvino nncf paddle2onnx)\n")
     speeds = [[] for _ in rows]
     for _ in range(ROUNDS):  # interleaved: a machine that slows down slows every row
-        for i, (_, run, _) in enumerate(rows):
-            speeds[i].append(rate(run, x, args.seconds / ROUNDS))
+        for i, (_, timer, _) in enumerate(rows):
+            speeds[i].append(timer(args.seconds / ROUNDS))
     base = float(np.median(speeds[0]))
     print("| row | img/s | x fp32 engine | pooled cosine min / median | max rel. error |")
     print("|---|---|---|---|---|")

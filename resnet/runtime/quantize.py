@@ -6,9 +6,10 @@ quantize/dequantize pairs on the inputs and weights of the convs and fcs; both C
 then run those in int8: OpenVINO turns the pairs into u8 kernels (with the fp32 precision
 hint: it refuses an int8 one), oneDNN through its int8 passes (`enable_mkldnn_int8`). Nothing
 else is rounded (_NoOutputRounding says why), and the ops at given positions can be left in
-fp32 (engine.int8_levels). Chosen by measurement over OpenVINO's NNCF (a 60 MB extra
-dependency for a few % more speed) and 'KL' calibration (5x slower to calibrate, no more
-accurate): docs/engine_notes.md.
+fp32 (engine.int8_levels). Chosen by measurement over OpenVINO's NNCF (an extra runtime
+outside Paddle Inference, whose faster models also round the residual adds and miss the
+bound) and 'KL' calibration (5x slower to calibrate, no more accurate):
+docs/engine_notes.md.
 
 PTQ in Paddle 3.3.1 stores most activation scales as 0-D tensors where the program declares
 shape [1]; OpenVINO's Paddle frontend then fails to load the model, so every parameter is
