@@ -1,17 +1,20 @@
 """OpenVINO run directly (not through Paddle) on an ONNX file, fp32 and NNCF int8: the rows
 bench/precision.py adds when `pip install openvino nncf` is done.
 
-A child process of its own: Paddle Inference carries its own, older OpenVINO, and with both
-runtimes in one process this one's fp32 ran at half the speed it has alone (they share one
-TBB library). The parent starts it, reads each row's outputs, and asks for timings in its own
+A child process of its own: Paddle Inference carries its own, older OpenVINO, and this one's
+fp32 timed far slower in a process where Paddle's engines ran than alone (cause not looked
+into). The parent starts it, reads each row's outputs, and asks for timings in its own
 interleaved rounds:
 
     python bench/openvino_rows.py MODEL.onnx IMAGES.npy OUT.npz BATCH [KEEP.json]
-    stdout, first line: {"labels": [...]} (or {"missing": "why"}); the outputs of row i on
-    every image, output k, are OUT.npz's "i_k"; KEEP.json: {"keep": [positions], "channels":
-    [output channels of every conv and fc, in order]}, for a row with those ops left out of
-    int8 (NNCF's ignored scope), the way the engine's int8 level 1 leaves them; then each stdin line "I SECONDS" is answered
-    with row I's images/s over that many seconds on the first BATCH images.
+
+- stdout, first line: {"labels": [...]} (or {"missing": "why"}); the outputs of row i on
+  every image, output k, are OUT.npz's "i_k";
+- KEEP.json: {"keep": [positions], "channels": [output channels of every conv and fc, in
+  order]} adds a row with the ops at those positions left out of int8 (NNCF's ignored
+  scope), as the engine's int8 levels leave them out;
+- then each stdin line "I SECONDS" is answered with row I's images/s over that many seconds
+  on the first BATCH images.
 """
 from __future__ import annotations
 
@@ -48,9 +51,10 @@ def rows(onnx_path: str, images: np.ndarray, keep: dict | None) -> list[tuple[st
             channels = [op.get_output_partial_shape(0)[1].get_length()
                         for op in model.get_ordered_ops()
                         if op.get_type_name() in ("Convolution", "MatMul")]
-            if channels != keep["channels"]:  # another order than the engine's: say so
-                raise SystemExit("openvino_rows: the ONNX graph's convolutions are not in the "
-                                 "engine's order; no row with ops left out")
+            if channels != keep["channels"]:  # another order than the engine's: no row
+                print("openvino_rows: the ONNX graph's convolutions are not in the engine's "
+                      "order; no row with ops left out", file=sys.stderr)
+                continue
         quantized = nncf.quantize(model, dataset, subset_size=len(images),
                                   ignored_scope=nncf.IgnoredScope(
                                       names=[names[i] for i in ignored]) if ignored else None)
@@ -68,8 +72,12 @@ def main(onnx_path: str, images_path: str, out_path: str, batch: str,
     answer = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     images, batch = np.load(images_path), int(batch)
+    keep = None
+    if keep_path:
+        with open(keep_path) as f:
+            keep = json.load(f)
     try:
-        made = rows(onnx_path, images, json.load(open(keep_path)) if keep_path else None)
+        made = rows(onnx_path, images, keep)
     except ImportError as e:
         print(json.dumps({"missing": str(e)}), file=answer, flush=True)
         return
