@@ -45,19 +45,17 @@ def rows(onnx_path: str, images: np.ndarray, keep: dict | None) -> list[tuple[st
     made = [(f"OpenVINO {ov.__version__.split('-')[0]} fp32", fp32)]
     for ignored in [[]] + ([keep["keep"]] if keep and keep["keep"] else []):
         model = core.read_model(onnx_path)
-        names = [op.get_friendly_name() for op in model.get_ordered_ops()
-                 if op.get_type_name() in ("Convolution", "MatMul")]
+        ops = [op for op in model.get_ordered_ops()
+               if op.get_type_name() in ("Convolution", "MatMul")]
         if ignored:
-            channels = [op.get_output_partial_shape(0)[1].get_length()
-                        for op in model.get_ordered_ops()
-                        if op.get_type_name() in ("Convolution", "MatMul")]
+            channels = [op.get_output_partial_shape(0)[1].get_length() for op in ops]
             if channels != keep["channels"]:  # another order than the engine's: no row
                 print("openvino_rows: the ONNX graph's convolutions are not in the engine's "
                       "order; no row with ops left out", file=sys.stderr)
                 continue
-        quantized = nncf.quantize(model, dataset, subset_size=len(images),
-                                  ignored_scope=nncf.IgnoredScope(
-                                      names=[names[i] for i in ignored]) if ignored else None)
+        scope = (nncf.IgnoredScope(names=[ops[i].get_friendly_name() for i in ignored])
+                 if ignored else None)
+        quantized = nncf.quantize(model, dataset, subset_size=len(images), ignored_scope=scope)
         int8 = core.compile_model(quantized, "CPU", {"INFERENCE_NUM_THREADS": cores})
         rest = int8.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         left = f", the engine's {len(ignored)} ops left out" if ignored else ""

@@ -3,9 +3,10 @@ fp32 on first use and refused under the cosine bound.
 
 ResNet-18 with seeded random weights whose batch norms take their statistics from probe photos
 and whose residual branches are scaled down by 0.25 (vgg_weights.seeded_weights: at full scale
-a random ResNet is chaotic, and no 8-bit model of it can be judged); the images are crops of the example photos. Random weights make top-1
-agreement meaningless, so the checks are on features: the pooled-feature cosine the engine
-reports and the rows written, against an fp32 run of the same images.
+a random ResNet is chaotic, and no 8-bit model of it can be judged); the images are crops of
+the example photos. Random weights make top-1 agreement meaningless, so the checks are on
+features: the pooled-feature cosine the engine reports and the rows written, against an fp32
+run of the same images.
 """
 import json
 import os
