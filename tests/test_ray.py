@@ -111,9 +111,15 @@ def wait_for_parts(out, at_least, proc, timeout=240):
 
 
 def test_local_ray_equals_local_runner(ns, model, photos, reference, tmp_path):
+    """Also --precision=auto on Ray: the actors measure their choice, the driver logs it once
+    per node and records it in manifest.json. The kernels are capped at AVX (no AVX2), so the
+    only candidate on every CPU is fp32 (values still within 1e-5 of the local run's), and the
+    run costs no quantization; the choice among several precisions is tested on the local
+    runner (test_int8.py), the uncapped Ray runs by the tests below."""
     out = tmp_path / "ray"
-    proc = run_in(ns, extract_args(model, photos / "list.txt", out, "--runner=ray"),
-                  env={"RESNET_PART_ROWS": "16"})
+    proc = run_in(ns, extract_args(model, photos / "list.txt", out, "--runner=ray",
+                                   "--precision=auto"),
+                  env={"RESNET_PART_ROWS": "16", "ONEDNN_MAX_CPU_ISA": "AVX"})
     assert proc.returncode == 3, proc.stderr
     assert_same(out, reference)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -123,6 +129,23 @@ def test_local_ray_equals_local_runner(ns, model, photos, reference, tmp_path):
     assert (cluster["address"], cluster["nodes"], cluster["actors"]) == ("local", 1, "1")
     assert not (out / "parts").exists()  # staged parts removed once joined into features.h5
     assert "skipped" in proc.stderr and "Traceback" not in proc.stderr
+    chosen = [line for line in proc.stderr.splitlines() if "--precision=auto chose" in line]
+    assert len(chosen) == 1 and re.search(r"chose fp32 on node \w+ \(images/s at batch \d+: "
+                                          r"fp32 [\d.]+\)$", chosen[0]), proc.stderr
+    assert (manifest["precision"], manifest["precision_chosen"]) == ("auto", "fp32")
+    (record,) = manifest["precision_measured"].values()
+    assert record["precision"] == "fp32" and list(record["img_per_s"]) == ["fp32"]
+
+
+def test_nodes_that_choose_differently_are_recorded_as_mixed():
+    from resnet.runners.ray_data import chosen_precisions
+
+    a = {"precision": "int8", "img_per_s": {"int8": 60.0, "fp32": 30.0}}
+    b = {"precision": "bf16", "img_per_s": {"bf16": 50.0, "fp32": 30.0}}
+    assert chosen_precisions({}) == {}
+    assert chosen_precisions({"n1": a, "n2": dict(a)})["precision_chosen"] == "int8"
+    assert chosen_precisions({"n1": a, "n2": b}) == {
+        "precision_chosen": "mixed", "precision_measured": {"n1": a, "n2": b}}
 
 
 def test_driver_killed_then_resumed(ns, model, photos, reference, tmp_path):

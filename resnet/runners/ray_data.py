@@ -160,7 +160,7 @@ class PartWorker:
     """A Ray actor: builds the engine once, then runs and writes whole parts."""
 
     def __init__(self, job: PartJob):
-        self.job, self.error = job, ""
+        self.job, self.error, self.auto = job, "", ""
         try:
             self._start(job)
         except (ResnetError, OSError) as e:  # reported by the driver in one line, not retried
@@ -182,13 +182,19 @@ class PartWorker:
                               "copy (parameter checksums differ)")
         device = select_device(job.use_gpu)
         self.net = engine_for(job.engine, job.inputs, model, job.layers, device)
+        record = getattr(self.net, "auto", None)  # --precision=auto: what this actor chose
+        if record:
+            import ray
+
+            self.auto = json.dumps({"node": ray.get_runtime_context().get_node_id(),
+                                    "record": record})
 
     def __call__(self, row: dict) -> dict:
         job, k = self.job, int(row["part"])
         meta = json.loads(row["meta"])
         failed = meta["failed"]
         result = {"part": k, "rows": 0, "failed": json.dumps([why for _, why in failed]),
-                  "error": self.error}
+                  "error": self.error, "auto": self.auto}
         if self.error:
             return result
         if failed and job.inputs.strict:
@@ -241,6 +247,7 @@ class RayRunner:
         self.ray = None
         self.owned = False
         self.levels = {}
+        self.auto = {}  # --precision=auto: node id -> what its actors chose (engine's record)
 
     def device(self) -> str:
         """Each actor picks its device on its own node; the driver runs no engine."""
@@ -293,6 +300,7 @@ class RayRunner:
                                   self.pool.gpus > 0)
                     if todo:
                         written, _ = self.run_parts(items, todo, job, before)
+                        book.manifest.update(chosen_precisions(self.auto))
             except BaseException:
                 book.finish(False, discard_empty=False)  # parts already done stay for --resume
                 raise
@@ -393,6 +401,8 @@ class RayRunner:
             for result in results:
                 if result["error"]:
                     raise ResnetError(result["error"])
+                if result["auto"]:
+                    self._note_choice(json.loads(result["auto"]))
                 failed = json.loads(result["failed"])
                 for why in failed:
                     log.warning("skipped %s", why)
@@ -417,12 +427,34 @@ class RayRunner:
             progress.close()
         return written, skipped
 
+    def _note_choice(self, chosen: dict) -> None:
+        """Logs each node's --precision=auto choice once, as its first part comes back."""
+        node, record = chosen["node"], chosen["record"]
+        if node not in self.auto:
+            self.auto[node] = record
+            rates = ", ".join(f"{k} {v:g}" for k, v in sorted(
+                record["img_per_s"].items(), key=lambda kv: -kv[1]))
+            log.info("--precision=auto chose %s on node %s (images/s at batch %d: %s)",
+                     record["precision"], node[:12], record["batch"], rates)
+
     def close(self) -> None:
         if self.owned and self.ray is not None and self.ray.is_initialized():
             self.ray.shutdown()
         self.owned = False
         for name, level in self.levels.items():  # a Python caller's logging as it was
             logging.getLogger(name).setLevel(level)
+
+
+def chosen_precisions(by_node: dict) -> dict:
+    """The manifest entries of a --precision=auto run on Ray (local.chosen_precision's, per
+    node): "precision_chosen", the precision every node chose, or "mixed" when nodes chose
+    differently, and "precision_measured", each node's measurement by node id; nothing
+    otherwise. A resumed run records the choices of its own actors."""
+    if not by_node:
+        return {}
+    chosen = {record["precision"] for record in by_node.values()}
+    return {"precision_chosen": chosen.pop() if len(chosen) == 1 else "mixed",
+            "precision_measured": by_node}
 
 
 def _message(e: BaseException) -> str:
