@@ -136,14 +136,14 @@ def test_bf16_cli_refusal_on_this_cpu(model50, tmp_path):
 @pytest.mark.slow
 def test_cache_hit_miss_and_invalidation(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("RESNET_CACHE_DIR", str(tmp_path / "cache"))
-    spec = build(50)
+    spec = build(18)  # the cache's logic does not depend on the depth
     model = tmp_path / "m"
     values = params.random_params(spec, seed=11)
     params.save_model(str(model), spec, values)
     sha = params.model_checksum(str(model), spec)
     caplog.set_level("INFO", logger="resnet")
     first = engine.compiled_model(str(model), spec, ["output"], sha)
-    assert "compiling ResNet-50" in caplog.text
+    assert "compiling ResNet-18" in caplog.text
     caplog.clear()
     assert engine.compiled_model(str(model), spec, ["output"], sha) == first
     assert "found in cache" in caplog.text and "compiling" not in caplog.text
@@ -164,12 +164,14 @@ def test_cache_hit_miss_and_invalidation(tmp_path, monkeypatch, caplog):
     assert len(entries) == 3 and not [e for e in entries if e.startswith(".")]  # no leftovers
     info = json.loads((tmp_path / "cache" / os.path.dirname(first) / "entry.json").read_text())
     assert (info["model_sha256"], info["model_dir"], info["layer_num"], info["layers"]) == \
-        (sha, str(model), 50, ["output"])
+        (sha, str(model), 18, ["output"])
 
 
-def test_first_use_is_checked_and_recorded(model50, tmp_path, monkeypatch, caplog):
+def test_first_use_is_checked_and_recorded(model_factory, tmp_path, monkeypatch, caplog):
     """Every compiled model meets the dygraph reference once per backend and precision before
-    it is trusted; later runs read the record; --check (check=True) always compares."""
+    it is trusted; later runs read the record; --check (check=True) always compares.
+    ResNet-18: the record does not depend on the depth, and each check runs the reference."""
+    model = model_factory(18)
     monkeypatch.setenv("RESNET_CACHE_DIR", str(tmp_path / "cache"))
     calls = []
     real_verify = engine.verify
@@ -177,22 +179,22 @@ def test_first_use_is_checked_and_recorded(model50, tmp_path, monkeypatch, caplo
                         real_verify(*a, **k))
     caplog.set_level("INFO", logger="resnet")
     layers = ["pool1", "output"]
-    net = _engine(model50, 50, layers)
+    net = _engine(model, 18, layers)
     assert len(calls) == 1 and "check: engine matches the dygraph reference" in caplog.text
     [entry] = os.listdir(tmp_path / "cache")
     record = json.loads((tmp_path / "cache" / entry / engine.CHECKED).read_text())
     assert list(record) == [f"{net.backend}/fp32"] and 0 <= record[f"{net.backend}/fp32"] <= 1e-4
     caplog.clear()
-    _engine(model50, 50, layers)
+    _engine(model, 18, layers)
     assert len(calls) == 1 and "checked against the dygraph reference on first use" in caplog.text
-    _engine(model50, 50, layers, check=True)
+    _engine(model, 18, layers, check=True)
     assert len(calls) == 2
     # an engine that disagrees is refused, with the way out, and nothing is recorded for it
     (tmp_path / "cache" / entry / engine.CHECKED).unlink()
     monkeypatch.setitem(engine.TOLERANCE, "fp32", 0.0)
     with pytest.raises(ResnetError, match=r"differs from the dygraph reference .* over the fp32 "
                                           r"bound 0; run with RESNET_CPU_BACKEND=onednn"):
-        _engine(model50, 50, layers)
+        _engine(model, 18, layers)
     assert not (tmp_path / "cache" / entry / engine.CHECKED).exists()
 
 

@@ -264,5 +264,10 @@ def test_auto_chooses_the_fastest_precision_within_the_bound(work):
     assert line.replace("measured now", "measured on first use; --check measures again") \
         in r.stderr
     assert "vs fp32 on 24 calibration images" not in r.stderr  # nothing measured again
+    r = _extract(work, "auto_checked", "--precision=auto", "--check")  # measured again
+    assert r.returncode == 0, r.stderr
+    assert "--precision=auto chose " in r.stderr and "(measured now; " in r.stderr
+    # one fp32 reference for every candidate measured (int8's levels and bf16)
+    assert r.stderr.count("resnet: fp32 reference: 24 calibration images") == 1, r.stderr
     with pytest.raises(ResnetError, match="--precision=auto measures the CPU's precisions"):
         engine.check_options("inference", "gpu", False, "auto")

@@ -250,21 +250,22 @@ def test_readme_large_dumps_examples_run(model50, photo_list, tmp_path):
         assert lines[1].startswith("[0 ")  # an image is its own nearest neighbour
 
 
-def test_overwrite_clears_every_format_and_merge_checks_dtype(model50, photo_list, tmp_path):
+def test_overwrite_clears_every_format_and_merge_checks_dtype(model_factory, photo_list, tmp_path):
+    model = model_factory(18)  # the files, not the network, are under test
     pytest.importorskip("pyarrow", reason="pyarrow not installed: pip install '.[parquet]'")
     out = tmp_path / "o"
     fast = ["--output_layer=pool1", "--pool=avg", "--engine=dygraph"]
-    assert _extract(model50, photo_list, out, *fast).returncode == 0
-    r = _extract(model50, photo_list, out, *fast, "--format=parquet")
+    assert _extract(model, photo_list, out, *fast).returncode == 0
+    r = _extract(model, photo_list, out, *fast, "--format=parquet")
     assert r.returncode == 1 and "already holds output (features.h5, manifest.json, " in r.stderr
-    r = _extract(model50, photo_list, out, *fast, "--format=parquet", "--overwrite")
+    r = _extract(model, photo_list, out, *fast, "--format=parquet", "--overwrite")
     assert r.returncode == 0, r.stderr
     assert sorted(os.listdir(out)) == ["features.parquet", "manifest.json", "progress.json"]
     assert resnet.load_features(str(out))["pool1"].shape == (4, 64)
 
     sharded = tmp_path / "s"
     for i, dtype in ((1, "float16"), (2, "float32")):
-        r = _extract(model50, photo_list, sharded, *fast, f"--shard={i}/2", f"--dtype={dtype}")
+        r = _extract(model, photo_list, sharded, *fast, f"--shard={i}/2", f"--dtype={dtype}")
         assert r.returncode == 0, r.stderr
     r = run_cli("--job=merge", f"--output_dir={sharded}")
     assert r.returncode == 1

@@ -412,6 +412,8 @@ def reference_outputs(spec: Spec, values: dict, layers: list[str], images: np.nd
     with, computed once however many models are measured against it."""
     from resnet.runtime.network import Network
 
+    log.info("fp32 reference: %d calibration images through the dygraph network, to measure "
+             "against", len(images))
     reference = Network(spec).load_params(values)
     parts = [reference.run(images[i:i + batch], layers, pool)
              for i in range(0, len(images), batch)]
@@ -545,7 +547,7 @@ def describe_int8(stats: dict) -> str:
 def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: str,
            model_sha256: str, device: str = "cpu", threads: int = 0, trt: bool = False,
            precision: str = "fp32", max_batch: int = 16, check: bool = False,
-           pool: str = "none", calibration: np.ndarray | None = None):
+           pool: str = "none", calibration: np.ndarray | None = None, reference=None):
     """An object with `run(batch, layers) -> {layer: array}` for the chosen engine; with
     `pool` avg / max, (C, H, W) layers come back globally pooled to (C,).
 
@@ -553,7 +555,9 @@ def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: 
     engine is compared with the dygraph reference on its first use with each backend and
     precision (recorded in its cache entry), and on every run with `check`. int8 needs
     `calibration` images (preprocessed, N x 3 x H x W): the model is quantized with their
-    ranges, and measured against fp32 on them instead (measure_precision).
+    ranges, and measured against fp32 on them instead (measure_precision); `reference`, when
+    given, returns the fp32 reference outputs on `calibration` (reference_outputs) that the
+    caller already has, so that auto measures every precision against one computation.
     """
     check_options(engine, device, trt, precision)
     if not any(len(spec[name].shape) == 3 for name in layers):
@@ -569,7 +573,7 @@ def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: 
                      pool, calibration)
     if precision == "int8":
         return _int8(spec, values, layers, model_dir, model_sha256, device, threads, trt,
-                     max_batch, check, pool, calibration)
+                     max_batch, check, pool, calibration, reference)
     prefix = compiled_model(model_dir, spec, layers, model_sha256, pool)
     net = InferenceEngine(prefix, layers, device, threads, trt, precision, max_batch,
                           input_shape=spec["input"].shape)
@@ -588,7 +592,7 @@ def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: 
 
 
 def _int8(spec, values, layers, model_dir, model_sha256, device, threads, trt, max_batch,
-          check, pool, calibration):
+          check, pool, calibration, reference=None):
     """The first int8 model of int8_levels whose measurement on the calibration images
     passes the bound; each level's measurement is kept in its cache entry, so a later run
     goes straight to the accepted one."""
@@ -613,6 +617,8 @@ def _int8(spec, values, layers, model_dir, model_sha256, device, threads, trt, m
         if net.backend != backend:  # OpenVINO handed over to oneDNN: that one's record
             stats = cache.checks(folder).get(key)
         if check or stats is None:
+            if want is None and reference is not None:  # the caller's (auto's)
+                want = reference()
             if want is None:  # one reference for every level measured
                 if values is None:
                     values = params_io.load_model(model_dir, spec)
@@ -670,19 +676,23 @@ def _auto(spec, values, layers, model_dir, model_sha256, threads, max_batch, che
             values = params_io.load_model(model_dir, spec)
         batch = min(len(calibration), max_batch)
         rates = {"fp32": speed(fp32, calibration, layers, batch)}
-        nets, cosines = {"fp32": fp32}, {}
+        nets, cosines, want = {"fp32": fp32}, {}, []
+
+        def reference():  # computed once, when the first candidate is measured
+            if not want:
+                want.append(reference_outputs(spec, values, layers, calibration, pool))
+            return want[0]
+
         for precision in candidates()[:-1]:
             try:
                 net = create("inference", spec, values, layers, model_dir, model_sha256, "cpu",
                              threads, precision=precision, max_batch=max_batch, check=check,
-                             pool=pool, calibration=calibration)
+                             pool=pool, calibration=calibration, reference=reference)
             except ResnetError as e:  # over the bound: not a candidate
                 log.info("--precision=auto: %s left out (%s)", precision, e)
                 continue
             if precision == "bf16":
-                stats = measure_precision(net, reference_outputs(spec, values, layers,
-                                                                 calibration, pool),
-                                          layers, calibration, what="bf16")
+                stats = measure_precision(net, reference(), layers, calibration, what="bf16")
                 if not stats["accepted"]:
                     log.info("--precision=auto: bf16 left out (cosine %.4f under %s)",
                              stats["cosine_min"], INT8_MIN_COSINE)
