@@ -1,4 +1,8 @@
-"""`python -m resnet` end to end, as a user runs it: formats, multi-crop, predict, bad input."""
+"""`python -m resnet` end to end, as a user runs it: formats, multi-crop, predict, bad input.
+
+On a ResNet-18 v1 directory: what is tested here does not depend on the depth (ResNet-50's
+layer names and sizes through the CLI: test_scripts, test_large_outputs).
+"""
 import csv
 import os
 import shutil
@@ -16,7 +20,7 @@ from resnet.inputs import imaging
 from resnet.modelio.classes import class_name, imagenet_classes
 
 NAMES = ["cat.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg"]
-LAYERS = "res5_3_branch2c_bn,pool1,output"
+LAYERS = "res5_2_branch2b_bn,pool1,output"
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +33,14 @@ def photos(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def expected(model50):
+def model18(model_factory):
+    return model_factory(18)
+
+
+@pytest.fixture(scope="module")
+def expected(model18):
     """What the network gives for each photo, single and 10-crop, computed in-process."""
-    net = resnet.load(model50, 50)
+    net = resnet.load(model18, 18)
     mean = V1  # v1's preprocessing (a Recipe)
     layers = LAYERS.split(",")
     out = {}
@@ -48,11 +57,11 @@ def _extract(model, data, out, *extra):
 
 
 @pytest.mark.parametrize("fmt", ["hdf5", "pickle", "text"])
-def test_extract_each_format(model50, photos, expected, tmp_path, fmt):
-    r = _extract(model50, photos / "test.list", tmp_path, f"--format={fmt}")
+def test_extract_each_format(model18, photos, expected, tmp_path, fmt):
+    r = _extract(model18, photos / "test.list", tmp_path, f"--format={fmt}")
     assert r.returncode == 0, r.stderr
     first = r.stderr.splitlines()[0]
-    assert first == f"resnet: running ResNet-50 on CPU (paddle {paddle.__version__})"
+    assert first == f"resnet: running ResNet-18 on CPU (paddle {paddle.__version__})"
     assert "extracted 4 images" in r.stderr
     feats = resnet.load_features(str(tmp_path))
     assert feats.images == NAMES
@@ -63,18 +72,18 @@ def test_extract_each_format(model50, photos, expected, tmp_path, fmt):
     if fmt == "hdf5":
         with h5py.File(tmp_path / "features.h5") as f:
             assert f["labels"][:].tolist() == [0, 1, 2, 3]
-            assert f.attrs["count"] == 4 and f.attrs["layer_num"] == 50
+            assert f.attrs["count"] == 4 and f.attrs["layer_num"] == 18
     if fmt == "pickle":
         assert sorted(os.listdir(tmp_path)) == ["batch_0", "manifest.json", "progress.json"]
     if fmt == "text":
         lines = (tmp_path / "features.txt").read_text().splitlines()
         assert len(lines) == 4 and all(line.count(";") == 2 for line in lines)
         first_layer = lines[0].split(";")[0].split()
-        assert len(first_layer) == 2048 * 7 * 7
+        assert len(first_layer) == 512 * 7 * 7
 
 
-def test_extract_multi_crop_averages(model50, photos, expected, tmp_path):
-    r = _extract(model50, photos / "test.list", tmp_path, "--multi_crop")
+def test_extract_multi_crop_averages(model18, photos, expected, tmp_path):
+    r = _extract(model18, photos / "test.list", tmp_path, "--multi_crop")
     assert r.returncode == 0, r.stderr
     feats = resnet.load_features(str(tmp_path / "features.h5"))
     for name, want in expected[True].items():
@@ -82,9 +91,9 @@ def test_extract_multi_crop_averages(model50, photos, expected, tmp_path):
     assert rel_err(feats["pool1"], expected[False]["pool1"]) > 1e-2  # really a different input
 
 
-def test_predict_lines_and_csv(model50, photos, expected, tmp_path):
+def test_predict_lines_and_csv(model18, photos, expected, tmp_path):
     csv_path = tmp_path / "pred.csv"
-    r = run_cli("--job=predict", f"--model={model50}", f"--data={photos / 'test.list'}",
+    r = run_cli("--job=predict", f"--model={model18}", f"--data={photos / 'test.list'}",
                 "--use_gpu=0", "--multi_crop", f"--output_file={csv_path}")
     assert r.returncode == 0, r.stderr
     probs = expected[True]["output"]
@@ -103,7 +112,7 @@ def test_predict_lines_and_csv(model50, photos, expected, tmp_path):
     assert second.strip().startswith(f"1. {idx:4d}".strip()) and imagenet_classes()[idx][0] in second
 
 
-def test_bad_entries_are_skipped_listed_and_counted(model50, photos, expected, tmp_path):
+def test_bad_entries_are_skipped_listed_and_counted(model18, photos, expected, tmp_path):
     bad = tmp_path / "in"
     bad.mkdir()
     (bad / "empty.jpg").write_bytes(b"")
@@ -112,7 +121,7 @@ def test_bad_entries_are_skipped_listed_and_counted(model50, photos, expected, t
     lst.write_text(f"{photos / 'cat.jpg'}\n{bad / 'empty.jpg'}\n{photos / 'coffee.jpg'}\n"
                    f"{bad / 'missing.jpg'}\n{bad / 'text.jpg'}\n{photos / 'rocket.jpg'}\n")
     out = tmp_path / "out"
-    r = _extract(model50, lst, out)
+    r = _extract(model18, lst, out)
     assert r.returncode == 3, r.stderr
     assert "Traceback" not in r.stderr
     for name, reason in (("empty.jpg", "empty file"), ("missing.jpg", "file not found"),
@@ -124,28 +133,28 @@ def test_bad_entries_are_skipped_listed_and_counted(model50, photos, expected, t
         str(bad / "empty.jpg"), str(bad / "missing.jpg"), str(bad / "text.jpg")]
     feats = resnet.load_features(str(out))
     assert feats.images == [str(photos / n) for n in ("cat.jpg", "coffee.jpg", "rocket.jpg")]
-    want = expected[False]["res5_3_branch2c_bn"][[0, 1, 3]]
-    assert rel_err(feats["res5_3_branch2c_bn"], want) <= 1e-5
+    want = expected[False]["res5_2_branch2b_bn"][[0, 1, 3]]
+    assert rel_err(feats["res5_2_branch2b_bn"], want) <= 1e-5
 
 
-def test_strict_stops_at_first_bad_image(model50, photos, tmp_path):
+def test_strict_stops_at_first_bad_image(model18, photos, tmp_path):
     lst = tmp_path / "s.list"
     lst.write_text(f"{photos / 'cat.jpg'}\n{tmp_path / 'missing.jpg'}\n{photos / 'coffee.jpg'}\n")
-    r = _extract(model50, lst, tmp_path / "out", "--strict", "--batch_size=1")
+    r = _extract(model18, lst, tmp_path / "out", "--strict", "--batch_size=1")
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1] == (
         f"resnet: error: {tmp_path / 'missing.jpg'}: file not found (stopped: --strict)")
     assert resnet.load_features(str(tmp_path / "out")).images == [str(photos / "cat.jpg")]
 
 
-def test_unknown_layer_fails_before_any_work(model50, photos, tmp_path):
+def test_unknown_layer_fails_before_any_work(model18, photos, tmp_path):
     out = tmp_path / "out"
-    r = run_cli("--job=extract", f"--model={model50}", f"--data={photos / 'test.list'}",
-                f"--output_dir={out}", "--output_layer=res5_3_branch2c_bm,pool1", "--use_gpu=0")
+    r = run_cli("--job=extract", f"--model={model18}", f"--data={photos / 'test.list'}",
+                f"--output_dir={out}", "--output_layer=res5_2_branch2b_bm,pool1", "--use_gpu=0")
     assert r.returncode == 1
     last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith("resnet: error: unknown output layer 'res5_3_branch2c_bm' (did you "
-                           "mean: res5_3_branch2c_bn")
+    assert last.startswith("resnet: error: unknown output layer 'res5_2_branch2b_bm' (did you "
+                           "mean: res5_2_branch2b_bn")
     assert not out.exists()
 
 
@@ -156,8 +165,8 @@ def test_unknown_layer_fails_before_any_work(model50, photos, tmp_path):
     (["--data=/nonexistent.list"], "/nonexistent.list: input list or image not found"),
     (["--model=/nonexistent_model"], "/nonexistent_model: model directory not found"),
 ])
-def test_bad_flags_one_line_errors(model50, photos, tmp_path, flags, message):
-    args = {"--model": model50, "--data": str(photos / "test.list"),
+def test_bad_flags_one_line_errors(model18, photos, tmp_path, flags, message):
+    args = {"--model": model18, "--data": str(photos / "test.list"),
             "--output_dir": str(tmp_path / "o")}
     for f in flags:
         args[f.split("=")[0]] = f.split("=", 1)[1]
@@ -169,15 +178,15 @@ def test_bad_flags_one_line_errors(model50, photos, tmp_path, flags, message):
     assert message in r.stderr.strip().splitlines()[-1]
 
 
-def test_single_image_and_directory_inputs(model50, photos, tmp_path):
-    r = _extract(model50, photos / "cat.jpg", tmp_path / "one", "--format=text")
+def test_single_image_and_directory_inputs(model18, photos, tmp_path):
+    r = _extract(model18, photos / "cat.jpg", tmp_path / "one", "--format=text")
     assert r.returncode == 0, r.stderr
     assert resnet.load_features(str(tmp_path / "one")).images == [str(photos / "cat.jpg")]
     extra = photos / "sub"
     extra.mkdir(exist_ok=True)
     write_jpeg(extra / "b.jpg")
     write_jpeg(extra / "a.png", seed=1)
-    r = _extract(model50, extra, tmp_path / "dir")
+    r = _extract(model18, extra, tmp_path / "dir")
     assert r.returncode == 0, r.stderr
     assert resnet.load_features(str(tmp_path / "dir")).images == [
         str(extra / "a.png"), str(extra / "b.jpg")]
