@@ -233,8 +233,7 @@ def main():
         prefix = engine.compiled_model(model, spec, layers, sha, calibration=images, keep=keep)
         net = engine.InferenceEngine(prefix, layers, precision="int8")
         label = f"engine int8, {len(keep)} ops kept out (**refused**: {str(e)[:40]}...)"
-    record = engine.cache.checks(os.path.dirname(net.prefix)).get(
-        engine.check_key(net.backend, False, engine.int8_mode(net.backend)))  # this engine's
+    record = engine.cache.checks(os.path.dirname(net.prefix)).get(engine.int8_key(net.backend))
     kept = (record or {}).get("fp32_ops", 0)
     nodes = engine.quantizable_nodes(spec, layers)
     left_out = {"keep": list(next((k for k in engine.int8_levels(spec, layers)

@@ -429,13 +429,13 @@ class RayRunner:
 
     def _note_choice(self, chosen: dict) -> None:
         """Logs each node's --precision=auto choice once, as its first part comes back."""
+        from resnet.runtime.engine import describe_speeds
+
         node, record = chosen["node"], chosen["record"]
         if node not in self.auto:
             self.auto[node] = record
-            rates = ", ".join(f"{k} {v:g}" for k, v in sorted(
-                record["img_per_s"].items(), key=lambda kv: -kv[1]))
-            log.info("--precision=auto chose %s on node %s (images/s at batch %d: %s)",
-                     record["precision"], node[:12], record["batch"], rates)
+            log.info("--precision=auto chose %s on node %s (%s)", record["precision"],
+                     node[:12], describe_speeds(record))
 
     def close(self) -> None:
         if self.owned and self.ray is not None and self.ray.is_initialized():

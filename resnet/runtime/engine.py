@@ -17,6 +17,7 @@ failed run (InferenceEngine._guard). GPU (paddlepaddle-gpu): cuDNN, optionally T
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -157,6 +158,11 @@ def _usable(folder: str) -> bool:
 def check_key(backend: str, trt: bool, precision: str) -> str:
     """Where a compiled model's check for one way of running it is kept (cache.checks)."""
     return f"{backend}{'+trt' if trt else ''}/{precision}"
+
+
+def int8_key(backend: str, trt: bool = False) -> str:
+    """Where an int8 model's measurement on `backend` is kept (check_key, in int8_mode)."""
+    return check_key(backend, trt, int8_mode(backend))
 
 
 def int8_mode(backend: str) -> str:
@@ -420,6 +426,24 @@ def reference_outputs(spec: Spec, values: dict, layers: list[str], images: np.nd
     return {k: np.concatenate([p[k] for p in parts]) for k in layers}
 
 
+def lazy_reference(spec: Spec, values: dict | None, layers: list[str], images: np.ndarray,
+                   pool: str, model_dir: str):
+    """reference_outputs on `images` as a function computed on its first call only (the
+    model's values read from `model_dir` then, if not given): several models measured
+    against one reference, and none computed when every measurement is cached."""
+    @functools.cache
+    def reference() -> dict[str, np.ndarray]:
+        return reference_outputs(spec, params_io.load_model(model_dir, spec)
+                                 if values is None else values, layers, images, pool)
+    return reference
+
+
+def describe_speeds(chosen: dict) -> str:
+    """--precision=auto's measured speeds (its record), fastest first, for the log."""
+    rates = sorted(chosen["img_per_s"].items(), key=lambda kv: -kv[1])
+    return f"images/s at batch {chosen['batch']}: " + ", ".join(f"{k} {v:g}" for k, v in rates)
+
+
 def measure_precision(net, want: dict[str, np.ndarray], layers: list[str], images: np.ndarray,
                       batch: int = 16, what: str = "int8") -> dict:
     """An int8 or bf16 engine against the fp32 reference outputs `want` (reference_outputs)
@@ -596,8 +620,10 @@ def _int8(spec, values, layers, model_dir, model_sha256, device, threads, trt, m
     """The first int8 model of int8_levels whose measurement on the calibration images
     passes the bound; each level's measurement is kept in its cache entry, so a later run
     goes straight to the accepted one."""
-    stats = want = None
+    stats = None
     backend = "gpu" if device == "gpu" else cpu_backend()
+    if reference is None:  # one reference for every level measured
+        reference = lazy_reference(spec, values, layers, calibration, pool, model_dir)
     for keep in int8_levels(spec, layers):
         if stats is not None:
             log.info("int8 refused with %s (cosine %.4f); trying again with %d "
@@ -607,23 +633,17 @@ def _int8(spec, values, layers, model_dir, model_sha256, device, threads, trt, m
         prefix = compiled_model(model_dir, spec, layers, model_sha256, pool, calibration,
                                 keep)
         folder = os.path.dirname(prefix)
-        stats = cache.checks(folder).get(check_key(backend, trt, int8_mode(backend)))
+        stats = cache.checks(folder).get(int8_key(backend, trt))
         if not check and stats and stats["cosine_min"] < INT8_MIN_COSINE:
             log.info("int8 measured against fp32 on first use: %s", describe_int8(stats))
             continue  # refused before: no need to load it
         net = InferenceEngine(prefix, layers, device, threads, trt, "int8", max_batch,
                               input_shape=spec["input"].shape)
-        key = check_key(net.backend, trt, int8_mode(net.backend))
+        key = int8_key(net.backend, trt)
         if net.backend != backend:  # OpenVINO handed over to oneDNN: that one's record
             stats = cache.checks(folder).get(key)
         if check or stats is None:
-            if want is None and reference is not None:  # the caller's (auto's)
-                want = reference()
-            if want is None:  # one reference for every level measured
-                if values is None:
-                    values = params_io.load_model(model_dir, spec)
-                want = reference_outputs(spec, values, layers, calibration, pool)
-            stats = dict(measure_precision(net, want, layers, calibration),
+            stats = dict(measure_precision(net, reference(), layers, calibration),
                          fp32_ops=len(keep))
             cache.record_check(folder, key, stats)
         else:
@@ -676,12 +696,8 @@ def _auto(spec, values, layers, model_dir, model_sha256, threads, max_batch, che
             values = params_io.load_model(model_dir, spec)
         batch = min(len(calibration), max_batch)
         rates = {"fp32": speed(fp32, calibration, layers, batch)}
-        nets, cosines, want = {"fp32": fp32}, {}, []
-
-        def reference():  # computed once, when the first candidate is measured
-            if not want:
-                want.append(reference_outputs(spec, values, layers, calibration, pool))
-            return want[0]
+        nets, cosines = {"fp32": fp32}, {}
+        reference = lazy_reference(spec, values, layers, calibration, pool, model_dir)
 
         for precision in candidates()[:-1]:
             try:
@@ -698,8 +714,7 @@ def _auto(spec, values, layers, model_dir, model_sha256, threads, max_batch, che
                              stats["cosine_min"], INT8_MIN_COSINE)
                     continue
             else:  # int8: create() kept the accepted model's measurement in its entry
-                stats = cache.checks(os.path.dirname(net.prefix))[
-                    check_key(net.backend, False, int8_mode(net.backend))]
+                stats = cache.checks(os.path.dirname(net.prefix))[int8_key(net.backend)]
             cosines[precision] = round(stats["cosine_min"], 4)
             rates[precision], nets[precision] = speed(net, calibration, layers, batch), net
         best = max(rates, key=rates.get)
@@ -712,10 +727,7 @@ def _auto(spec, values, layers, model_dir, model_sha256, threads, max_batch, che
         net = fp32 if best == "fp32" else create(
             "inference", spec, values, layers, model_dir, model_sha256, "cpu", threads,
             precision=best, max_batch=max_batch, pool=pool, calibration=calibration)
-    rates = ", ".join(f"{k} {v:g}" for k, v in sorted(chosen["img_per_s"].items(),
-                                                       key=lambda kv: -kv[1]))
-    log.info("--precision=auto chose %s (%s; images/s at batch %d: %s)", best, how,
-             chosen["batch"], rates)
+    log.info("--precision=auto chose %s (%s; %s)", best, how, describe_speeds(chosen))
     net.auto = chosen
     return net
 
