@@ -1,5 +1,4 @@
 import os
-import subprocess
 import sys
 
 import cv2
@@ -15,6 +14,39 @@ from resnet.modelio import params  # noqa: E402
 from resnet.models import build  # noqa: E402
 
 EXAMPLES = os.path.join(ROOT, "example")
+
+
+#: the CPUs this test process was given, before _pin_worker shares them out
+ALL_CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
+def _pin_worker():
+    """Each pytest-xdist worker gets its own share of the CPUs (the runs it starts inherit it).
+
+    Unpinned, two workers each running oneDNN with one thread per core oversubscribe the
+    machine and the suite takes longer; pinned, the code under test sees a smaller machine
+    (the `all_cpus` fixture gives a test the whole of it back).
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    count = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if worker and count and len(ALL_CPUS) >= int(count) > 1:
+        os.sched_setaffinity(0, ALL_CPUS[int(worker[2:])::int(count)])
+
+
+_pin_worker()
+
+
+@pytest.fixture(scope="module")
+def all_cpus():
+    """Every CPU of the machine for this module's runs (a Ray cluster sized by the cores it
+    sees needs more than one worker's share), then the worker's share again."""
+    if not ALL_CPUS:
+        yield
+        return
+    share = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, ALL_CPUS)
+    yield
+    os.sched_setaffinity(0, share)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -90,6 +122,8 @@ def write_jpeg(path, h=180, w=240, seed=0):
 
 def run_cli(*args, cwd=None, env=None, timeout=600):
     """Run `python -m resnet` as a user would; returns the CompletedProcess."""
+    import launch
+
     full_env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
-    return subprocess.run([sys.executable, "-m", "resnet", *args], cwd=cwd or ROOT, env=full_env,
+    return launch.run([sys.executable, "-m", "resnet", *args], cwd=cwd or ROOT, env=full_env,
                           capture_output=True, text=True, timeout=timeout)

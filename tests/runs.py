@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 
+import launch
 import pytest
 from conftest import ROOT
 
@@ -24,7 +25,7 @@ def interrupt(cmd, sig, delay, tries=4):
     """
     out = cmd[6].split("=", 1)[1]
     for _ in range(tries):
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        proc = launch.popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=dict(os.environ, PYTHONPATH=ROOT))
         deadline = time.monotonic() + 120
         while not os.path.exists(os.path.join(out, "progress.json")) and proc.poll() is None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import h5py
+import launch
 import numpy as np
 import pytest
 from conftest import ROOT, run_cli, write_jpeg
@@ -58,7 +59,7 @@ def model18(model_factory):
 @pytest.fixture(scope="module")
 def full_run(model18, long_list, tmp_path_factory):
     out = tmp_path_factory.mktemp("full")
-    r = subprocess.run(_cmd(model18, long_list, out), capture_output=True, text=True,
+    r = launch.run(_cmd(model18, long_list, out), capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=ROOT))
     assert r.returncode == 3, r.stderr
     return out
@@ -76,11 +77,11 @@ def test_interrupted_run_resumes_to_identical_output(model18, long_list, full_ru
         assert rc == 130 and "--resume" in err and "Traceback" not in err
     with h5py.File(out / "features.h5") as f:  # readable after the interruption
         assert f["images"].shape[0] >= 2
-    again = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+    again = launch.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
     assert again.returncode == 1 and "pass --resume" in again.stderr
     # a second interruption during the resumed run, then a final resume
     rc, err = _interrupt(cmd + ["--resume"], signal.SIGKILL, rng.uniform(0.0, 1.0))
-    done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True,
+    done = launch.run(cmd + ["--resume"], capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=ROOT))
     assert done.returncode == 3, done.stderr
     assert "resuming" in done.stderr
@@ -106,7 +107,7 @@ def test_overwrite_and_changed_settings(model18, long_list, full_run, tmp_path):
 
 def test_two_concurrent_shards_merge_to_the_full_run(model18, long_list, full_run, tmp_path):
     out = tmp_path / "sharded"
-    procs = [subprocess.Popen(_cmd(model18, long_list, out, f"--shard={i}/2"),
+    procs = [launch.popen(_cmd(model18, long_list, out, f"--shard={i}/2"),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=dict(os.environ, PYTHONPATH=ROOT)) for i in (1, 2)]
     codes = [p.wait(timeout=300) for p in procs]

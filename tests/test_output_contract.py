@@ -7,8 +7,8 @@ two shards merged equal the whole run.
 """
 import os
 import signal
-import subprocess
 
+import launch
 import numpy as np
 import pytest
 from conftest import ROOT, run_cli
@@ -25,7 +25,7 @@ LAYERS = ["res4_1_branch2a_conv", "output"]  # runs.cmd's layers
 
 
 def _run(args):
-    return subprocess.run(args, capture_output=True, text=True,
+    return launch.run(args, capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=ROOT))
 
 

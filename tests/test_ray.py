@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 
+import launch
 import numpy as np
 import pytest
 from conftest import ROOT, write_jpeg
@@ -22,7 +23,8 @@ from netns import Netns, children, cmdline, stop_tree
 import resnet
 
 pytest.importorskip("ray.data", reason="ray[data] is not installed (pip install -e '.[ray]')")
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray"),
+              pytest.mark.usefixtures("all_cpus")]  # a cluster sized by the cores it sees
 
 IMAGES = 100
 ENV = {"PYTHONPATH": ROOT, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -71,7 +73,7 @@ def run_in(ns, argv, env=None, timeout=300):
 def reference(model, photos, tmp_path_factory):
     """The local runner's output for the same list (HDF5)."""
     out = tmp_path_factory.mktemp("ray_ref") / "out"
-    proc = subprocess.run(extract_args(model, photos / "list.txt", out),
+    proc = launch.run(extract_args(model, photos / "list.txt", out),
                           env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 3, proc.stderr
@@ -285,7 +287,7 @@ def test_s3_input_on_a_cluster(ns, cluster, model, photos, tmp_path):
         local = tmp_path / "local_list.txt"
         local.write_text("".join(f"{photos / n}\n" for n in names))
         ref = tmp_path / "ref"
-        proc = subprocess.run(extract_args(model, local, ref), env=dict(os.environ, PYTHONPATH=ROOT),
+        proc = launch.run(extract_args(model, local, ref), env=dict(os.environ, PYTHONPATH=ROOT),
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
         out = tmp_path / "s3"  # through the Python API, as a notebook on the cluster would

@@ -10,10 +10,10 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 
 import h5py
+import launch
 import numpy as np
 import pytest
 from conftest import ROOT, run_cli, write_jpeg
@@ -378,7 +378,7 @@ def _namespace():
     """How to run a script that mounts a tmpfs: a private mount namespace (as root), or a
     user namespace; None when neither works here."""
     for prefix in (["unshare", "-m", "--propagation", "private"], ["unshare", "-rm"]):
-        if shutil.which("unshare") and subprocess.run(
+        if shutil.which("unshare") and launch.run(
                 prefix + ["sh", "-c", "d=$(mktemp -d) && mount -t tmpfs -o size=1m tmpfs $d "
                           "&& umount $d && rmdir $d"], capture_output=True).returncode == 0:
             return prefix
@@ -398,7 +398,7 @@ def disk_list(tmp_path_factory):
 def test_full_disk_stops_hdf5_in_one_line_and_resume_completes(tiny, disk_list, tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT, RESNET_COMMIT_SECONDS="0")
     ref = tmp_path / "ref"
-    r = subprocess.run(_disk_cmd(tiny, disk_list, ref), capture_output=True, text=True, env=env)
+    r = launch.run(_disk_cmd(tiny, disk_list, ref), capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     prefix = _namespace()
     mnt, logs = tmp_path / "mnt", tmp_path / "logs"
@@ -415,7 +415,7 @@ def test_full_disk_stops_hdf5_in_one_line_and_resume_completes(tiny, disk_list, 
                   f'{shlex.join(again)} 2> "{logs}/resume.err"; '
                   f'echo $? > "{logs}/resume.rc"\n'
                   f'cp -a "{out}" "{logs}/resumed"\n')
-        r = subprocess.run(prefix + ["sh", "-c", script], capture_output=True, text=True,
+        r = launch.run(prefix + ["sh", "-c", script], capture_output=True, text=True,
                            env=env, timeout=900)
         assert r.returncode == 0, r.stderr
         full_rc, full_err = int((logs / "full.rc").read_text()), (logs / "full.err").read_text()
@@ -428,10 +428,10 @@ def test_full_disk_stops_hdf5_in_one_line_and_resume_completes(tiny, disk_list, 
         def limit():
             resource.setrlimit(resource.RLIMIT_FSIZE, (6_000_000, resource.RLIM_INFINITY))
 
-        r = subprocess.run(first, capture_output=True, text=True, env=env, preexec_fn=limit)
+        r = launch.run(first, capture_output=True, text=True, env=env, preexec_fn=limit)
         full_rc, full_err = r.returncode, r.stderr
         shutil.copytree(out, logs / "after_full")
-        r = subprocess.run(again, capture_output=True, text=True, env=env)
+        r = launch.run(again, capture_output=True, text=True, env=env)
         resume_rc, resume_err = r.returncode, r.stderr
         after, resumed, word = logs / "after_full", out, "the file size limit"
     assert full_rc == 1, full_err

@@ -4,10 +4,10 @@ Each test here was written against a failure a new user saw (issue 10)."""
 import json
 import os
 import re
-import subprocess
 import sys
 
 import h5py
+import launch
 import pytest
 from conftest import EXAMPLES, ROOT, run_cli, write_jpeg
 
@@ -33,7 +33,7 @@ def _one_error_line(stderr: str) -> str:
 
 def test_missing_paddle_says_what_to_install(model50, tmp_path):
     env = _no_paddle(tmp_path)
-    r = subprocess.run([sys.executable, "-m", "resnet", "--job=extract", f"--model={model50}",
+    r = launch.run([sys.executable, "-m", "resnet", "--job=extract", f"--model={model50}",
                         f"--data={EXAMPLES}/cat.jpg", f"--output_dir={tmp_path / 'o'}"],
                        capture_output=True, text=True, env=dict(os.environ, **env), cwd=ROOT)
     assert r.returncode == 1
@@ -43,7 +43,7 @@ def test_missing_paddle_says_what_to_install(model50, tmp_path):
     assert "internal error" not in line
     assert not (tmp_path / "o").exists()
     # --job=check reads files only: it works without Paddle (get_model.sh relies on it)
-    r = subprocess.run([sys.executable, "-m", "resnet", "--job=check", f"--model={model50}"],
+    r = launch.run([sys.executable, "-m", "resnet", "--job=check", f"--model={model50}"],
                        capture_output=True, text=True, env=dict(os.environ, **env), cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert "valid v1 ResNet-50 model" in r.stdout
@@ -69,7 +69,7 @@ def test_bad_flags_one_line_exit_2(flags, message):
 def test_missing_required_flag_exits_2_before_paddle(job, missing, tmp_path):
     given = {"--data": f"--data={EXAMPLES}/cat.jpg", "--model": "--model=somewhere"}
     flags = [v for k, v in given.items() if k != missing]
-    r = subprocess.run([sys.executable, "-m", "resnet", f"--job={job}", *flags],
+    r = launch.run([sys.executable, "-m", "resnet", f"--job={job}", *flags],
                        capture_output=True, text=True, cwd=ROOT,
                        env=dict(os.environ, **_no_paddle(tmp_path)))
     assert r.returncode == 2  # an import of Paddle would have failed with exit 1

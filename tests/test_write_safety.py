@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import launch
 import pytest
 from conftest import ROOT, run_cli, write_jpeg
 
@@ -127,7 +128,7 @@ def test_extract_is_refused_at_once_while_another_run_holds_the_folder(model18, 
 def test_two_concurrent_extract_runs_on_one_folder(model18, images, tmp_path):
     out = tmp_path / "out"
     many = _list(tmp_path / "many.list", images * 10)
-    first = subprocess.Popen(
+    first = launch.popen(
         [sys.executable, "-m", "resnet", "--job=extract", f"--model={model18}",
          f"--data={many}", f"--output_dir={out}", *FAST, "--batch_size=2"],
         cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT, RESNET_COMMIT_SECONDS="0"),
