@@ -227,6 +227,10 @@ def main():
                     help="only the headline rows (cold cache, dygraph, the paired engine / "
                          "ONNX Runtime runs): the speed target, without the precision, "
                          "large-photo and memory rows")
+    ap.add_argument("--precisions", action="store_true",
+                    help="the headline rows (one paired run) and the precision rows alone "
+                         "(bf16 where the CPU has it, int8, auto): each precision's speed-up "
+                         "end to end, without the 10-crop, variant, large-photo and memory rows")
     ap.add_argument("--quick", action="store_true",
                     help="a smaller table in under 3 minutes: 64 images, one paired headline "
                          "run, no 10-crop or comparison rows (the error rows stay)")
@@ -240,6 +244,8 @@ def main():
     if args.quick:
         args.images, args.baseline_images, args.repeats = [64], 8, 1
         args.skip_variants = True
+    if args.precisions:
+        args.headline, args.repeats = True, 1
     work = tempfile.mkdtemp(prefix="resnet-bench-")
     cache = os.path.join(work, "cache")
     os.environ["RESNET_CACHE_DIR"] = cache
@@ -295,16 +301,17 @@ def main():
         row("engine, decoding threads", 1, 16, n_main, env={"RESNET_DECODER": "thread"})
         row("engine, 1 decoding process", 1, 16, n_main, extra=("--workers=1",))
         row("engine, oneDNN backend", 1, 16, n_main, env={"RESNET_CPU_BACKEND": "onednn"})
-        if "avx512_bf16" in open("/proc/cpuinfo").read() or "amx_bf16" in open(
-                "/proc/cpuinfo").read():
-            row("engine, bf16 (opt-in)", 1, 16, n_main, extra=("--precision=bf16",),
-                ref=fp32, out="bf16")
+    bf16 = any(flag in open("/proc/cpuinfo").read() for flag in ("avx512_bf16", "amx_bf16"))
+    if bf16 and (args.precisions or not (args.headline or args.skip_variants)):
+        row("engine, bf16 (opt-in)", 1, 16, n_main, extra=("--precision=bf16",),
+            ref=fp32, out="bf16")
     memory = None
-    if not args.headline:
+    if args.precisions or not args.headline:
         row("engine, int8 (opt-in; calibration: the first 64 images)", 1, 16, n_main,
             extra=("--precision=int8",), ref=fp32, out="int8")
         row("engine, --precision=auto (the same calibration)", 1, 16, n_main,
             extra=("--precision=auto",), ref=fp32, out="auto")
+    if not args.headline:
         # large photos (1200-2400 px): the full decode, then --reduced_decode against it
         full = row("engine, photos 1200-2400 px", 1, 16, len(large), images=large,
                    out="large")
@@ -342,6 +349,11 @@ def main():
     else:
         print("\nONNX Runtime not installed (pip install onnxruntime paddle2onnx): no yardstick; "
               f"headline {speedup:.1f}x dygraph.")
+    precision = [(label.split(",")[1].split("(")[0].strip(), r["img_s"] / fp32["img_s"])
+                 for label, _, _, _, r in rows if r["out"].endswith(("bf16", "int8", "auto"))]
+    if precision:
+        print(f"End to end against the fp32 headline run ({fp32['img_s']:.2f} img/s): "
+              + ", ".join(f"{name} {ratio:.2f}x" for name, ratio in precision))
     if len(args.images) > 1 and memory:
         first, last = memory, rows[-1][4]
         print(f"Growth {args.images[0]} -> {args.images[-1]} images: peak RSS "
