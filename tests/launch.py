@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import traceback
+import weakref
 
 #: modules a run would import anyway; a module that fails to import is skipped by the server
 PRELOAD = ["numpy", "cv2", "paddle", "h5py", "pyarrow.parquet", "tqdm", "resnet.cli",
@@ -61,10 +62,12 @@ def _forkable(args, kwargs) -> bool:
     return not any(k.startswith(FRESH_ONLY) for k in changed)
 
 
-def _child(argv, env, cwd, stdin, stdout, stderr):
-    """The forked child: the standard streams and state of `python -m resnet argv`."""
-    for fd, path, mode in ((0, stdin, os.O_RDONLY), (1, stdout, os.O_WRONLY),
-                           (2, stderr, os.O_WRONLY)):
+def _child(argv, env, cwd, cpus, stdin, stdout, stderr):
+    """The forked child: the standard streams and state of `python -m resnet argv`, on the
+    CPUs its caller has now (a subprocess would inherit them; the server has its own)."""
+    os.sched_setaffinity(0, cpus)
+    for fd, path, mode in ((0, stdin, os.O_RDONLY), (1, stdout, os.O_WRONLY | os.O_APPEND),
+                           (2, stderr, os.O_WRONLY | os.O_APPEND)):  # appended: files shared
         opened = os.open(path, mode)
         os.dup2(opened, fd)
         os.close(opened)
@@ -117,6 +120,8 @@ class Popen:
         text = text or bool(universal_newlines)
         self.args = list(args)
         self._dir = tempfile.mkdtemp(prefix="resnet-run-")
+        # removed by communicate(), or when this object goes (a test that only waits)
+        self._remove = weakref.finalize(self, shutil.rmtree, self._dir, True)
         self._text = text
         self._files = {}
         paths = {}
@@ -143,7 +148,8 @@ class Popen:
             raise ValueError("launch.Popen: pass stdin contents as input=")
         self._process = _server().Process(
             target=_child, args=(self.args[3:], dict(env if env is not None else os.environ),
-                                 os.path.abspath(cwd or os.getcwd()), stdin_path,
+                                 os.path.abspath(cwd or os.getcwd()),
+                                 os.sched_getaffinity(0), stdin_path,
                                  paths["stdout"], paths["stderr"]))
         self._process.start()
         self.pid = self._process.pid
@@ -171,10 +177,7 @@ class Popen:
         self.send_signal(signal.SIGTERM)
 
     def communicate(self, input=None, timeout=None):
-        try:
-            self.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise
+        self.wait(timeout)
         out = []
         for name in ("stdout", "stderr"):
             path = self._files.get(name)
@@ -185,7 +188,7 @@ class Popen:
                 if self._text:
                     data = data.decode(errors="replace")
             out.append(data)
-        shutil.rmtree(self._dir, ignore_errors=True)
+        self._remove()
         return tuple(out)
 
 

@@ -20,6 +20,9 @@ from resnet.models import build
 from resnet.outputs import FORMATS
 from resnet.runtime import engine
 
+# one worker: its ResNet-50 references (single and 10-crop) are computed once, not once per worker
+pytestmark = pytest.mark.xdist_group("large_outputs")
+
 NAMES = ["cat.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg"]
 GLOBAL = {"avg": np.mean, "max": np.max}
 

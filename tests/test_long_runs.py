@@ -15,6 +15,9 @@ from runs import cmd as _cmd, interrupt as _interrupt
 
 import resnet
 
+# one worker: its uninterrupted reference run is made once, not once per worker
+pytestmark = pytest.mark.xdist_group("long_runs")
+
 BAD = os.path.join(ROOT, "tests", "data", "bad")
 #: Every corpus file and what happens to it: "ok" = processed, else the reason in failed.txt.
 CORPUS = {

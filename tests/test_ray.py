@@ -229,7 +229,11 @@ def cluster(ns):
     """A head (3 CPUs) and a worker node (2 CPUs), started with `ray start --block` in the
     namespace; stopped by their own pids."""
     temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths must fit
-    env = dict(os.environ, **ENV)
+    # a killed node is declared dead after 2 missed health checks 1 s apart (Ray's default:
+    # 5 missed, 3 s apart), so the node-failure test waits seconds rather than a quarter minute
+    env = dict(os.environ, **ENV, RAY_health_check_initial_delay_ms="0",
+               RAY_health_check_period_ms="1000", RAY_health_check_timeout_ms="1000",
+               RAY_health_check_failure_threshold="2")
     ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
     logs = [open(os.path.join(temp, f"{n}.log"), "w+") for n in ("head", "worker")]
     head = ns.popen([ray_cli, "start", "--head", "--block", "--num-cpus=3", "--port=6391",

@@ -25,6 +25,9 @@ from resnet.outputs import growing
 from resnet.outputs.base import open_sink
 from resnet.outputs.failures import FailureLog, read_failures
 
+# one worker: its module fixtures are made once, not once per worker
+pytestmark = pytest.mark.xdist_group("resume_integrity")
+
 LAYERS = "avgpool,output"
 IMAGES = 6
 COMMON = dict(engine="dygraph", use_gpu=False, batch_size=2)
