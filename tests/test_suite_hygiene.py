@@ -40,3 +40,33 @@ def test_a_passing_run_leaves_no_temporary_files_and_a_failing_one_keeps_them(tm
     r, kept = _session(tmp_path, ok=False)
     assert r.returncode == 1, r.stdout + r.stderr
     assert len(kept) == 1 and os.path.getsize(kept[0]) == 1 << 20
+
+
+def test_a_forked_run_is_what_a_fresh_interpreter_does(tmp_path):
+    """tests/launch.py forks `python -m resnet` runs from a server that imported Paddle once:
+    the exit status, stdout and stderr must be a fresh interpreter's, for a job's error, a flag
+    error (argparse's exit) and a job that logs; variables read at interpreter start are left
+    to a fresh one."""
+    import launch
+
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    for args in (["--job=layers", "--arch=vgg61"], ["--job=layers", "--batch_size=0"],
+                 ["--job=demo_model", f"--model={tmp_path / 'demo'}", "--layer_num=18"]):
+        argv = [sys.executable, "-m", "resnet", *args]
+        assert launch._forkable(argv, {"env": env})
+        forked = launch.run(argv, env=env, capture_output=True, text=True, timeout=120)
+        if args[0] == "--job=demo_model":
+            (tmp_path / "forked").mkdir()
+            os.rename(tmp_path / "demo", tmp_path / "forked" / "demo")
+        fresh = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+        assert (forked.returncode, forked.stdout, forked.stderr) == \
+            (fresh.returncode, fresh.stdout, fresh.stderr), args
+    made = {name: (tmp_path / "demo" / name).read_bytes()
+            for name in os.listdir(tmp_path / "demo")}
+    assert made and made == {name: (tmp_path / "forked" / "demo" / name).read_bytes()
+                             for name in os.listdir(tmp_path / "forked" / "demo")}
+    argv = [sys.executable, "-m", "resnet", "--job=models"]
+    assert not launch._forkable(argv, {"env": dict(env, FLAGS_use_mkldnn="1")})
+    assert not launch._forkable(argv, {"env": dict(env, PYTHONPATH="/elsewhere")})
+    assert not launch._forkable(argv, {"env": env, "preexec_fn": print})
+    assert not launch._forkable([sys.executable, "-c", "pass"], {"env": env})
