@@ -126,4 +126,4 @@ def run_cli(*args, cwd=None, env=None, timeout=600):
 
     full_env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
     return launch.run([sys.executable, "-m", "resnet", *args], cwd=cwd or ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+                      capture_output=True, text=True, timeout=timeout)

@@ -26,7 +26,7 @@ def interrupt(cmd, sig, delay, tries=4):
     out = cmd[6].split("=", 1)[1]
     for _ in range(tries):
         proc = launch.popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=dict(os.environ, PYTHONPATH=ROOT))
+                            env=dict(os.environ, PYTHONPATH=ROOT))
         deadline = time.monotonic() + 120
         while not os.path.exists(os.path.join(out, "progress.json")) and proc.poll() is None:
             assert time.monotonic() < deadline

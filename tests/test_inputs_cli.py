@@ -69,14 +69,14 @@ print([int(l.split()[1]) // 1024 for l in open("/proc/self/status") if l.startsw
 
 def test_hdr_bomb_named_jpg_is_refused_fast_in_bounded_memory(tmp_path):
     bomb = _hdr_bomb(tmp_path / "a.jpg")
-    r = launch.run([sys.executable, "-c", _MEASURE, bomb], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-c", _MEASURE, bomb], capture_output=True, text=True,
                        env=ENV, timeout=120)
     assert r.returncode == 0, r.stderr
     message, seconds, peak_mb = r.stdout.splitlines()
     assert message.startswith(bomb + ": ") and "over the limit of 100,000,000 pixels" in message
     assert float(seconds) < 10 and int(peak_mb) < 400  # decoded: 1.7 GB of float pixels
     # a small real HDR still decodes: the cap is a limit, not a ban on the format
-    r = launch.run([sys.executable, "-c", _MEASURE, _real_hdr(tmp_path / "ok.hdr")],
+    r = subprocess.run([sys.executable, "-c", _MEASURE, _real_hdr(tmp_path / "ok.hdr")],
                        capture_output=True, text=True, env=ENV, timeout=120)
     assert r.stdout.splitlines()[0] == "decoded", r.stdout + r.stderr
 
@@ -90,12 +90,12 @@ def test_opencv_itself_is_capped_once_resnet_loaded_it(tmp_path):
              "print(os.environ['OPENCV_IO_MAX_IMAGE_PIXELS'], im.OPENCV_CAPPED)\n"
              "try:\n    cv2.imdecode(np.fromfile(%r, np.uint8), cv2.IMREAD_UNCHANGED)\n"
              "except cv2.error as e:\n    print('CV_IO_MAX_IMAGE_PIXELS' in str(e))\n") % bomb
-    r = launch.run([sys.executable, "-c", "import resnet.inputs.imaging as im\n" + probe],
+    r = subprocess.run([sys.executable, "-c", "import resnet.inputs.imaging as im\n" + probe],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.stdout.split() == ["100000000", "True", "True"], r.stdout + r.stderr
     # cv2 loaded first, without the setting: not capped, so a file whose size cannot be read
     # before decoding is refused rather than decoded
-    r = launch.run([sys.executable, "-c", "import cv2\nimport resnet.inputs.imaging as im\n"
+    r = subprocess.run([sys.executable, "-c", "import cv2\nimport resnet.inputs.imaging as im\n"
                         + probe.split("try:")[0] + "im.decode(%r)\n" % bomb],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.stdout.split() == ["100000000", "False"], r.stdout + r.stderr
@@ -198,7 +198,7 @@ def test_sigterm_interrupts_cleanly_and_resume_completes(model_factory, tmp_path
             "--engine=dygraph", "--use_gpu=0", "--batch_size=2", "--workers=2"]
     env = dict(ENV, RESNET_COMMIT_SECONDS="0")  # a durable point after every batch
     proc = launch.popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=tmp_path)
+                        text=True, cwd=tmp_path)
     progress = out / "progress.json"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
@@ -222,7 +222,7 @@ def test_sigterm_interrupts_cleanly_and_resume_completes(model_factory, tmp_path
     time.sleep(0.5)
     assert not [pid for pid in children if os.path.exists(f"/proc/{pid}")], "workers left"
     r = launch.run(args + ["--resume"], env=env, capture_output=True, text=True,
-                       timeout=600, cwd=tmp_path)
+                   timeout=600, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     feats = resnet.load_features(str(out))
     assert feats.images == [str(data / f"{i:03d}.jpg") for i in range(60)]
@@ -264,11 +264,11 @@ def test_readme_api_example_runs_as_a_script_and_on_stdin(tmp_path):
         script = work / "example_api.py"
         script.write_text(code)
         if how == "file":
-            r = launch.run([sys.executable, str(script)], cwd=work, capture_output=True,
+            r = subprocess.run([sys.executable, str(script)], cwd=work, capture_output=True,
                                text=True, env=ENV, timeout=600)
         else:
             with open(script) as f:
-                r = launch.run([sys.executable, "-"], stdin=f, cwd=work,
+                r = subprocess.run([sys.executable, "-"], stdin=f, cwd=work,
                                    capture_output=True, text=True, env=ENV, timeout=600)
         assert r.returncode == 0, f"{how}: {r.stderr[-3000:]}"
         lines = r.stdout.splitlines()
@@ -382,7 +382,7 @@ def test_missing_pyarrow_hint_names_this_repository(tmp_path):
     (shadow / "pyarrow").mkdir(parents=True)
     (shadow / "pyarrow" / "__init__.py").write_text(
         "raise ModuleNotFoundError(\"No module named 'pyarrow'\", name='pyarrow')\n")
-    r = launch.run([sys.executable, "-c", "from resnet.outputs import FORMATS\n"
+    r = subprocess.run([sys.executable, "-c", "from resnet.outputs import FORMATS\n"
                         "FORMATS['parquet'].check_available()"],
                        capture_output=True, text=True, timeout=120,
                        env=dict(os.environ, PYTHONPATH=f"{shadow}{os.pathsep}{ROOT}"))

@@ -63,7 +63,7 @@ def model18(model_factory):
 def full_run(model18, long_list, tmp_path_factory):
     out = tmp_path_factory.mktemp("full")
     r = launch.run(_cmd(model18, long_list, out), capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=ROOT))
+                   env=dict(os.environ, PYTHONPATH=ROOT))
     assert r.returncode == 3, r.stderr
     return out
 
@@ -85,7 +85,7 @@ def test_interrupted_run_resumes_to_identical_output(model18, long_list, full_ru
     # a second interruption during the resumed run, then a final resume
     rc, err = _interrupt(cmd + ["--resume"], signal.SIGKILL, rng.uniform(0.0, 1.0))
     done = launch.run(cmd + ["--resume"], capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=ROOT))
+                      env=dict(os.environ, PYTHONPATH=ROOT))
     assert done.returncode == 3, done.stderr
     assert "resuming" in done.stderr
     _assert_same_h5(out / "features.h5", full_run / "features.h5")
@@ -111,8 +111,8 @@ def test_overwrite_and_changed_settings(model18, long_list, full_run, tmp_path):
 def test_two_concurrent_shards_merge_to_the_full_run(model18, long_list, full_run, tmp_path):
     out = tmp_path / "sharded"
     procs = [launch.popen(_cmd(model18, long_list, out, f"--shard={i}/2"),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=dict(os.environ, PYTHONPATH=ROOT)) for i in (1, 2)]
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=dict(os.environ, PYTHONPATH=ROOT)) for i in (1, 2)]
     codes = [p.wait(timeout=300) for p in procs]
     assert codes == [3, 3]  # each shard has one of the two bad entries
     assert sorted(os.listdir(out)) == ["shard-1-of-2", "shard-2-of-2"]

@@ -26,7 +26,7 @@ LAYERS = ["res4_1_branch2a_conv", "output"]  # runs.cmd's layers
 
 def _run(args):
     return launch.run(args, capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=ROOT))
+                      env=dict(os.environ, PYTHONPATH=ROOT))
 
 
 def _same(a, b):

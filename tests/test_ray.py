@@ -74,8 +74,8 @@ def reference(model, photos, tmp_path_factory):
     """The local runner's output for the same list (HDF5)."""
     out = tmp_path_factory.mktemp("ray_ref") / "out"
     proc = launch.run(extract_args(model, photos / "list.txt", out),
-                          env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
-                          timeout=300)
+                      env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
+                      timeout=300)
     assert proc.returncode == 3, proc.stderr
     return out
 
@@ -292,7 +292,7 @@ def test_s3_input_on_a_cluster(ns, cluster, model, photos, tmp_path):
         local.write_text("".join(f"{photos / n}\n" for n in names))
         ref = tmp_path / "ref"
         proc = launch.run(extract_args(model, local, ref), env=dict(os.environ, PYTHONPATH=ROOT),
-                              capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
         out = tmp_path / "s3"  # through the Python API, as a notebook on the cluster would
         api = ("import resnet, sys\n"

@@ -10,6 +10,7 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 
 import h5py
@@ -381,7 +382,7 @@ def _namespace():
     """How to run a script that mounts a tmpfs: a private mount namespace (as root), or a
     user namespace; None when neither works here."""
     for prefix in (["unshare", "-m", "--propagation", "private"], ["unshare", "-rm"]):
-        if shutil.which("unshare") and launch.run(
+        if shutil.which("unshare") and subprocess.run(
                 prefix + ["sh", "-c", "d=$(mktemp -d) && mount -t tmpfs -o size=1m tmpfs $d "
                           "&& umount $d && rmdir $d"], capture_output=True).returncode == 0:
             return prefix
@@ -418,7 +419,7 @@ def test_full_disk_stops_hdf5_in_one_line_and_resume_completes(tiny, disk_list, 
                   f'{shlex.join(again)} 2> "{logs}/resume.err"; '
                   f'echo $? > "{logs}/resume.rc"\n'
                   f'cp -a "{out}" "{logs}/resumed"\n')
-        r = launch.run(prefix + ["sh", "-c", script], capture_output=True, text=True,
+        r = subprocess.run(prefix + ["sh", "-c", script], capture_output=True, text=True,
                            env=env, timeout=900)
         assert r.returncode == 0, r.stderr
         full_rc, full_err = int((logs / "full.rc").read_text()), (logs / "full.err").read_text()
@@ -431,7 +432,7 @@ def test_full_disk_stops_hdf5_in_one_line_and_resume_completes(tiny, disk_list, 
         def limit():
             resource.setrlimit(resource.RLIMIT_FSIZE, (6_000_000, resource.RLIM_INFINITY))
 
-        r = launch.run(first, capture_output=True, text=True, env=env, preexec_fn=limit)
+        r = subprocess.run(first, capture_output=True, text=True, env=env, preexec_fn=limit)
         full_rc, full_err = r.returncode, r.stderr
         shutil.copytree(out, logs / "after_full")
         r = launch.run(again, capture_output=True, text=True, env=env)

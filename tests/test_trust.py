@@ -35,7 +35,7 @@ def test_missing_paddle_says_what_to_install(model50, tmp_path):
     env = _no_paddle(tmp_path)
     r = launch.run([sys.executable, "-m", "resnet", "--job=extract", f"--model={model50}",
                         f"--data={EXAMPLES}/cat.jpg", f"--output_dir={tmp_path / 'o'}"],
-                       capture_output=True, text=True, env=dict(os.environ, **env), cwd=ROOT)
+                   capture_output=True, text=True, env=dict(os.environ, **env), cwd=ROOT)
     assert r.returncode == 1
     line = _one_error_line(r.stderr)
     assert line.startswith("resnet: error: PaddlePaddle is not installed")
@@ -44,7 +44,7 @@ def test_missing_paddle_says_what_to_install(model50, tmp_path):
     assert not (tmp_path / "o").exists()
     # --job=check reads files only: it works without Paddle (get_model.sh relies on it)
     r = launch.run([sys.executable, "-m", "resnet", "--job=check", f"--model={model50}"],
-                       capture_output=True, text=True, env=dict(os.environ, **env), cwd=ROOT)
+                   capture_output=True, text=True, env=dict(os.environ, **env), cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert "valid v1 ResNet-50 model" in r.stdout
 
@@ -70,8 +70,8 @@ def test_missing_required_flag_exits_2_before_paddle(job, missing, tmp_path):
     given = {"--data": f"--data={EXAMPLES}/cat.jpg", "--model": "--model=somewhere"}
     flags = [v for k, v in given.items() if k != missing]
     r = launch.run([sys.executable, "-m", "resnet", f"--job={job}", *flags],
-                       capture_output=True, text=True, cwd=ROOT,
-                       env=dict(os.environ, **_no_paddle(tmp_path)))
+                   capture_output=True, text=True, cwd=ROOT,
+                   env=dict(os.environ, **_no_paddle(tmp_path)))
     assert r.returncode == 2  # an import of Paddle would have failed with exit 1
     assert f"--job={job} needs {missing}" in _one_error_line(r.stderr)
 
