@@ -41,6 +41,8 @@ sys.path.insert(0, ROOT)
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from resnet.common import cpu  # noqa: E402
+
 LAYERS = "res5_3_branch2c_bn,output"
 SIZE = 224  # the network's input side (299 for Inception and Xception)
 # the child: the real CLI, plus a note of when the first batch reached the writer
@@ -254,10 +256,8 @@ def main():
     paths = make_images(os.path.join(work, "images"), max(args.images + [160]))
     os.makedirs(os.path.join(work, "large"))
     large = make_images(os.path.join(work, "large"), 32 if args.quick else 96, (1200, 2400))
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), "?")
-    print(f"machine: {len(os.sched_getaffinity(0))} cores ({cpu}); {args.arch} seeded weights, "
-          f"layers {LAYERS}, real JPEGs 300-640 px, HDF5 output", flush=True)
+    print(f"machine: {len(os.sched_getaffinity(0))} cores ({cpu.cpu_name()}); {args.arch} "
+          f"seeded weights, layers {LAYERS}, real JPEGs 300-640 px, HDF5 output", flush=True)
 
     rows = []  # (label, crops, batch, n, result)
 
@@ -301,8 +301,7 @@ def main():
         row("engine, decoding threads", 1, 16, n_main, env={"RESNET_DECODER": "thread"})
         row("engine, 1 decoding process", 1, 16, n_main, extra=("--workers=1",))
         row("engine, oneDNN backend", 1, 16, n_main, env={"RESNET_CPU_BACKEND": "onednn"})
-    bf16 = any(flag in open("/proc/cpuinfo").read() for flag in ("avx512_bf16", "amx_bf16"))
-    if bf16 and (args.precisions or not (args.headline or args.skip_variants)):
+    if cpu.bf16_support() is not None and (args.precisions or not (args.headline or args.skip_variants)):
         row("engine, bf16 (opt-in)", 1, 16, n_main, extra=("--precision=bf16",),
             ref=fp32, out="bf16")
     memory = None
@@ -349,8 +348,8 @@ def main():
     else:
         print("\nONNX Runtime not installed (pip install onnxruntime paddle2onnx): no yardstick; "
               f"headline {speedup:.1f}x dygraph.")
-    precision = [(label.split(",")[1].split("(")[0].strip(), r["img_s"] / fp32["img_s"])
-                 for label, _, _, _, r in rows if r["out"].endswith(("bf16", "int8", "auto"))]
+    precision = [(name, r["img_s"] / fp32["img_s"]) for _, _, _, _, r in rows
+                 if (name := os.path.basename(r["out"])) in ("bf16", "int8", "auto")]
     if precision:
         print(f"End to end against the fp32 headline run ({fp32['img_s']:.2f} img/s): "
               + ", ".join(f"{name} {ratio:.2f}x" for name, ratio in precision))

@@ -10,6 +10,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, ".ci"))
 
+import launch  # noqa: E402  (tests/, on the path above)
 from resnet.modelio import params  # noqa: E402
 from resnet.models import build  # noqa: E402
 
@@ -122,8 +123,6 @@ def write_jpeg(path, h=180, w=240, seed=0):
 
 def run_cli(*args, cwd=None, env=None, timeout=600):
     """Run `python -m resnet` as a user would; returns the CompletedProcess."""
-    import launch
-
     full_env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
     return launch.run([sys.executable, "-m", "resnet", *args], cwd=cwd or ROOT, env=full_env,
                       capture_output=True, text=True, timeout=timeout)

@@ -52,6 +52,8 @@ def _forkable(args, kwargs) -> bool:
     env = kwargs.get("env")
     if os.environ.get("RESNET_TEST_FRESH") == "1" or set(kwargs) - SUPPORTED:
         return False
+    if kwargs.get("stdin") not in (None, subprocess.DEVNULL):  # a pipe or a file: theirs
+        return False
     if list(args[:3]) != [sys.executable, "-m", "resnet"]:
         return False
     changed = {k for k, v in (env or {}).items() if os.environ.get(k) != v}
@@ -145,7 +147,8 @@ class Popen:
             with open(stdin_path, "wb") as f:
                 f.write(input.encode() if isinstance(input, str) else input)
         elif stdin not in (None, subprocess.DEVNULL):
-            raise ValueError("launch.Popen: pass stdin contents as input=")
+            raise ValueError("launch.Popen: pass stdin contents as input= (popen and run hand "
+                             "other stdin to subprocess)")
         self._process = _server().Process(
             target=_child, args=(self.args[3:], dict(env if env is not None else os.environ),
                                  os.path.abspath(cwd or os.getcwd()),
@@ -177,6 +180,8 @@ class Popen:
         self.send_signal(signal.SIGTERM)
 
     def communicate(self, input=None, timeout=None):
+        if input is not None:
+            raise ValueError("launch.Popen: pass stdin contents as Popen(input=...)")
         self.wait(timeout)
         out = []
         for name in ("stdout", "stderr"):

@@ -69,4 +69,5 @@ def test_a_forked_run_is_what_a_fresh_interpreter_does(tmp_path):
     assert not launch._forkable(argv, {"env": dict(env, FLAGS_use_mkldnn="1")})
     assert not launch._forkable(argv, {"env": dict(env, PYTHONPATH="/elsewhere")})
     assert not launch._forkable(argv, {"env": env, "preexec_fn": print})
+    assert not launch._forkable(argv, {"env": env, "stdin": subprocess.PIPE})
     assert not launch._forkable([sys.executable, "-c", "pass"], {"env": env})
