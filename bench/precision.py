@@ -223,7 +223,8 @@ def main():
     report("engine fp32", engine_run(fp32))
     if cpu.bf16_support():
         report("engine bf16", engine_run(engine.create("inference", spec, values, layers,
-                                                       model, sha, precision="bf16")))
+                                                       model, sha, precision="bf16",
+                                                       calibration=images)))
     try:
         net = engine.create("inference", spec, values, layers, model, sha, precision="int8",
                             calibration=images)

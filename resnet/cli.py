@@ -181,9 +181,9 @@ def parser() -> argparse.ArgumentParser:
                    help="CPU threads for the engine (default: all cores)")
     p.add_argument("--trt", action="store_true", help="GPU: run through TensorRT")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="fp32 (default, checked); bf16 (CPU), fp16 (GPU) and int8 (CPU, or "
-                        "GPU with --trt; calibrated, measured against fp32) are opt-in and "
-                        "less exact; auto (CPU): the fastest of int8 / bf16 / fp32 that "
+                   help="fp32 (default, checked); bf16 (CPU; measured against fp32), fp16 "
+                        "(GPU) and int8 (CPU, or GPU with --trt; calibrated, measured against "
+                        "fp32) are opt-in and less exact; auto (CPU): the fastest of int8 / bf16 / fp32 that "
                         "passes int8's bound on the calibration images, measured once "
                         "(docs/performance.md)")
     p.add_argument("--check", action="store_true",
@@ -191,8 +191,9 @@ def parser() -> argparse.ArgumentParser:
                         "before this run (fp32: within 1e-4 relative, else stop); done "
                         "anyway on the first use of each compiled model")
     p.add_argument("--calibration", metavar="LIST",
-                   help="--precision=int8 or auto: images to calibrate on (a list, folder or "
-                        "s3:// prefix, at most 512 used; default: the first 64 of --data)")
+                   help="--precision=int8, bf16 or auto: images to calibrate and measure on "
+                        "(a list, folder or s3:// prefix, at most 512 used; default: the first "
+                        "64 of --data)")
     p.add_argument("--reduced_decode", action="store_true",
                    help="decode JPEGs at least twice the needed size at 1/2, 1/4 or 1/8 scale "
                         "(libjpeg's DCT scaling), then resize as usual: faster on large "

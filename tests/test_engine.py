@@ -12,7 +12,7 @@ from reference import rel_err
 import resnet
 from resnet.models.preprocessing import V1
 from resnet.common import cpu
-from resnet.runtime import engine
+from resnet.runtime import cache, engine
 from resnet.inputs import decoding as pipeline, imaging
 from resnet.modelio import params
 from resnet.errors import ImageError, ResnetError
@@ -75,14 +75,47 @@ def test_verify_fp32(model50):
 @pytest.mark.skipif(cpu.bf16_support() is None,
                     reason="this CPU has no native bf16 (no avx512_bf16 or amx_bf16 flag): "
                            "--precision=bf16 is refused here, see test_bf16_refused_without_it")
-def test_bf16_opt_in_is_less_exact(model50):
-    """bf16 is measurably less exact, and only ever asked for."""
-    spec = build(50)
-    values = params.load_model(model50, spec)
+def test_bf16_is_measured_on_calibration_images_kept_and_refused_under_the_bound(
+        model50, monkeypatch, caplog):
+    """bf16 is measurably less exact, only ever asked for, and judged as int8 is: pooled
+    cosine against fp32 on the calibration images, kept in the model's cache entry."""
     layers = ["res5_3_branch2c_bn", "output"]
-    bf16 = engine.verify(_engine(model50, 50, layers, precision="bf16"), spec, values, layers,
-                         "bf16")
-    assert 1e-4 < max(bf16.values()) <= engine.TOLERANCE["bf16"]
+    images = _batch()
+    with pytest.raises(ResnetError, match="--precision=bf16 needs calibration images"):
+        _engine(model50, 50, layers, precision="bf16")
+    caplog.set_level("INFO", logger="resnet")
+    net = _engine(model50, 50, layers, precision="bf16", calibration=images)
+    stats = net.measured
+    assert "bf16 vs fp32 on 3 calibration images: " in caplog.text
+    # against fp32 computed here by the dygraph network
+    want = resnet.load(model50, 50).run(images, layers)
+    got = net.run(images, layers)
+    assert 1e-4 < rel_err(got["output"], want["output"]) < 0.1  # less exact, not broken
+    assert stats["cosine_min"] == pytest.approx(
+        engine.pooled_cosine(got[layers[0]], want[layers[0]]).min(), abs=1e-6)
+    assert stats["accepted"] and stats["images"] == 3 and stats["layer"] == layers[0]
+    assert stats["top1_agreement"] == np.mean(got["output"].argmax(1) == want["output"].argmax(1))
+    folder = os.path.dirname(net.prefix)
+    key = engine.bf16_key(net.backend, images)
+    assert json.loads(json.dumps(stats)) == cache.checks(folder)[key]
+    assert key != engine.bf16_key(net.backend, images[:2])  # per set of images
+
+    caplog.clear()  # a later run reads the measurement
+    assert _engine(model50, 50, layers, precision="bf16", calibration=images).measured == stats
+    assert "bf16 measured against fp32 on first use: " in caplog.text
+    assert "calibration images" not in caplog.text
+
+    monkeypatch.setattr(engine, "INT8_MIN_COSINE", 1.5)  # no image reaches it: refused
+    with pytest.raises(ResnetError, match=r"--precision=bf16 refused: the pooled "
+                                          r"res5_3_branch2c_bn features of a calibration image "
+                                          r"have cosine [01]\.\d{4} with fp32's, under the bound 1\.5"):
+        _engine(model50, 50, layers, precision="bf16", calibration=images, check=True)
+    monkeypatch.setattr(engine, "InferenceEngine", None)  # the refusal kept: nothing loaded
+    with pytest.raises(ResnetError, match="--precision=bf16 refused"):
+        _engine(model50, 50, layers, precision="bf16", calibration=images)
+    monkeypatch.undo()
+    again = _engine(model50, 50, layers, precision="bf16", calibration=images, check=True)
+    assert again.measured["accepted"]
 
 
 def test_bf16_refused_without_cpu_support(monkeypatch):

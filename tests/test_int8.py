@@ -125,7 +125,7 @@ def test_calibration_without_int8_is_an_error(work):
                 f"--output_dir={d / 'nope'}", f"--calibration={d / 'img'}", "--use_gpu=0", env=env)
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1] == \
-        "resnet: error: --calibration is for --precision=int8 or auto only"
+        "resnet: error: --calibration is for --precision=int8, bf16 or auto only"
     assert not (d / "nope").exists()
 
 
@@ -269,5 +269,17 @@ def test_auto_chooses_the_fastest_precision_within_the_bound(work):
     assert "--precision=auto chose " in r.stderr and "(measured now; " in r.stderr
     # one fp32 reference for every candidate measured (int8's levels and bf16)
     assert r.stderr.count("resnet: fp32 reference: 24 calibration images") == 1, r.stderr
+    if "bf16" not in engine.candidates():
+        return  # the rest is bf16's, which this CPU does not run natively
+    r = _extract(work, "bf16", "--precision=bf16")  # bf16 alone reads auto's measurement
+    assert r.returncode == 0, r.stderr
+    assert f"bf16 calibration: 24 images from the start of --data {d / 'img'}" in r.stderr
+    assert "bf16 measured against fp32 on first use: pooled res5_2_branch2b_bn cosine min " \
+        in r.stderr and "bf16 vs fp32" not in r.stderr
+    with resnet.load_features(str(d / "bf16")) as got, \
+            resnet.load_features(str(d / "fp32")) as want:
+        a = np.asarray(got["res5_2_branch2b_bn"], np.float64)
+        b = np.asarray(want["res5_2_branch2b_bn"], np.float64)
+        assert _pooled_cosine(a, b).min() >= 0.99 and 1e-4 < engine.rel_err(a, b)
     with pytest.raises(ResnetError, match="--precision=auto measures the CPU's precisions"):
         engine.check_options("inference", "gpu", False, "auto")

@@ -60,8 +60,10 @@ def model(model_factory):
 
 
 def extract_args(model, data, out, *extra):
+    """One engine thread: the other xdist worker keeps its CPU busy, and an engine whose
+    threads wait on each other at every op runs 3x slower beside it (timed here)."""
     return [sys.executable, "-m", "resnet", "--job=extract", f"--model={model}",
-            f"--data={data}", f"--output_dir={out}", "--use_gpu=0", *extra]
+            f"--data={data}", f"--output_dir={out}", "--use_gpu=0", "--threads=1", *extra]
 
 
 def run_in(ns, argv, env=None, timeout=300):

@@ -1,4 +1,5 @@
-"""The images --precision=int8 is calibrated on, preprocessed as the run's own."""
+"""The images --precision=int8 is calibrated on, and int8, bf16 and auto are measured on
+against fp32, preprocessed as the run's own."""
 from __future__ import annotations
 
 import logging
@@ -9,14 +10,15 @@ from resnet.errors import ImageError, ResnetError
 
 log = logging.getLogger("resnet")
 
-#: --precision=int8 without --calibration: calibrated on the first images of --data
+#: without --calibration: calibrated and measured on the first images of --data
 CALIBRATION_DEFAULT = 64
 CALIBRATION_MAX = 512  # of a --calibration list: more adds PTQ time, not accuracy
 CALIBRATION_MIN = 8
 
 
-def calibration_images(calibration: str | None, inputs, preprocessing) -> np.ndarray:
-    """The int8 calibration tensor: `calibration`'s images (at most CALIBRATION_MAX), else
+def calibration_images(calibration: str | None, inputs, preprocessing,
+                       precision: str = "int8") -> np.ndarray:
+    """The calibration tensor of a --precision=`precision` run: `calibration`'s images (at most CALIBRATION_MAX), else
     the first CALIBRATION_DEFAULT of the run's --data, single-crop preprocessed as the run's
     (`inputs`: its config.InputSettings, for --data and --reduced_decode); images that do
     not decode are skipped."""
@@ -32,8 +34,8 @@ def calibration_images(calibration: str | None, inputs, preprocessing) -> np.nda
         except ImageError as e:
             log.warning("calibration: skipped %s", e)
     if len(crops) < CALIBRATION_MIN:
-        raise ResnetError(f"{source}: {len(crops)} usable calibration images, --precision=int8 "
+        raise ResnetError(f"{source}: {len(crops)} usable calibration images, --precision={precision} "
                           f"needs at least {CALIBRATION_MIN}")
-    log.info("int8 calibration: %d images from %s%s", len(crops),
+    log.info("%s calibration: %d images from %s%s", precision, len(crops),
              "--calibration " if calibration else "the start of --data ", source)
     return np.concatenate(crops)

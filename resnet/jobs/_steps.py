@@ -39,8 +39,8 @@ def plan(config, runner, layers=None) -> Plan:
              paddle.__version__)
     settings, inputs = config.engine_settings, config.input_settings
     engine.check_options(settings.engine, device, settings.trt, settings.precision)
-    if settings.calibration and settings.precision not in ("int8", "auto"):
-        raise ResnetError("--calibration is for --precision=int8 or auto only")
+    if settings.calibration and settings.precision not in engine.MEASURED:
+        raise ResnetError("--calibration is for --precision=int8, bf16 or auto only")
     if inputs.reduced_decode:
         log.info("--reduced_decode: large JPEGs decoded at 1/2 to 1/8 scale (faster, not "
                  "bit-exact; docs/performance.md)")

@@ -30,7 +30,7 @@ COMMIT_ENV = "RESNET_COMMIT_SECONDS"
 
 def engine_for(settings, inputs, model, layers, device: str):
     """The run's engine (runtime.engine.build) with its EngineSettings `settings` and the
-    InputSettings `inputs` (the largest batch; the int8 calibration images): the local
+    InputSettings `inputs` (the largest batch; the calibration images): the local
     runner's, and each Ray actor's (whose `settings` carry the threads sized for it)."""
     from resnet.inputs.calibration import calibration_images
     from resnet.runtime import engine
@@ -39,7 +39,7 @@ def engine_for(settings, inputs, model, layers, device: str):
         model, layers, device, settings,
         max_batch=max(inputs.batch_size, crops_per_image(inputs.multi_crop)),
         calibration=lambda: calibration_images(settings.calibration, inputs,
-                                               model.preprocessing))
+                                               model.preprocessing, settings.precision))
 
 
 def chosen_precision(net) -> dict:
