@@ -21,9 +21,9 @@ def keras():
 class _NumpyRandom:
     """keras.random's normal / truncated_normal / uniform for the initializers, from numpy.
 
-    Under jax each initializer call compiles an XLA program per weight shape: building
-    InceptionV3(weights=None) took 20.8 s on one core, 1.5 s with these. Every test sets the
-    weights it compares anyway; these keep the untouched ones random, seeded."""
+    Under jax each initializer call compiles an XLA program per weight shape, most of the
+    time of building a Keras application (docs/testing.md). Every test sets the weights it
+    compares anyway; these keep the untouched ones random, seeded."""
 
     def __init__(self, module):
         self.__dict__.update({k: v for k, v in vars(module).items() if not k.startswith("__")})

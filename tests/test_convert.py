@@ -375,6 +375,35 @@ def test_export_onnx_matches_executor(zoo, tmp_path):
     assert side["preprocessing"]["channel_order"] == "RGB"
 
 
+def test_export_tidy_drops_dead_nodes_and_unused_initializers():
+    """What paddle2onnx leaves behind goes; what an output reads, directly or from inside an
+    If branch, stays, in order."""
+    onnx = pytest.importorskip("onnx", reason="onnx not installed: pip install '.[export]'")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from resnet.runtime.export import _tidy
+
+    def tensor(name):
+        return numpy_helper.from_array(np.ones(2, np.float32), name)
+
+    branch = helper.make_graph([helper.make_node("Add", ["x", "w_branch"], ["b"])], "branch",
+                               [], [helper.make_tensor_value_info("b", TensorProto.FLOAT, [2])])
+    nodes = [helper.make_node("Add", ["x", "w"], ["y"]),
+             helper.make_node("Mul", ["y", "w_dead"], ["dead"]),  # nothing reads it
+             helper.make_node("If", ["cond"], ["z"], then_branch=branch, else_branch=branch),
+             helper.make_node("Add", ["y", "z"], ["out"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2])
+                     for n in ("x", "cond", "w_unused")],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [2])],
+        [tensor(n) for n in ("w", "w_dead", "w_branch", "w_unused", "cond")])
+    model = _tidy(helper.make_model(graph))
+    assert [n.op_type for n in model.graph.node] == ["Add", "If", "Add"]
+    assert [t.name for t in model.graph.initializer] == ["w", "w_branch", "cond"]
+    assert [i.name for i in model.graph.input] == ["x", "cond"]
+    onnx.checker.check_model(model)
+
+
 def test_export_paddle_inference_matches_executor(zoo, tmp_path):
     from paddle import inference
 

@@ -104,13 +104,39 @@ def _name_outputs(model, layers: list[str]) -> None:
 
 
 def _tidy(model):
-    """Drop the unused initializers paddle2onnx leaves behind (onnxruntime warns about them)."""
-    try:
-        import onnxoptimizer
-    except ImportError:
-        return model
-    return onnxoptimizer.optimize(model, ["eliminate_unused_initializer",
-                                          "eliminate_deadend"])
+    """Drop the nodes no output needs and the initializers no node reads, which paddle2onnx
+    leaves behind (onnxruntime warns about them). Done on the graph in place: onnxoptimizer's
+    passes do the same but copy the whole model through bytes twice (docs/engine_notes.md)."""
+    graph = model.graph
+    needed = {out.name for out in graph.output}
+    kept = []
+    for node in reversed(graph.node):  # topologically sorted: readers after writers
+        if any(name in needed for name in node.output):
+            kept.append(node)
+            needed.update(_reads(node))
+    if len(kept) < len(graph.node):
+        kept.reverse()
+        del graph.node[:]
+        graph.node.extend(kept)
+    unused = {t.name for t in graph.initializer} - needed
+    if unused:
+        tensors = [t for t in graph.initializer if t.name not in unused]
+        inputs = [i for i in graph.input if i.name not in unused]
+        del graph.initializer[:]
+        graph.initializer.extend(tensors)
+        del graph.input[:]
+        graph.input.extend(inputs)
+    return model
+
+
+def _reads(node) -> set[str]:
+    """The names `node` reads, with those read inside its subgraphs (If / Loop bodies)."""
+    names = {name for name in node.input if name}
+    for attr in node.attribute:
+        for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+            for inner in sub.node:
+                names |= _reads(inner)
+    return names
 
 
 def sidecar(path: str, spec: Spec, layers: list[str], info, target: str) -> str:
