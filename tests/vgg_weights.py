@@ -45,11 +45,16 @@ def _random(spec, seed: int) -> dict:
 
 @functools.lru_cache(maxsize=4)
 def vgg_weights(arch: str, seed: int = 3) -> dict:
-    """v1 parameter arrays of `arch` (vgg16, vgg16_bn, vgg19, vgg19_bn); cached per process."""
+    """v1 parameter arrays of `arch` (vgg16, vgg16_bn, vgg19, vgg19_bn), drawn once per
+    process (a VGG's 138M values take seconds): a new dict, the arrays shared and never
+    changed in place."""
+    return dict(seeded_weights(arch, seed) if arch.endswith("_bn") else _plain(arch, seed))
+
+
+@functools.lru_cache(maxsize=2)
+def _plain(arch: str, seed: int) -> dict:
     from resnet.models import build_arch
 
-    if arch.endswith("_bn"):
-        return seeded_weights(arch, seed)
     return _random(build_arch(arch), seed)
 
 
