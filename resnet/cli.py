@@ -183,9 +183,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32 (default, checked); bf16 (CPU; measured against fp32), fp16 "
                         "(GPU) and int8 (CPU, or GPU with --trt; calibrated, measured against "
-                        "fp32) are opt-in and less exact; auto (CPU): the fastest of int8 / bf16 / fp32 that "
-                        "passes int8's bound on the calibration images, measured once "
-                        "(docs/performance.md)")
+                        "fp32) are opt-in and less exact; auto (CPU): the fastest of int8 / "
+                        "bf16 / fp32 that passes int8's bound on the calibration images, "
+                        "measured once (docs/performance.md)")
     p.add_argument("--check", action="store_true",
                    help="compare the engine with the dygraph reference on a test batch "
                         "before this run (fp32: within 1e-4 relative, else stop); done "

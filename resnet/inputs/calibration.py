@@ -18,10 +18,10 @@ CALIBRATION_MIN = 8
 
 def calibration_images(calibration: str | None, inputs, preprocessing,
                        precision: str = "int8") -> np.ndarray:
-    """The calibration tensor of a --precision=`precision` run: `calibration`'s images (at most CALIBRATION_MAX), else
-    the first CALIBRATION_DEFAULT of the run's --data, single-crop preprocessed as the run's
-    (`inputs`: its config.InputSettings, for --data and --reduced_decode); images that do
-    not decode are skipped."""
+    """The calibration tensor of a --precision=`precision` run: `calibration`'s images (at
+    most CALIBRATION_MAX), else the first CALIBRATION_DEFAULT of the run's --data,
+    single-crop preprocessed as the run's (`inputs`: its config.InputSettings, for --data and
+    --reduced_decode); images that do not decode are skipped."""
     from resnet.inputs.imaging import preprocess
     from resnet.inputs.lists import collect
 
@@ -34,8 +34,8 @@ def calibration_images(calibration: str | None, inputs, preprocessing,
         except ImageError as e:
             log.warning("calibration: skipped %s", e)
     if len(crops) < CALIBRATION_MIN:
-        raise ResnetError(f"{source}: {len(crops)} usable calibration images, --precision={precision} "
-                          f"needs at least {CALIBRATION_MIN}")
+        raise ResnetError(f"{source}: {len(crops)} usable calibration images, "
+                          f"--precision={precision} needs at least {CALIBRATION_MIN}")
     log.info("%s calibration: %d images from %s%s", precision, len(crops),
              "--calibration " if calibration else "the start of --data ", source)
     return np.concatenate(crops)

@@ -12,8 +12,7 @@ plugin would pick bf16 on CPUs with AVX512-BF16/AMX unless told, so the precisio
 always set explicitly, and oneDNN's fpmath mode is pinned to strict. bf16 is an opt-in, and so
 is int8: a model quantized from the fp32 one on calibration images (quantize.py), measured
 against fp32 on them on first use; bf16 runs the fp32 model and is measured the same way.
-Every batch's outputs are checked for the traces of a
-failed run (InferenceEngine._guard). GPU (paddlepaddle-gpu): cuDNN, optionally TensorRT
+Every batch's outputs are checked for the traces of a failed run (InferenceEngine._guard). GPU (paddlepaddle-gpu): cuDNN, optionally TensorRT
 (--trt) with fp16 or int8.
 """
 from __future__ import annotations
@@ -597,9 +596,9 @@ def create(engine: str, spec: Spec, values: dict, layers: list[str], model_dir: 
     precision (recorded in its cache entry), and on every run with `check`. int8, bf16 and
     auto need `calibration` images (preprocessed, N x 3 x H x W): int8's model is quantized
     with their ranges, and all three are measured against fp32 on them instead of the test
-    batch (measure_precision); `reference`, when
-    given, returns the fp32 reference outputs on `calibration` (reference_outputs) that the
-    caller already has, so that auto measures every precision against one computation.
+    batch (measure_precision); `reference`, when given, returns the fp32 reference outputs
+    on `calibration` (reference_outputs) that the caller already has, so that auto measures
+    every precision against one computation.
     """
     check_options(engine, device, trt, precision)
     if not any(len(spec[name].shape) == 3 for name in layers):
