@@ -60,10 +60,8 @@ def model(model_factory):
 
 
 def extract_args(model, data, out, *extra):
-    """One engine thread: the other xdist worker keeps its CPU busy, and an engine whose
-    threads wait on each other at every op ran 3x slower beside it (docs/testing.md)."""
     return [sys.executable, "-m", "resnet", "--job=extract", f"--model={model}",
-            f"--data={data}", f"--output_dir={out}", "--use_gpu=0", "--threads=1", *extra]
+            f"--data={data}", f"--output_dir={out}", "--use_gpu=0", *extra]
 
 
 def run_in(ns, argv, env=None, timeout=300):
