@@ -27,28 +27,9 @@ import tempfile
 import traceback
 import weakref
 
-#: packages whose modules are registry entries, imported by a run on its first lookup
-REGISTERED = ("resnet.jobs", "resnet.hub.sources", "resnet.importers", "resnet.outputs",
-              "resnet.models", "resnet.runners")
-
-
-def _registered() -> list[str]:
-    """The registries' entry modules by name (their packages' paths found, nothing imported
-    but the packages): what resnet.registry imports in every run."""
-    import importlib.util
-    import pkgutil
-
-    names = []
-    for package in REGISTERED:
-        spec = importlib.util.find_spec(package)
-        names += [f"{package}.{m.name}" for m in pkgutil.iter_modules(
-            spec.submodule_search_locations or []) if not m.name.startswith("_")]
-    return names
-
-
 #: modules a run would import anyway; a module that fails to import is skipped by the server
 PRELOAD = ["numpy", "cv2", "paddle", "h5py", "pyarrow.parquet", "tqdm", "resnet.cli",
-           "resnet.jobs._steps", *_registered()]
+           "resnet.jobs._steps"]
 #: variables read when an interpreter or a library loads, not when a job runs
 FRESH_ONLY = ("PYTHON", "LD_", "OMP_", "KMP_", "MKL_", "OPENBLAS_", "FLAGS_", "GLOG_")
 
