@@ -167,10 +167,11 @@ def int8_key(backend: str, trt: bool = False) -> str:
     return check_key(backend, trt, int8_mode(backend))
 
 
-def bf16_key(backend: str, calibration: np.ndarray) -> str:
+def bf16_key(backend: str, images: str) -> str:
     """Where bf16's measurement on `backend` is kept, in the fp32 model's entry: per set of
-    calibration images and per CPU (AMX and AVX512-BF16 round differently)."""
-    where = hashlib.sha256(f"{calibration_checksum(calibration)}|{cpu.identity()}".encode())
+    calibration images (their calibration_checksum, `images`) and per CPU (AMX and
+    AVX512-BF16 round differently)."""
+    where = hashlib.sha256(f"{images}|{cpu.identity()}".encode())
     return check_key(backend, False, f"bf16-{where.hexdigest()[:12]}")
 
 
@@ -654,27 +655,48 @@ def _int8(spec, values, layers, model_dir, model_sha256, device, threads, trt, m
                                 keep)
         folder = os.path.dirname(prefix)
         stats = cache.checks(folder).get(int8_key(backend, trt))
-        if not check and stats and stats["cosine_min"] < INT8_MIN_COSINE:
-            log.info("int8 measured against fp32 on first use: %s",
-                     describe_measurement(stats))
+        if not check and _refused_before(stats, "int8"):
             continue  # refused before: no need to load it
         net = InferenceEngine(prefix, layers, device, threads, trt, "int8", max_batch,
                               input_shape=spec["input"].shape)
-        key = int8_key(net.backend, trt)
-        if net.backend != backend:  # OpenVINO handed over to oneDNN: that one's record
-            stats = cache.checks(folder).get(key)
-        if check or stats is None:
-            stats = dict(measure_precision(net, reference(), layers, calibration),
-                         fp32_ops=len(keep))
-            cache.record_check(folder, key, stats)
-        else:
-            log.info("int8 measured against fp32 on first use: %s; --check repeats it",
-                     describe_measurement(stats))
-        if stats["cosine_min"] >= INT8_MIN_COSINE:  # the bound of this run
-            log.info("engine: %s", net.describe())
-            net.measured = stats
+        stats = _measured(net, folder, int8_key(net.backend, trt), check, reference, layers,
+                          calibration, "int8", fp32_ops=len(keep))
+        if _passes(stats):
             return net
     raise refusal(stats)
+
+
+def _passes(stats: dict) -> bool:
+    """Whether a measurement (measure_precision) reaches the bound of this run."""
+    return stats["cosine_min"] >= INT8_MIN_COSINE  # NaN: refused
+
+
+def _refused_before(stats: dict | None, what: str) -> bool:
+    """Whether a recorded measurement, read before loading its engine, is under the bound
+    (then logged, and the engine is not loaded)."""
+    if stats is None or _passes(stats):
+        return False
+    log.info("%s measured against fp32 on first use: %s", what, describe_measurement(stats))
+    return True
+
+
+def _measured(net, folder: str, key: str, check: bool, reference, layers: list[str],
+              calibration: np.ndarray, what: str, **extra) -> dict:
+    """The measurement of the int8 or bf16 engine `net` kept under `key` in its cache entry
+    `folder`: made against `reference()` on first use or with `check`, else read; kept on
+    `net` as `measured` (what --precision=auto reads)."""
+    stats = cache.checks(folder).get(key)  # the engine's own backend: OpenVINO may hand over
+    if check or stats is None:
+        stats = dict(measure_precision(net, reference(), layers, calibration, what=what),
+                     **extra)
+        cache.record_check(folder, key, stats)
+    else:
+        log.info("%s measured against fp32 on first use: %s; --check repeats it", what,
+                 describe_measurement(stats))
+    if _passes(stats):
+        log.info("engine: %s", net.describe())
+    net.measured = stats
+    return stats
 
 
 def _bf16(spec, values, layers, model_dir, model_sha256, threads, max_batch, check, pool,
@@ -683,27 +705,18 @@ def _bf16(spec, values, layers, model_dir, model_sha256, threads, max_batch, che
     calibration images on first use (the int8 bound) and refused under it; the
     measurement is kept in the model's entry (bf16_key), so a later run only reads it."""
     prefix = compiled_model(model_dir, spec, layers, model_sha256, pool)
-    folder = os.path.dirname(prefix)
-    stats = cache.checks(folder).get(bf16_key(cpu_backend(), calibration))
-    if not check and stats and not stats["accepted"]:
-        log.info("bf16 measured against fp32 on first use: %s", describe_measurement(stats))
+    folder, images = os.path.dirname(prefix), calibration_checksum(calibration)
+    stats = cache.checks(folder).get(bf16_key(cpu_backend(), images))
+    if not check and _refused_before(stats, "bf16"):
         raise refusal(stats, "bf16")  # refused before: no need to load it
     net = InferenceEngine(prefix, layers, "cpu", threads, False, "bf16", max_batch,
                           input_shape=spec["input"].shape)
-    key = bf16_key(net.backend, calibration)
-    stats = cache.checks(folder).get(key)
-    if check or stats is None:
-        if reference is None:
-            reference = lazy_reference(spec, values, layers, calibration, pool, model_dir)
-        stats = measure_precision(net, reference(), layers, calibration, what="bf16")
-        cache.record_check(folder, key, stats)
-    else:
-        log.info("bf16 measured against fp32 on first use: %s; --check repeats it",
-                 describe_measurement(stats))
-    if not stats["accepted"]:
+    if reference is None:
+        reference = lazy_reference(spec, values, layers, calibration, pool, model_dir)
+    stats = _measured(net, folder, bf16_key(net.backend, images), check, reference, layers,
+                      calibration, "bf16")
+    if not _passes(stats):
         raise refusal(stats, "bf16")
-    log.info("engine: %s", net.describe())
-    net.measured = stats
     return net
 
 
