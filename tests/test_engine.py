@@ -113,6 +113,8 @@ def test_bf16_is_measured_on_calibration_images_kept_and_refused_under_the_bound
     monkeypatch.setattr(engine, "InferenceEngine", None)  # the refusal kept: nothing loaded
     with pytest.raises(ResnetError, match=refused):
         _engine(model50, 50, layers, precision="bf16", calibration=images[:2])
+    with pytest.raises(ResnetError, match=refused):  # recorded as accepted, under this bound
+        _engine(model50, 50, layers, precision="bf16", calibration=images)
 
 
 def test_bf16_refused_without_cpu_support(monkeypatch):
