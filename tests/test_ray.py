@@ -154,7 +154,10 @@ def test_driver_killed_then_resumed(ns, model, photos, reference, tmp_path):
     """kill -9 of the driver mid-run, then the same command with --resume: every image once,
     outputs equal to the uninterrupted run (Parquet: the part files are the output)."""
     out = tmp_path / "ray"
-    argv = extract_args(model, photos / "list.txt", out, "--runner=ray", "--format=parquet")
+    # one engine thread: beside the other test worker's busy core, two threads that wait for
+    # each other at every op ran 2-3x slower (docs/testing.md)
+    argv = extract_args(model, photos / "list.txt", out, "--runner=ray", "--format=parquet",
+                        "--threads=1")
     env = dict(os.environ, **ENV, RESNET_PART_ROWS="4")  # 26 parts
     before = set(ns.processes())
     driver = ns.popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -203,20 +206,24 @@ def last_line(stderr: str) -> str:
     return [line for line in stderr.strip().splitlines() if not RAY_CORE_LOG.match(line)][-1]
 
 
-def test_too_many_actors_is_an_error_not_a_hang(ns, model, photos, tmp_path):
+def test_too_many_actors_is_an_error_not_a_hang(ns, cluster, model, photos, tmp_path):
+    """On the running cluster (joining it costs less than starting a local Ray)."""
     proc = run_in(ns, extract_args(model, photos / "list.txt", tmp_path / "o", "--runner=ray",
-                                   "--actors=2"), timeout=120)
+                                   f"--ray_address={cluster['address']}", "--actors=5"),
+                  timeout=120)
     assert proc.returncode == 1
     err = last_line(proc.stderr)
-    assert "2 actors x 1 CPUs leave 0 of the cluster's 2 CPUs for decoding" in err, err
-    assert "--actors=1" in err
+    assert "5 actors x 1 CPUs leave 0 of the cluster's 5 CPUs for decoding" in err, err
+    assert "--actors=4" in err
 
 
-def test_an_actor_error_is_one_line(ns, model, photos, tmp_path):
-    """An error in the actors (here: a bad engine setting) stops the run with its own one-line
-    message, without Ray's retries or tracebacks (a log line of Ray's C++ core printed at
-    exit is not ours to silence: last_line passes over it)."""
-    proc = run_in(ns, extract_args(model, photos / "list.txt", tmp_path / "o", "--runner=ray"),
+def test_an_actor_error_is_one_line(ns, cluster, model, photos, tmp_path):
+    """An error in the actors (here: a bad engine setting, which reaches the cluster's actors
+    through the forwarded RESNET_ variables) stops the run with its own one-line message,
+    without Ray's retries or tracebacks (a log line of Ray's C++ core printed at exit is not
+    ours to silence: last_line passes over it)."""
+    proc = run_in(ns, extract_args(model, photos / "list.txt", tmp_path / "o", "--runner=ray",
+                                   f"--ray_address={cluster['address']}"),
                   env={"RESNET_CPU_BACKEND": "bogus"}, timeout=120)
     assert proc.returncode == 1
     assert last_line(proc.stderr) == \
