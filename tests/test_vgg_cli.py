@@ -43,15 +43,28 @@ def photos(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(vgg_dir):
-    """The dygraph executor's outputs, computed in this process once: single crop for every
-    photo at LAYERS, and the ten crops of the first photo at fc7, each averaged over crops."""
+    """The dygraph executor's outputs for every photo at LAYERS, single crop, computed in this
+    process once."""
     net = resnet.load(vgg_dir)
     assert net.spec.arch == "vgg16_bn"  # told from its parameter files alone
     single = [net.run(imaging.preprocess(os.path.join(EXAMPLES, n), V1), LAYERS)
               for n in PHOTOS]
-    ten = net.run(imaging.preprocess(os.path.join(EXAMPLES, PHOTOS[0]), V1, True), ["fc7"])
-    return ({k: np.concatenate([r[k] for r in single]) for k in LAYERS},
-            ten["fc7"].mean(axis=0, keepdims=True))
+    return {k: np.concatenate([r[k] for r in single]) for k in LAYERS}
+
+
+@pytest.fixture(scope="module")
+def onnx_export(vgg_dir, tmp_path_factory):
+    """An ONNX Runtime session on `--job=export --to=onnx` of the model (fc7, output)."""
+    for module in ("onnx", "onnxruntime", "paddle2onnx"):
+        pytest.importorskip(module, reason=f"{module} not installed: pip install '.[export]'")
+    import onnxruntime as ort
+
+    path = str(tmp_path_factory.mktemp("vgg_onnx") / "vgg.onnx")
+    r = run_cli("--job=export", "--to=onnx", f"--model={vgg_dir}", "--output_layer=fc7,output",
+                f"--output={path}")
+    assert r.returncode == 0, r.stderr
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return lambda batch: dict(zip(("fc7", "output"), sess.run(None, {"image": batch})))
 
 
 LAYERS = ["conv5_3", "pool5", "fc7", "output"]
@@ -69,14 +82,17 @@ def test_compiled_engine_extracts_vgg_pooled_and_checked(vgg_dir, photos, refere
     assert manifest["arch"] == "vgg16_bn"
     assert manifest["layers"] == {"conv5_3": [512], "pool5": [512], "fc7": [4096],
                                   "output": [1000]}
-    want = reference[0]
+    want = reference
     with resnet.load_features(str(out)) as got:
         for name in LAYERS:
             w = want[name].mean(axis=(2, 3)) if want[name].ndim == 4 else want[name]
             assert rel_err(np.asarray(got[name]), w) <= 1e-4, name
 
 
-def test_vgg_ten_crops_and_predict(vgg_dir, photos, reference, tmp_path):
+def test_vgg_ten_crops_and_predict(vgg_dir, photos, reference, onnx_export, tmp_path):
+    """Ten crops averaged, against ONNX Runtime running the same ten crops through the export
+    (itself checked against the dygraph reference below; ten VGG-16 crops through the
+    single-threaded dygraph network took 15 s of this module)."""
     one = tmp_path / "one.txt"
     one.write_text(os.path.join(EXAMPLES, PHOTOS[0]) + "\n")
     out = tmp_path / "ten"
@@ -85,15 +101,18 @@ def test_vgg_ten_crops_and_predict(vgg_dir, photos, reference, tmp_path):
                 f"--output_dir={out}", "--multi_crop=1", f"--output_layer={','.join(LAYERS)}",
                 "--pool=avg", "--use_gpu=0", "--format=text")
     assert r.returncode == 0, r.stderr
+    crops = imaging.preprocess(os.path.join(EXAMPLES, PHOTOS[0]), V1, True)
+    assert crops.shape == (10, 3, 224, 224)
+    want = onnx_export(crops)["fc7"].mean(axis=0, keepdims=True)
     with resnet.load_features(str(out)) as got:
-        assert rel_err(np.asarray(got["fc7"]), reference[1]) <= 1e-4
+        assert rel_err(np.asarray(got["fc7"]), want) <= 1e-4
     csv_path = tmp_path / "pred.csv"
     r = run_cli("--job=predict", f"--model={vgg_dir}", f"--data={photos}",
                 "--engine=dygraph", "--use_gpu=0", f"--output_file={csv_path}", "--top_k=1")
     assert r.returncode == 0, r.stderr
     with open(csv_path, newline="") as f:
         rows = list(csv.reader(f))[1:]
-    assert [int(row[1]) for row in rows] == reference[0]["output"].argmax(1).tolist()
+    assert [int(row[1]) for row in rows] == reference["output"].argmax(1).tolist()
 
 
 def test_layers_diagram_and_errors_by_arch(tmp_path):
@@ -126,7 +145,7 @@ def test_check_names_the_architecture(vgg_dir):
                                "model (84 parameter files, 138,374,440 values)")
 
 
-def test_vgg_shards_merge_and_onnx_export(vgg_dir, photos, reference, tmp_path):
+def test_vgg_shards_merge_and_onnx_export(vgg_dir, photos, reference, onnx_export, tmp_path):
     """The architecture-neutral paths with a VGG: two shards merged equal the dygraph
     reference (and the merged manifest names the architecture); the ONNX export run in ONNX
     Runtime equals it too."""
@@ -142,19 +161,10 @@ def test_vgg_shards_merge_and_onnx_export(vgg_dir, photos, reference, tmp_path):
     with resnet.load_features(str(out)) as got:
         assert [os.path.basename(p) for p in got.images] == list(PHOTOS)
         for name in LAYERS:
-            w = reference[0][name]
+            w = reference[name]
             w = w.mean(axis=(2, 3)) if w.ndim == 4 else w
             assert rel_err(np.asarray(got[name]), w) <= 1e-4, name
-    for module in ("onnx", "onnxruntime", "paddle2onnx"):
-        pytest.importorskip(module, reason=f"{module} not installed: pip install '.[export]'")
-    import onnxruntime as ort
-
-    path = str(tmp_path / "vgg.onnx")
-    r = run_cli("--job=export", "--to=onnx", f"--model={vgg_dir}", "--output_layer=fc7,output",
-                f"--output={path}")
-    assert r.returncode == 0, r.stderr
-    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     batch = np.concatenate([imaging.preprocess(os.path.join(EXAMPLES, n), V1) for n in PHOTOS])
-    got = dict(zip(("fc7", "output"), sess.run(None, {"image": batch})))
+    got = onnx_export(batch)
     for name in ("fc7", "output"):
-        assert rel_err(got[name], reference[0][name]) <= 1e-4, name
+        assert rel_err(got[name], reference[name]) <= 1e-4, name

@@ -43,7 +43,6 @@ def _random(spec, seed: int) -> dict:
     return out
 
 
-@functools.lru_cache(maxsize=4)
 def vgg_weights(arch: str, seed: int = 3) -> dict:
     """v1 parameter arrays of `arch` (vgg16, vgg16_bn, vgg19, vgg19_bn), drawn once per
     process (a VGG's 138M values take seconds): a new dict, the arrays shared and never
@@ -58,7 +57,7 @@ def _plain(arch: str, seed: int) -> dict:
     return _random(build_arch(arch), seed)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=None)  # a process asks for at most a few GB of them
 def seeded_weights(arch: str, seed: int = 3, recipe=None, residual_scale: float = 1.0) -> dict:
     """Seeded v1 parameter arrays of any architecture with batch norms, each BN's statistics
     taken from its input over two probe photos (preprocessed by `recipe`, default v1's);
