@@ -14,7 +14,9 @@ features land for noise far below int8's. Calibration images are crops of the ex
 Rows:
 - engine fp32 / bf16: Paddle Inference (OpenVINO) on the compiled model;
 - engine int8: the model --precision=int8 accepts (int8_levels: the first level within the
-  bound), or the last level tried when none is, marked refused;
+  bound), or the last level tried when none is, marked refused; on OpenVINO, the same model
+  again with PTQ's signed activations (what the engine ran before its activations after
+  ReLUs became unsigned);
 - auto: what --precision=auto chose, with the speeds it measured;
 - ONNX Runtime fp32: the compiled fp32 model converted by paddle2onnx;
 - ONNX Runtime int8: the same ONNX file quantized by onnxruntime.quantization.quantize_static
@@ -231,7 +233,8 @@ def main():
         label = "engine int8"
     except Exception as e:  # refused: show the last level tried
         keep = engine.int8_levels(spec, layers)[-1]
-        prefix = engine.compiled_model(model, spec, layers, sha, calibration=images, keep=keep)
+        prefix = engine.compiled_model(model, spec, layers, sha, calibration=images, keep=keep,
+                                       unsigned=engine.unsigned_int8(engine.cpu_backend()))
         net = engine.InferenceEngine(prefix, layers, precision="int8")
         label = f"engine int8, {len(keep)} ops kept out (**refused**: {str(e)[:40]}...)"
     record = engine.cache.checks(os.path.dirname(net.prefix)).get(engine.int8_key(net.backend))
@@ -243,6 +246,12 @@ def main():
     rest = "bf16" if engine.int8_mode(net.backend) == "int8+bf16" else "fp32"
     report(f"{label}{f', {kept} ops kept out' if kept and 'refused' not in label else ''}"
            f" (the rest of the network in {rest})", engine_run(net))
+    if engine.unsigned_int8(net.backend):  # the same model with PTQ's signed activations
+        signed = engine.compiled_model(model, spec, layers, sha, calibration=images,
+                                       keep=tuple(left_out["keep"]))
+        report("engine int8 as above, activations signed as PTQ makes them (before "
+               "2026-12-04)", engine_run(engine.InferenceEngine(signed, layers,
+                                                                 precision="int8")))
     auto = engine.create("inference", spec, values, layers, model, sha, precision="auto",
                          calibration=images)
     auto_line = (f"chose {auto.auto['precision']}; its own measurement, img/s: "

@@ -54,7 +54,8 @@ cache_root = cache.root
 
 
 def cache_key(model_sha256: str, spec: Spec, layers: list[str], pool: str = "none",
-              calibration: str | None = None, keep: tuple[int, ...] = ()) -> str:
+              calibration: str | None = None, keep: tuple[int, ...] = (),
+              unsigned: bool = False) -> str:
     nodes = [(n.name, n.op, n.inputs, sorted(n.attrs.items()), n.shape) for n in spec]
     parts = [FORMAT, model_sha256, spec.layer_num, spec.variant, repr(nodes), layers,
              paddle.__version__]
@@ -62,6 +63,8 @@ def cache_key(model_sha256: str, spec: Spec, layers: list[str], pool: str = "non
         parts.append(f"pool={pool}")
     if calibration:  # int8: quantized with ranges from these calibration images
         parts.append(f"int8={quantize.ALGO}:{quantize.VERSION}:{calibration}")
+        if unsigned:  # u8 activations after ReLUs (OpenVINO's)
+            parts.append("u8")
         if keep:  # quantizable ops left in fp32 (int8_levels)
             parts.append(f"fp32={list(keep)}")
     blob = json.dumps(parts)
@@ -75,10 +78,11 @@ def calibration_checksum(images: np.ndarray) -> str:
 
 def compiled_model(model_dir: str, spec: Spec, layers: list[str], model_sha256: str,
                    pool: str = "none", calibration: np.ndarray | None = None,
-                   keep: tuple[int, ...] = ()) -> str:
+                   keep: tuple[int, ...] = (), unsigned: bool = False) -> str:
     """The cached PREFIX of the compiled model, compiling it first on a miss; with
     `calibration` images, the int8 model quantized from the fp32 one, with the quantizable
-    ops at positions `keep` (quantizable_nodes) left in fp32.
+    ops at positions `keep` (quantizable_nodes) left in fp32 and, with `unsigned`, u8
+    activations where they cannot be negative (OpenVINO's: unsigned_int8).
 
     Each entry is built in a temporary folder renamed into place, so concurrent runs (shards)
     never see a half-written model and a crash never leaves one behind.
@@ -94,13 +98,15 @@ def compiled_model(model_dir: str, spec: Spec, layers: list[str], model_sha256: 
         return fp32
     sha = calibration_checksum(calibration)
     kept = f", {len(keep)} of its convolutions and fcs left out" if keep else ""
-    return _entry(cache_key(model_sha256, spec, layers, pool, sha, keep),
+    return _entry(cache_key(model_sha256, spec, layers, pool, sha, keep, unsigned),
                   dict(info, precision="int8", calibration_sha256=sha,
-                       calibration_images=len(calibration), fp32_ops=len(keep)),
+                       calibration_images=len(calibration), fp32_ops=len(keep),
+                       activations="u8" if unsigned else "s8"),
                   f"quantizing it to int8 ({quantize.ALGO} calibration on {len(calibration)} "
                   f"images{kept}, about a minute)",
                   lambda prefix: quantize.quantize(fp32, calibration, prefix, keep,
-                                                   len(quantizable_nodes(spec, layers))))
+                                                   len(quantizable_nodes(spec, layers)),
+                                                   unsigned))
 
 
 def _entry(key: str, info: dict, doing: str, build) -> str:
@@ -173,6 +179,12 @@ def bf16_key(backend: str, images: str) -> str:
     AVX512-BF16 round differently)."""
     where = hashlib.sha256(f"{images}|{cpu.identity()}".encode())
     return check_key(backend, False, f"bf16-{where.hexdigest()[:12]}")
+
+
+def unsigned_int8(backend: str) -> bool:
+    """Whether int8 models for `backend` get u8 activations after ReLUs (quantize.py): only
+    OpenVINO reads the zero points that make them; oneDNN's and TensorRT's int8 do not."""
+    return backend == "openvino"
 
 
 def int8_mode(backend: str) -> str:
@@ -652,13 +664,20 @@ def _int8(spec, values, layers, model_dir, model_sha256, device, threads, trt, m
                      f"{stats['fp32_ops']} ops left out" if stats["fp32_ops"]
                      else "every op quantized", stats["cosine_min"], len(keep))
         prefix = compiled_model(model_dir, spec, layers, model_sha256, pool, calibration,
-                                keep)
+                                keep, unsigned_int8(backend))
         folder = os.path.dirname(prefix)
         stats = cache.checks(folder).get(int8_key(backend, trt))
         if not check and _refused_before(stats, "int8"):
             continue  # refused before: no need to load it
         net = InferenceEngine(prefix, layers, device, threads, trt, "int8", max_batch,
                               input_shape=spec["input"].shape)
+        if unsigned_int8(backend) and not unsigned_int8(net.backend):  # OpenVINO handed
+            # over to oneDNN, which needs the model without u8 activations
+            prefix = compiled_model(model_dir, spec, layers, model_sha256, pool, calibration,
+                                    keep)
+            folder = os.path.dirname(prefix)
+            net = InferenceEngine(prefix, layers, device, threads, trt, "int8", max_batch,
+                                  backend=net.backend, input_shape=spec["input"].shape)
         stats = _measured(net, folder, int8_key(net.backend, trt), check, reference, layers,
                           calibration, "int8", fp32_ops=len(keep))
         if _passes(stats):

@@ -6,7 +6,8 @@ quantize/dequantize pairs on the inputs and weights of the convs and fcs; both C
 then run those in int8: OpenVINO turns the pairs into u8 kernels (with the fp32 precision
 hint: it refuses an int8 one), oneDNN through its int8 passes (`enable_mkldnn_int8`). Nothing
 else is rounded (_NoOutputRounding says why), and the ops at given positions can be left in
-fp32 (engine.int8_levels). Chosen by measurement over OpenVINO's NNCF (an extra runtime
+fp32 (engine.int8_levels). For OpenVINO the activations that cannot be negative (after a ReLU)
+are given an unsigned range (_unsigned_activations says why). Chosen by measurement over OpenVINO's NNCF (an extra runtime
 outside Paddle Inference, whose faster models also round the residual adds and miss the
 bound) and 'KL' calibration (5x slower to calibrate, no more accurate):
 docs/engine_notes.md.
@@ -15,7 +16,7 @@ PTQ in Paddle 3.3.1 stores most activation scales as 0-D tensors where the progr
 shape [1]; OpenVINO's Paddle frontend then fails to load the model, so every parameter is
 reshaped to its declared shape before saving. Like the fp32 export, this runs in a child
 process started with FLAGS_enable_pir_api=0 (PTQ works on legacy programs only):
-`python -m resnet.runtime.quantize FP32_DIR CALIBRATION.npy OUT_DIR [OPS:KEEP,...]`.
+`python -m resnet.runtime.quantize FP32_DIR CALIBRATION.npy OUT_DIR [OPS:KEEP,...] [u8]`.
 """
 from __future__ import annotations
 
@@ -35,18 +36,21 @@ OP_TYPES = ("conv2d", "matmul_v2")  # the program's ops PTQ quantizes
 
 
 def quantize(fp32_prefix: str, calibration: np.ndarray, prefix: str,
-             keep: tuple[int, ...] = (), ops: int | None = None) -> None:
+             keep: tuple[int, ...] = (), ops: int | None = None,
+             unsigned: bool = False) -> None:
     """Write PREFIX.pdmodel / .pdiparams: the fp32 model at `fp32_prefix` quantized to int8
     with activation ranges calibrated on `calibration` (N, 3, H, W float32, preprocessed),
     leaving the quantizable ops at positions `keep` (0-based, in program order: see
     engine.quantizable_nodes) in fp32; `ops`: how many quantizable ops the program must have
-    (checked, so that positions never name the wrong op)."""
+    (checked, so that positions never name the wrong op). `unsigned`: the activations that
+    cannot be negative get an unsigned 8-bit range (for OpenVINO only: _unsigned_activations)."""
     out_dir = os.path.dirname(prefix)
     with tempfile.TemporaryDirectory(prefix=".calibration-", dir=out_dir) as tmp:
         data = os.path.join(tmp, "calibration.npy")
         np.save(data, np.ascontiguousarray(calibration, np.float32))
         run_legacy("resnet.runtime.quantize", [os.path.dirname(fp32_prefix), data, out_dir,
-                                                f"{ops or ''}:{','.join(map(str, keep))}"],
+                                                f"{ops or ''}:{','.join(map(str, keep))}",
+                                                "u8" if unsigned else "s8"],
                    prefix + ".pdiparams", "int8 quantization")
 
 
@@ -65,6 +69,61 @@ class _NoOutputRounding:
 
     def apply(self, graph):
         return graph
+
+
+#: ops whose output is never negative when their inputs are not (ReLU's output is never)
+_KEEPS_SIGN = ("pool2d", "concat", "flatten_contiguous_range", "reshape2", "squeeze2",
+               "unsqueeze2", "transpose2", "dropout")
+
+
+def non_negative(block) -> set[str]:
+    """Names of the variables of a program block that cannot hold a negative value: the
+    outputs of ReLUs, and of pooling, concatenation and reshaping ops of such variables."""
+    found = set()
+    for op in block.ops:
+        if op.type in ("relu", "relu6"):
+            found.update(op.output_arg_names)
+        elif op.type in _KEEPS_SIGN and op.input("X") and all(n in found
+                                                               for n in op.input("X")):
+            found.update(op.output_arg_names)
+    return found
+
+
+def _unsigned_activations(block, scope, place) -> int:
+    """Give each activation quantize/dequantize pair whose input cannot be negative the
+    unsigned range [0, T] of 256 steps instead of PTQ's symmetric [-T, T], where such a
+    tensor uses only the 128 upper steps: half the rounding error for every conv input after
+    a ReLU. PTQ has no unsigned mode; OpenVINO's Paddle frontend turns a pair with zero point
+    z and scale s into FakeQuantize [(-128 - z) s / 127, (127 - z) s / 127], so z = -128 and
+    s = T * 127 / 255 give [0, T], which its CPU plugin runs as u8 (the kind of activation
+    its own quantizer, NNCF, makes after a ReLU). oneDNN's int8 passes do not read zero
+    points (measured: far off), so such a model is for OpenVINO only. Returns how many pairs
+    were changed."""
+    positive = non_negative(block)
+    pairs = {}  # the quantized tensor -> (its scale, the zero points of both ops)
+    for op in block.ops:
+        if op.type == "quantize_linear" and op.attr("quant_axis") == -1 \
+                and op.input("X")[0] in positive:
+            pairs[op.output("Y")[0]] = (op.input("Scale")[0], [op.input("ZeroPoint")[0]])
+    for op in block.ops:
+        if op.type == "dequantize_linear" and op.input("X")[0] in pairs:
+            scale, zeros = pairs[op.input("X")[0]]
+            if op.input("Scale")[0] != scale:
+                raise SystemExit(f"quantize/dequantize pair of {op.input('X')[0]} with two "
+                                 "scales")
+            zeros.append(op.input("ZeroPoint")[0])
+    done = set()
+    for scale, zeros in pairs.values():
+        for name, value in [(scale, None)] + [(z, -128) for z in zeros]:
+            if name in done:
+                continue
+            tensor = scope.find_var(name).get_tensor()
+            old = np.array(tensor)
+            new = (old * np.float32(127.0 / 255.0) if value is None
+                   else np.full_like(old, value)).astype(old.dtype)
+            tensor.set(new, place)
+            done.add(name)
+    return len(pairs)
 
 
 def _weights_of(exe, src_dir: str, ops: int | None, keep: list[int]) -> list[str]:
@@ -87,7 +146,7 @@ def _weights_of(exe, src_dir: str, ops: int | None, keep: list[int]) -> list[str
     return [weights[i] for i in keep]
 
 
-def _main(src_dir: str, data: str, out_dir: str, keep: str = ":") -> None:
+def _main(src_dir: str, data: str, out_dir: str, keep: str = ":", mode: str = "s8") -> None:
     import paddle
     from paddle.static.quantization import PostTrainingQuantization, post_training_quantization
 
@@ -112,6 +171,8 @@ def _main(src_dir: str, data: str, out_dir: str, keep: str = ":") -> None:
         with paddle.static.scope_guard(scope):
             program, feeds, fetches = paddle.static.load_inference_model(
                 os.path.join(raw, "model"), exe)
+            if mode == "u8":
+                _unsigned_activations(program.global_block(), scope, paddle.CPUPlace())
             for var in program.global_block().vars.values():
                 found = scope.find_var(var.name)
                 if not var.persistable or found is None or var.name in ("feed", "fetch"):
@@ -127,4 +188,4 @@ def _main(src_dir: str, data: str, out_dir: str, keep: str = ":") -> None:
 
 
 if __name__ == "__main__":
-    _main(*sys.argv[1:5])
+    _main(*sys.argv[1:6])
