@@ -7,10 +7,10 @@ then run those in int8: OpenVINO turns the pairs into u8 kernels (with the fp32 
 hint: it refuses an int8 one), oneDNN through its int8 passes (`enable_mkldnn_int8`). Nothing
 else is rounded (_NoOutputRounding says why), and the ops at given positions can be left in
 fp32 (engine.int8_levels). For OpenVINO the activations that cannot be negative (after a ReLU)
-are given an unsigned range (_unsigned_activations says why). Chosen by measurement over OpenVINO's NNCF (an extra runtime
-outside Paddle Inference, whose faster models also round the residual adds and miss the
-bound) and 'KL' calibration (5x slower to calibrate, no more accurate):
-docs/engine_notes.md.
+are given an unsigned range (_unsigned_activations says why). Chosen by measurement over
+OpenVINO's NNCF (an extra runtime outside Paddle Inference, whose faster models also round the
+residual adds and miss the bound) and 'KL' calibration (5x slower to calibrate, no more
+accurate): docs/engine_notes.md.
 
 PTQ in Paddle 3.3.1 stores most activation scales as 0-D tensors where the program declares
 shape [1]; OpenVINO's Paddle frontend then fails to load the model, so every parameter is
@@ -89,7 +89,7 @@ def non_negative(block) -> set[str]:
     return found
 
 
-def _unsigned_activations(block, scope, place) -> int:
+def _unsigned_activations(block, scope, place) -> None:
     """Give each activation quantize/dequantize pair whose input cannot be negative the
     unsigned range [0, T] of 256 steps instead of PTQ's symmetric [-T, T], where such a
     tensor uses only the 128 upper steps: half the rounding error for every conv input after
@@ -97,8 +97,7 @@ def _unsigned_activations(block, scope, place) -> int:
     z and scale s into FakeQuantize [(-128 - z) s / 127, (127 - z) s / 127], so z = -128 and
     s = T * 127 / 255 give [0, T], which its CPU plugin runs as u8 (the kind of activation
     its own quantizer, NNCF, makes after a ReLU). oneDNN's int8 passes do not read zero
-    points (measured: far off), so such a model is for OpenVINO only. Returns how many pairs
-    were changed."""
+    points (measured: far off), so such a model is for OpenVINO only."""
     positive = non_negative(block)
     pairs = {}  # the quantized tensor -> (its scale, the zero points of both ops)
     for op in block.ops:
@@ -123,7 +122,6 @@ def _unsigned_activations(block, scope, place) -> int:
                    else np.full_like(old, value)).astype(old.dtype)
             tensor.set(new, place)
             done.add(name)
-    return len(pairs)
 
 
 def _weights_of(exe, src_dir: str, ops: int | None, keep: list[int]) -> list[str]:
