@@ -23,12 +23,13 @@ from resnet.runtime import engine
 
 LAYERS = "res5_2_branch2b_bn,output"
 RESIDUAL_SCALE = 0.25
+IMAGES = 16  # photo crops: the calibration and measurement set
 pytestmark = pytest.mark.xdist_group("int8")  # one worker: the quantized entry is made once
 
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
-    """A ResNet-18, 24 photo crops, an engine cache, and an fp32 extract of the crops."""
+    """A ResNet-18, IMAGES photo crops, an engine cache, and an fp32 extract of the crops."""
     from resnet.modelio import params
     from resnet.models import build_arch
 
@@ -37,7 +38,7 @@ def work(tmp_path_factory):
               if n.endswith(".jpg")]
     rng = np.random.default_rng(0)
     (d / "img").mkdir()
-    for i in range(24):
+    for i in range(IMAGES):
         img = photos[i % len(photos)]
         h, w = img.shape[:2]
         y, x = int(rng.integers(0, h // 4)), int(rng.integers(0, w // 4))
@@ -72,19 +73,19 @@ def test_int8_is_calibrated_measured_cached_and_close(work):
     d, _, _ = work
     r = _extract(work, "int8")
     assert r.returncode == 0, r.stderr
-    assert f"int8 calibration: 24 images from the start of --data {d / 'img'}" in r.stderr
-    assert "quantizing it to int8 (hist calibration on 24 images" in r.stderr
+    assert f"int8 calibration: {IMAGES} images from the start of --data {d / 'img'}" in r.stderr
+    assert f"quantizing it to int8 (hist calibration on {IMAGES} images" in r.stderr
     mode = engine.int8_mode("openvino")  # the ops outside int8 in bf16 where it is native
     assert "engine: Paddle Inference with OpenVINO on CPU (" in r.stderr
     assert ("int8, the other ops bf16)" if mode == "int8+bf16" else "int8)") in r.stderr
-    line = next(x for x in r.stderr.splitlines() if "int8 vs fp32 on 24 calibration" in x)
+    line = next(x for x in r.stderr.splitlines() if f"int8 vs fp32 on {IMAGES} calibration" in x)
     reported = float(line.split("cosine min ")[1].split()[0])
     assert 0.99 <= reported <= 1.0
     [entry] = [e for e in (d / "cache").iterdir()
                if json.loads((e / "entry.json").read_text()).get("precision") == "int8"]
     assert json.loads((entry / "entry.json").read_text())["activations"] == "u8"  # OpenVINO
     record = json.loads((entry / "checked.json").read_text())[f"openvino/{mode}"]
-    assert record["images"] == 24 and record["cosine_min"] == pytest.approx(reported, abs=1e-4)
+    assert record["images"] == IMAGES and record["cosine_min"] == pytest.approx(reported, abs=1e-4)
     assert set(record["max_rel_err"]) == set(LAYERS.split(","))
     assert json.loads((d / "int8" / "manifest.json").read_text())["precision"] == "int8"
     with resnet.load_features(str(d / "int8")) as got, \
@@ -159,7 +160,7 @@ def test_int8_under_the_cosine_bound_tries_fp32_stages_then_refuses(work, monkey
         assert "quantizing" not in text or run == "refused"
         assert len(references) == (0 if run == "refused_again" else 1)
         if run == "checked":
-            assert text.count("int8 vs fp32 on 24 calibration images") == 2
+            assert text.count(f"int8 vs fp32 on {IMAGES} calibration images") == 2
 
 
 def test_int8_levels_keep_the_sensitive_ops_then_the_earliest_stages():
@@ -311,17 +312,19 @@ def test_auto_chooses_the_fastest_precision_within_the_bound(work):
     assert "measured now; " in line
     assert line.replace("measured now", "measured on first use; --check measures again") \
         in r.stderr
-    assert "vs fp32 on 24 calibration images" not in r.stderr  # nothing measured again
+    assert f"vs fp32 on {IMAGES} calibration images" not in r.stderr  # nothing measured again
     r = _extract(work, "auto_checked", "--precision=auto", "--check")  # measured again
     assert r.returncode == 0, r.stderr
     assert "--precision=auto chose " in r.stderr and "(measured now; " in r.stderr
     # one fp32 reference for every candidate measured (int8's levels and bf16)
-    assert r.stderr.count("resnet: fp32 reference: 24 calibration images") == 1, r.stderr
+    assert r.stderr.count(f"resnet: fp32 reference: {IMAGES} calibration images") == 1, \
+        r.stderr
     if "bf16" not in engine.candidates():
         return  # the rest is bf16's, which this CPU does not run natively
     r = _extract(work, "bf16", "--precision=bf16")  # bf16 alone reads auto's measurement
     assert r.returncode == 0, r.stderr
-    assert f"bf16 calibration: 24 images from the start of --data {d / 'img'}" in r.stderr
+    assert f"bf16 calibration: {IMAGES} images from the start of --data {d / 'img'}" \
+        in r.stderr
     assert "bf16 measured against fp32 on first use: pooled res5_2_branch2b_bn cosine min " \
         in r.stderr and "bf16 vs fp32" not in r.stderr
     with resnet.load_features(str(d / "bf16")) as got, \
