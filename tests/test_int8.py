@@ -10,6 +10,7 @@ run of the same images.
 """
 import json
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -263,7 +264,7 @@ def test_unsigned_activations_after_relus_for_openvino_only(work, monkeypatch, c
     for unsigned in (False, True):
         prefix = engine.compiled_model(str(model), spec, layers, sha, calibration=images,
                                        unsigned=unsigned)
-        entry = json.loads(open(os.path.join(os.path.dirname(prefix), "entry.json")).read())
+        entry = json.loads((Path(prefix).parent / "entry.json").read_text())
         assert entry["activations"] == ("u8" if unsigned else "s8")
         net = engine.InferenceEngine(prefix, layers, precision="int8", backend="openvino")
         got = net.run(images, layers)[layers[0]]
@@ -285,7 +286,7 @@ def test_unsigned_activations_after_relus_for_openvino_only(work, monkeypatch, c
                             precision="int8", calibration=images, reference=lambda: want)
     assert net.backend == "onednn"
     assert "OpenVINO could not run this model (OpenVINO is not available here)" in caplog.text
-    entry = json.loads(open(os.path.join(os.path.dirname(net.prefix), "entry.json")).read())
+    entry = json.loads((Path(net.prefix).parent / "entry.json").read_text())
     assert entry["activations"] == "s8" and net.measured["cosine_min"] >= 0.99
 
 
