@@ -79,13 +79,19 @@ def test_int8_is_calibrated_measured_cached_and_close(work):
     mode = engine.int8_mode("openvino")  # the ops outside int8 in bf16 where it is native
     assert "engine: Paddle Inference with OpenVINO on CPU (" in r.stderr
     assert ("int8, the other ops bf16)" if mode == "int8+bf16" else "int8)") in r.stderr
-    line = next(x for x in r.stderr.splitlines() if f"int8 vs fp32 on {IMAGES} calibration" in x)
-    reported = float(line.split("cosine min ")[1].split()[0])
+    # one line per level measured: the first level within the bound is the one run (every op
+    # int8 with VNNI; without it, as with the kernels capped at AVX2, a later level)
+    lines = [x for x in r.stderr.splitlines() if f"int8 vs fp32 on {IMAGES} calibration" in x]
+    assert "(accepted:" in lines[-1] and all("(refused:" in x for x in lines[:-1]), lines
+    reported = float(lines[-1].split("cosine min ")[1].split()[0])
     assert 0.99 <= reported <= 1.0
-    [entry] = [e for e in (d / "cache").iterdir()
-               if json.loads((e / "entry.json").read_text()).get("precision") == "int8"]
+    records = {e: json.loads((e / "checked.json").read_text())[f"openvino/{mode}"]
+               for e in (d / "cache").iterdir()
+               if json.loads((e / "entry.json").read_text()).get("precision") == "int8"}
+    assert len(records) == len(lines)
+    [entry] = [e for e, record in records.items() if record["accepted"]]
     assert json.loads((entry / "entry.json").read_text())["activations"] == "u8"  # OpenVINO
-    record = json.loads((entry / "checked.json").read_text())[f"openvino/{mode}"]
+    record = records[entry]
     assert record["images"] == IMAGES and record["cosine_min"] == pytest.approx(reported, abs=1e-4)
     assert set(record["max_rel_err"]) == set(LAYERS.split(","))
     assert json.loads((d / "int8" / "manifest.json").read_text())["precision"] == "int8"
@@ -143,6 +149,9 @@ def test_int8_under_the_cosine_bound_tries_fp32_stages_then_refuses(work, monkey
                r"calibration image have cosine 0\.9\d+ with fp32's, under the bound 1\.01 "
                r"\(even with 5 convolutions and fcs left out of int8\); calibrate on images "
                r"like your data \(--calibration=LIST\) or use --precision=fp32$")
+    # the second level's model, unless the first int8 run needed it already (as without VNNI)
+    built = any(json.loads((e / "entry.json").read_text()).get("fp32_ops")
+                for e in (d / "cache").iterdir())
     references = []  # the fp32 reference is computed once for all the levels measured
     reference_outputs = engine.reference_outputs
     monkeypatch.setattr(engine, "reference_outputs",
@@ -157,9 +166,12 @@ def test_int8_under_the_cosine_bound_tries_fp32_stages_then_refuses(work, monkey
                            check=run == "checked")
         text = caplog.text
         assert "trying again with 5 convolutions and fcs left out of int8" in text
-        assert ("fcs left out, about a minute" in text) == (run == "refused")
+        assert ("fcs left out, about a minute" in text) == (run == "refused" and not built)
         assert "quantizing" not in text or run == "refused"
-        assert len(references) == (0 if run == "refused_again" else 1)
+        # measured already: by the earlier run of this loop, or by the int8 test before it
+        # where that one needed the second level
+        measured = run == "refused_again" or (run == "refused" and built)
+        assert len(references) == (0 if measured else 1)
         if run == "checked":
             assert text.count(f"int8 vs fp32 on {IMAGES} calibration images") == 2
 
