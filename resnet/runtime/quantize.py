@@ -111,17 +111,19 @@ def _unsigned_activations(block, scope, place) -> None:
                 raise SystemExit(f"quantize/dequantize pair of {op.input('X')[0]} with two "
                                  "scales")
             zeros.append(op.input("ZeroPoint")[0])
-    done = set()
-    for scale, zeros in pairs.values():
-        for name, value in [(scale, None)] + [(z, -128) for z in zeros]:
-            if name in done:
-                continue
+    done = set()  # a tensor quantized for two consumers shares its scale between the pairs
+
+    def rewrite(name, change):
+        if name not in done:
             tensor = scope.find_var(name).get_tensor()
-            old = np.array(tensor)
-            new = (old * np.float32(127.0 / 255.0) if value is None
-                   else np.full_like(old, value)).astype(old.dtype)
-            tensor.set(new, place)
+            value = np.array(tensor)
+            tensor.set(change(value).astype(value.dtype), place)
             done.add(name)
+
+    for scale, zeros in pairs.values():
+        rewrite(scale, lambda s: s * np.float32(127.0 / 255.0))
+        for zero in zeros:
+            rewrite(zero, lambda z: np.full_like(z, -128))
 
 
 def _weights_of(exe, src_dir: str, ops: int | None, keep: list[int]) -> list[str]:
