@@ -164,3 +164,18 @@ def test_importer_contract(name, source, tmp_path):
     assert lines[-1].startswith(f"resnet: error: {cut}: ") and "Traceback" not in r.stderr
     assert not bad_out.exists()
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".bad")]  # no temp left
+
+
+def test_transposed_equals_numpy_across_tile_edges():
+    """The tiled transpose the importers use on fc weights: numpy's own result, bit for bit,
+    for shapes that do and do not fill whole tiles, converted to float32; 2-D only."""
+    from resnet.common.arrays import transposed
+
+    rng = np.random.default_rng(0)
+    for shape in ((1, 1), (3, 1030), (1024, 512), (513, 2049)):
+        a = rng.standard_normal(shape)  # float64 in, float32 out
+        got = transposed(a)
+        assert got.flags.c_contiguous and got.dtype == np.float32
+        assert np.array_equal(got, a.astype(np.float32).T)
+    with pytest.raises(ValueError, match="2-D"):
+        transposed(np.zeros((2, 3, 4)))

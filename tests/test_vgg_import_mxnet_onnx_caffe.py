@@ -25,6 +25,7 @@ from reference import rel_err
 from vgg_weights import EXAMPLES, PHOTOS, vgg_weights
 
 import resnet
+from resnet.common.arrays import transposed
 from resnet.inputs.imaging import preprocess
 from resnet.models.preprocessing import DEFAULT_BGR, V1
 from resnet.modelio import modelinfo
@@ -106,7 +107,7 @@ def vgg_reference(x, convs, fcs, depth):
         out["pool5"] = y
         y = y.reshape([y.shape[0], -1])
         for name, (w, b) in zip(("fc6", "fc7", "fc8"), fcs):
-            y = paddle.matmul(y, t(np.ascontiguousarray(w.T))) + t(b)
+            y = paddle.matmul(y, t(w), transpose_y=True) + t(b)
             out[f"{name}_fc"] = y
             if name != "fc8":
                 y = out[name] = F.relu(y)
@@ -180,7 +181,7 @@ def gluon_vgg16_bn_onnx(path, values, first_eps):
         x = g.op("MaxPool", [x], f"vgg0_pool{b - 1}_fwd", kernel_shape=[2, 2], strides=[2, 2])
     x = g.op("Flatten", [x], "flatten_60")
     for d, fc in enumerate(("fc6_fc", "fc7_fc", "fc8")):
-        x = g.op("Gemm", [x, g.init(f"vgg0_dense{d}_weight", values[f"_{fc}.w0"].T),
+        x = g.op("Gemm", [x, g.init(f"vgg0_dense{d}_weight", transposed(values[f"_{fc}.w0"])),
                           g.init(f"vgg0_dense{d}_bias", values[f"_{fc}.wbias"])],
                  f"vgg0_dense{d}_fwd", transB=1)
         if d < 2:
@@ -251,7 +252,7 @@ def caffe2_vgg19_onnx(path, convs, fcs):
 def caffe_arrays(values, depth):
     """v1 `values` as Caffe holds them: {conv: (W, b)}, {fc: (W (out, in), b)}."""
     convs = {u: (values[f"_{u}_conv.w0"], values[f"_{u}_conv.wbias"]) for u in units(depth)}
-    fcs = {fc: (values[f"_{key}.w0"].T, values[f"_{key}.wbias"])
+    fcs = {fc: (transposed(values[f"_{key}.w0"]), values[f"_{key}.wbias"])
            for fc, key in (("fc6", "fc6_fc"), ("fc7", "fc7_fc"), ("fc8", "fc8"))}
     return convs, fcs
 

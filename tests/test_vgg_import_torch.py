@@ -28,6 +28,7 @@ from test_convert import write_pth
 from vgg_weights import EXAMPLES, PHOTOS, vgg_weights
 
 import resnet
+from resnet.common.arrays import transposed
 from resnet.errors import ResnetError
 from resnet.importers import IMPORTERS
 from resnet.importers.base import convert, fit, styles_of
@@ -98,7 +99,7 @@ def torchvision_state(pd_state) -> dict:
     out = {}
     for key, value in pd_state.items():
         key = key.replace("._mean", ".running_mean").replace("._variance", ".running_var")
-        out[key] = value.T if key.startswith("classifier.") and value.ndim == 2 else value
+        out[key] = transposed(value) if key.startswith("classifier.") and value.ndim == 2 else value
         if key.endswith(".running_var"):
             out[key[:-len("running_var")] + "num_batches_tracked"] = np.array(5004, np.int64)
     return out
@@ -169,7 +170,7 @@ def timm_head(pool5, timm) -> dict:
         fc7_fc = F.conv2d(y, t(np.ascontiguousarray(timm["pre_logits.fc2.weight"])),
                           t(timm["pre_logits.fc2.bias"]))
         fc7 = F.relu(fc7_fc).mean(axis=(2, 3))  # the head's global average pool, then flatten
-        fc8 = paddle.matmul(fc7, t(np.ascontiguousarray(timm["head.fc.weight"].T))) \
+        fc8 = paddle.matmul(fc7, t(timm["head.fc.weight"]), transpose_y=True) \
             + t(timm["head.fc.bias"])
     return {"fc7_fc": fc7_fc.numpy()[:, :, 0, 0], "fc7": fc7.numpy(), "fc8": fc8.numpy(),
             "output": softmax(fc8.numpy())}

@@ -16,6 +16,7 @@ import tempfile
 import numpy as np
 
 from resnet.modelio import modelinfo, params as params_io
+from resnet.common.arrays import transposed
 from resnet.common.files import sha256_file
 from resnet.errors import ResnetError
 from resnet.importers import IMPORTERS
@@ -128,7 +129,7 @@ def to_v1(state: dict, spec: Spec, style: Style) -> dict[str, np.ndarray]:
     for name, key, _, flip in mapping(spec, style):
         shape = shapes[name][::-1] if flip else shapes[name]  # undoes Style.foreign_shape
         value = np.asarray(state[key], dtype=np.float32).reshape(shape)
-        out[name] = np.ascontiguousarray(value.T if flip else value)
+        out[name] = transposed(value) if flip else np.ascontiguousarray(value)
     return out
 
 

@@ -19,10 +19,17 @@ class Network(paddle.nn.Layer):
         super().__init__()
         self.spec = spec
         self.layers = paddle.nn.LayerDict()
-        for node in spec:
-            layer = node.operation.make_layer(node, paddle)
-            if layer is not None:
-                self.layers[node.name] = layer
+        # every parameter is then set by load_params: zeros spare drawing Paddle's random
+        # defaults (Xavier for fc layers) for every value of a large network
+        zero = paddle.nn.initializer.Constant(0.0)
+        paddle.nn.initializer.set_global_initializer(zero, zero)
+        try:
+            for node in spec:
+                layer = node.operation.make_layer(node, paddle)
+                if layer is not None:
+                    self.layers[node.name] = layer
+        finally:
+            paddle.nn.initializer.set_global_initializer(None)
         self.eval()
 
     def load_params(self, values: dict[str, np.ndarray]) -> "Network":
