@@ -94,6 +94,17 @@ def test_int8_is_calibrated_measured_cached_and_close(work):
     record = records[entry]
     assert record["images"] == IMAGES and record["cosine_min"] == pytest.approx(reported, abs=1e-4)
     assert set(record["max_rel_err"]) == set(LAYERS.split(","))
+    count = engine.stream_count("cpu", 0)  # one process per core, timed against one process
+    if count > 1:
+        rates = record["streams_img_per_s"]
+        assert set(rates) == {"1", str(count)} and all(v > 0 for v in rates.values())
+        assert record["streams"] == int(max(rates, key=rates.get))
+        assert (f"int8 speed on the calibration images: one process {rates['1']} img/s, "
+                f"{count} processes {rates[str(count)]} img/s") in r.stderr
+    else:
+        assert "streams" not in record
+    streamed = f"on CPU ({count} processes x " in r.stderr
+    assert streamed == (record.get("streams", 1) > 1)
     assert json.loads((d / "int8" / "manifest.json").read_text())["precision"] == "int8"
     with resnet.load_features(str(d / "int8")) as got, \
             resnet.load_features(str(d / "fp32")) as want:
@@ -106,6 +117,53 @@ def test_int8_is_calibrated_measured_cached_and_close(work):
     r = _extract(work, "int8_again")  # the cached entry and its recorded measurement
     assert r.returncode == 0, r.stderr
     assert "quantizing" not in r.stderr and "int8 measured against fp32 on first use" in r.stderr
+    assert "int8 speed on the calibration" not in r.stderr  # the recorded choice of processes
+    assert (f"on CPU ({count} processes x " in r.stderr) == streamed
+
+
+@pytest.mark.skipif(engine.stream_count("cpu", 0) < 2, reason="streams need 2 usable cores")
+def test_streams_split_each_batch_in_order_and_fail_in_one_line(work):
+    """One int8 model run by two single-core processes: each batch split between them and
+    put back in order, with the values one process with both cores computes; a stream that
+    cannot load or dies ends the run with one line, and closing stops them."""
+    from resnet.inputs import imaging
+    from resnet.modelio import params
+    from resnet.models import build_arch
+    from resnet.models.preprocessing import V1
+    from resnet.runtime.streams import Streams
+
+    d, model, env = work
+    layers, spec = LAYERS.split(","), build_arch("resnet18_v1")
+    images = np.concatenate([imaging.preprocess(str(p), V1)
+                             for p in sorted((d / "img").iterdir())])
+    with pytest.MonkeyPatch.context() as m:  # the CLI runs' entry where they made it
+        m.setenv("RESNET_CACHE_DIR", env["RESNET_CACHE_DIR"])
+        prefix = engine.compiled_model(str(model), spec, layers,
+                                       params.model_checksum(str(model), spec),
+                                       calibration=images, unsigned=True)
+    one = engine.InferenceEngine(prefix, layers, precision="int8", backend="openvino")
+    want = one.run(images, layers)
+    shapes = {k: v.shape[1:] for k, v in want.items()}
+    streams = Streams("resnet.runtime.engine:InferenceEngine", prefix, layers, 2, "int8", 6,
+                      "openvino", (3, 224, 224), shapes, "two streams")
+    assert (streams.count, streams.threads, streams.per) == (2, 1, 3)
+    for n in (1, 3, IMAGES):  # IMAGES > 2 x 6 crops: two rounds
+        got = streams.run(images[:n], layers)
+        for k in layers:
+            assert got[k].shape == want[k][:n].shape
+            assert engine.rel_err(got[k], want[k][:n]) <= 1e-5, (n, k)
+    procs = list(streams.procs)
+    procs[1].kill()
+    procs[1].wait()
+    with pytest.raises(ResnetError, match=r"^engine stream 2 of 2 exited \(exit code -9\)$"):
+        streams.run(images[:4], layers)
+    streams.close()
+    assert all(p.poll() is not None for p in procs)
+
+    with pytest.raises(ResnetError, match=r"^engine stream 1 of 2 failed: Paddle "
+                       r"Inference could not load the compiled model .*missing"):
+        Streams("resnet.runtime.engine:InferenceEngine", str(d / "missing" / "model"), layers,
+                2, "int8", 6, "onednn", (3, 224, 224), shapes, "two streams")
 
 
 def test_calibration_list_is_part_of_the_key(work):

@@ -11,6 +11,9 @@ folder (`mkdtemp`: random name, mode 0700, so nobody else can put a link there),
 that grows in place is created with `open_new` (O_CREAT|O_EXCL|O_NOFOLLOW) or reopened with
 `open_existing` (O_NOFOLLOW, regular files only). A rename replaces a planted symlink itself,
 never the file it points to.
+
+Memory shared with worker processes (decoding, engine streams) is an anonymous file whose
+descriptor is handed down: `shared_memory_file`.
 """
 from __future__ import annotations
 
@@ -112,6 +115,23 @@ def atomic_write(path: str, data: bytes, fsync: bool = True) -> None:
     """Replace `path` with `data`."""
     with atomic_file(path, "wb", fsync=fsync) as f:
         f.write(data)
+
+
+def shared_memory_file(size: int, label: str) -> int:
+    """A file descriptor of `size` zero bytes that only this process and the children it
+    hands the descriptor to can reach (memory shared with worker processes): a memfd on
+    Linux, else an unlinked temporary file."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create(f"resnet-{label}", getattr(os, "MFD_CLOEXEC", 0))
+    else:
+        fd, name = tempfile.mkstemp(prefix=f"resnet-{label}-")
+        os.unlink(name)
+    try:
+        os.ftruncate(fd, size)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def concat(sources, target: str) -> None:

@@ -36,7 +36,6 @@ import signal
 import struct
 import subprocess
 import sys
-import tempfile
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing import Pipe
@@ -45,6 +44,7 @@ from multiprocessing.connection import Connection, wait
 import numpy as np
 
 from resnet.common.cpu import usable_cores
+from resnet.common.files import shared_memory_file
 from resnet.errors import ImageError, ResnetError
 from resnet.inputs.facts import CROPS
 from resnet.inputs.imaging import preprocess
@@ -130,22 +130,6 @@ def _slots_offset(settings_length: int) -> int:
     return -(-(_HEADER.size + settings_length) // 64) * 64
 
 
-def _shared_file(size: int) -> int:
-    """A file descriptor of `size` zero bytes only this process and its children can reach:
-    a memfd on Linux, else an unlinked temporary file."""
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("resnet-decode", getattr(os, "MFD_CLOEXEC", 0))
-    else:
-        fd, name = tempfile.mkstemp(prefix="resnet-decode-")
-        os.unlink(name)
-    try:
-        os.ftruncate(fd, size)
-    except OSError:
-        os.close(fd)
-        raise
-    return fd
-
-
 class _Worker:
     """One decoding child process and the connection to it."""
 
@@ -186,7 +170,7 @@ class _Processes:
         settings = pickle.dumps((self.slot_size, self.slots_n, mean, multi_crop, reduced),
                                 pickle.HIGHEST_PROTOCOL)
         offset = _slots_offset(len(settings))
-        self.ring_fd = _shared_file(offset + 4 * self.slots_n * self.slot_size)
+        self.ring_fd = shared_memory_file(offset + 4 * self.slots_n * self.slot_size, "decode")
         self.ring = mmap.mmap(self.ring_fd, offset + 4 * self.slots_n * self.slot_size)
         _HEADER.pack_into(self.ring, 0, len(settings))
         self.ring[_HEADER.size:_HEADER.size + len(settings)] = settings
