@@ -308,6 +308,12 @@ def main():
     if args.precisions or not args.headline:
         row("engine, int8 (opt-in; calibration: the first 64 images)", 1, 16, n_main,
             extra=("--precision=int8",), ref=fp32, out="int8")
+        cores = len(os.sched_getaffinity(0))
+        if cores > 1:  # without engine streams (an explicit --threads keeps one process)
+            row(f"engine, int8 in one process (--threads={cores})", 1, 16, n_main,
+                extra=("--precision=int8", f"--threads={cores}"), ref=fp32, out="int8_one")
+            row("engine, int8, memory sampled", 1, 16, n_main, extra=("--precision=int8",),
+                memory=True)
         row("engine, --precision=auto (the same calibration)", 1, 16, n_main,
             extra=("--precision=auto",), ref=fp32, out="auto")
     if not args.headline:

@@ -178,7 +178,9 @@ def parser() -> argparse.ArgumentParser:
                    help="inference: compiled Paddle Inference model, cached (default); "
                         "dygraph: the plain Paddle reference path")
     p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads for the engine (default: all cores)")
+                   help="CPU threads for the engine (default: all cores; int8 then times "
+                        "one engine process per core against one process and keeps the "
+                        "faster, docs/performance.md)")
     p.add_argument("--trt", action="store_true", help="GPU: run through TensorRT")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32 (default, checked); bf16 (CPU; measured against fp32), fp16 "

@@ -2,8 +2,8 @@
 
 numpy's `ascontiguousarray(a.T)` walks one of the two arrays with a stride of a whole row,
 which misses the cache on nearly every element of a matrix as large as VGG's fc6 (25088 x
-4096; figures in docs/performance.md). Copying square tiles keeps both sides of each tile in cache; the result is the same
-array, bit for bit.
+4096; figures in docs/performance.md). Copying square tiles keeps both sides of each tile in
+cache; the result is the same array, bit for bit.
 """
 import numpy as np
 

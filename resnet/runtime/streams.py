@@ -19,7 +19,6 @@ pipe and exits.
 from __future__ import annotations
 
 import importlib
-import logging
 import mmap
 import os
 import signal
@@ -33,8 +32,6 @@ import numpy as np
 
 from resnet.common.files import shared_memory_file
 from resnet.errors import ResnetError, first_line
-
-log = logging.getLogger("resnet")
 
 #: the child's command: the parent's sys.path first, so it runs the same resnet
 _BOOT = ("import sys; sys.path[:] = sys.argv[3:]; from resnet.runtime.streams import _child; "
@@ -147,10 +144,10 @@ class Streams:
         try:
             self.memory = mmap.mmap(fd, os.fstat(fd).st_size)
             self.regions = _regions(self.memory, count, self.per, input_shape, shapes)
-            args = dict(engine=engine, prefix=prefix, layers=self.layers, device="cpu", threads=self.threads,
-                        precision=precision, max_batch=self.per, backend=backend,
-                        input_shape=tuple(input_shape), count=count, per=self.per,
-                        output_shapes=shapes)
+            args = dict(engine=engine, prefix=prefix, layers=self.layers, device="cpu",
+                        threads=self.threads, precision=precision, max_batch=self.per,
+                        backend=backend, input_shape=tuple(input_shape), count=count,
+                        per=self.per, output_shapes=shapes)
             for i in range(count):
                 mine, theirs = Pipe()
                 self.procs.append(subprocess.Popen(
