@@ -1,3 +1,4 @@
+import contextlib
 import os
 import sys
 
@@ -37,17 +38,27 @@ def _pin_worker():
 _pin_worker()
 
 
-@pytest.fixture(scope="module")
-def all_cpus():
-    """Every CPU of the machine for this module's runs (a Ray cluster sized by the cores it
-    sees needs more than one worker's share), then the worker's share again."""
+@contextlib.contextmanager
+def every_cpu():
+    """Every CPU of the machine for what runs inside (and the runs it starts), then the
+    worker's share again."""
     if not ALL_CPUS:
         yield
         return
     share = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, ALL_CPUS)
-    yield
-    os.sched_setaffinity(0, share)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, share)
+
+
+@pytest.fixture(scope="module")
+def all_cpus():
+    """Every CPU of the machine for this module's runs (a Ray cluster sized by the cores it
+    sees needs more than one worker's share)."""
+    with every_cpu():
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)

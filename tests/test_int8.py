@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import EXAMPLES, run_cli
+from conftest import ALL_CPUS, EXAMPLES, every_cpu, run_cli
 from vgg_weights import seeded_weights
 
 import resnet
@@ -72,7 +72,9 @@ def _pooled_cosine(a, b):
 
 def test_int8_is_calibrated_measured_cached_and_close(work):
     d, _, _ = work
-    r = _extract(work, "int8")
+    with every_cpu():  # the whole machine, as a user's run has it: int8 streams are timed
+        count = engine.stream_count("cpu", 0)
+        r = _extract(work, "int8")
     assert r.returncode == 0, r.stderr
     assert f"int8 calibration: {IMAGES} images from the start of --data {d / 'img'}" in r.stderr
     assert f"quantizing it to int8 (hist calibration on {IMAGES} images" in r.stderr
@@ -94,8 +96,7 @@ def test_int8_is_calibrated_measured_cached_and_close(work):
     record = records[entry]
     assert record["images"] == IMAGES and record["cosine_min"] == pytest.approx(reported, abs=1e-4)
     assert set(record["max_rel_err"]) == set(LAYERS.split(","))
-    count = engine.stream_count("cpu", 0)  # one process per core, timed against one process
-    if count > 1:
+    if count > 1:  # one process per core, timed against one process
         rates = record["streams_img_per_s"]
         assert set(rates) == {"1", str(count)} and all(v > 0 for v in rates.values())
         assert record["streams"] == int(max(rates, key=rates.get))
@@ -114,15 +115,23 @@ def test_int8_is_calibrated_measured_cached_and_close(work):
         assert not np.array_equal(a, b)  # really another engine
         assert _pooled_cosine(a, b).min() >= 0.99
 
-    r = _extract(work, "int8_again")  # the cached entry and its recorded measurement
+    with every_cpu():
+        r = _extract(work, "int8_again")  # the cached entry and its recorded measurement
     assert r.returncode == 0, r.stderr
     assert "quantizing" not in r.stderr and "int8 measured against fp32 on first use" in r.stderr
     assert "int8 speed on the calibration" not in r.stderr  # the recorded choice of processes
     assert (f"on CPU ({count} processes x " in r.stderr) == streamed
 
 
-@pytest.mark.skipif(engine.stream_count("cpu", 0) < 2, reason="streams need 2 usable cores")
-def test_streams_split_each_batch_in_order_and_fail_in_one_line(work):
+@pytest.fixture
+def whole_machine():
+    with every_cpu():
+        yield
+
+
+@pytest.mark.skipif(len(ALL_CPUS) < 2, reason="engine streams need 2 CPUs; this machine has 1")
+def test_streams_split_each_batch_in_order_and_fail_in_one_line(work, whole_machine,
+                                                                 monkeypatch, caplog):
     """One int8 model run by two single-core processes: each batch split between them and
     put back in order, with the values one process with both cores computes; a stream that
     cannot load or dies ends the run with one line, and closing stops them."""
@@ -130,6 +139,7 @@ def test_streams_split_each_batch_in_order_and_fail_in_one_line(work):
     from resnet.modelio import params
     from resnet.models import build_arch
     from resnet.models.preprocessing import V1
+    from resnet.runtime import streams as streams_module
     from resnet.runtime.streams import Streams
 
     d, model, env = work
@@ -159,6 +169,22 @@ def test_streams_split_each_batch_in_order_and_fail_in_one_line(work):
         streams.run(images[:4], layers)
     streams.close()
     assert all(p.poll() is not None for p in procs)
+
+    # the engine keeps one process when its streams cannot start, and says so
+    def cannot_start(*args):
+        raise ResnetError("engine stream 1 of 2 exited (exit code 1)")
+
+    monkeypatch.setattr(streams_module, "Streams", cannot_start)
+    monkeypatch.setenv("RESNET_CACHE_DIR", env["RESNET_CACHE_DIR"])
+    values = params.load_model(str(model), spec)
+    reference = engine.reference_outputs(spec, values, layers, images)
+    with caplog.at_level("INFO", logger="resnet"):  # --check: whatever an earlier run chose
+        net = engine.create("inference", spec, values, layers, str(model),
+                            params.model_checksum(str(model), spec), precision="int8",
+                            check=True, calibration=images, reference=lambda: reference)
+    assert isinstance(net, engine.InferenceEngine) and net.measured["cosine_min"] >= 0.99
+    assert ("int8 engine processes could not start (engine stream 1 of 2 exited (exit code "
+            "1)); running one process") in caplog.text
 
     with pytest.raises(ResnetError, match=r"^engine stream 1 of 2 failed: Paddle "
                        r"Inference could not load the compiled model .*missing"):

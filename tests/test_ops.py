@@ -90,8 +90,14 @@ def test_every_op_matches_numpy():
               for name, shape in spec.param_files()}
     x = RNG.standard_normal((2, 4, 10, 10)).astype(np.float32)
     got = Network(spec).load_params(values).run(x, spec.names[1:])
-    import paddle  # Network builds on zeros and puts Paddle's default initializers back
-    assert float(paddle.nn.Linear(4, 4).weight.abs().max()) > 0
+    import paddle  # Network builds on zeros and puts the initializers it found back
+    assert float(paddle.nn.Linear(4, 4).weight.abs().max()) > 0  # Paddle's random default
+    paddle.nn.initializer.set_global_initializer(paddle.nn.initializer.Constant(0.5))
+    try:
+        Network(spec)
+        assert np.all(paddle.nn.Linear(4, 4).weight.numpy() == 0.5)  # a caller's own
+    finally:
+        paddle.nn.initializer.set_global_initializer(None)
 
     def p(name, s):
         return values[f"_{name}.{s}"].astype(np.float64)

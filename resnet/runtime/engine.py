@@ -719,8 +719,13 @@ def _streamed(net, folder, key, stats, check, threads, max_batch, calibration, l
     threads = cpu.usable_cores() // count
     how = describe_cpu(net.backend, "int8", f"{count} processes x {threads} "
                        f"thread{'s' if threads > 1 else ''}")
-    many = Streams(f"{__name__}:InferenceEngine", net.prefix, layers, count, "int8", max_batch,
-                   net.backend, input_shape, shapes, how)
+    try:
+        many = Streams(f"{__name__}:InferenceEngine", net.prefix, layers, count, "int8",
+                       max_batch, net.backend, input_shape, shapes, how)
+    except ResnetError as e:  # one process still runs: say why the faster way is not used
+        log.warning("int8 engine processes could not start (%s); running one process", e)
+        net.measured = stats
+        return net
     if check or stats.get("streams") not in (1, count):  # not timed with this many cores
         batch = min(len(calibration), max_batch)
         rates = {1: speed(net, calibration, layers, batch),

@@ -13,14 +13,18 @@ from resnet.models.graph import Spec
 
 
 class Network(paddle.nn.Layer):
-    """A network built from a Spec, holding one Paddle sublayer per node with parameters."""
+    """A network built from a Spec, holding one Paddle sublayer per node with parameters,
+    all zero until load_params sets them."""
 
     def __init__(self, spec: Spec):
         super().__init__()
         self.spec = spec
         self.layers = paddle.nn.LayerDict()
         # every parameter is then set by load_params: zeros spare drawing Paddle's random
-        # defaults (Xavier for fc layers) for every value of a large network
+        # defaults (Xavier for fc layers) for every value of a large network; a caller's
+        # own global initializers are put back after
+        before = [getattr(paddle.base.initializer, f"_global_{kind}_initializer",
+                          lambda: None)() for kind in ("weight", "bias")]
         zero = paddle.nn.initializer.Constant(0.0)
         paddle.nn.initializer.set_global_initializer(zero, zero)
         try:
@@ -29,7 +33,7 @@ class Network(paddle.nn.Layer):
                 if layer is not None:
                     self.layers[node.name] = layer
         finally:
-            paddle.nn.initializer.set_global_initializer(None)
+            paddle.nn.initializer.set_global_initializer(*before)
         self.eval()
 
     def load_params(self, values: dict[str, np.ndarray]) -> "Network":
