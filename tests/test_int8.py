@@ -25,7 +25,9 @@ from resnet.runtime import engine
 LAYERS = "res5_2_branch2b_bn,output"
 RESIDUAL_SCALE = 0.25
 IMAGES = 16  # photo crops: the calibration and measurement set
-pytestmark = pytest.mark.xdist_group("int8")  # one worker: the quantized entry is made once
+# one worker: the quantized entry is made once; and the group of the tests that take every
+# CPU (test_ray.py), since the streams tests do too
+pytestmark = pytest.mark.xdist_group("whole_machine")
 
 
 @pytest.fixture(scope="module")

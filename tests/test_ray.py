@@ -23,8 +23,11 @@ from netns import Netns, children, cmdline, stop_tree
 import resnet
 
 pytest.importorskip("ray.data", reason="ray[data] is not installed (pip install -e '.[ray]')")
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray"),
-              pytest.mark.usefixtures("all_cpus")]  # a cluster sized by the cores it sees
+# a cluster sized by the cores it sees; one worker runs every test that takes the whole
+# machine, one after the other (test_int8.py's too): OpenVINO pins its threads to cores, and
+# two such runs side by side slowed the Ray tests 3-5x
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("whole_machine"),
+              pytest.mark.usefixtures("all_cpus")]
 
 IMAGES = 100
 ENV = {"PYTHONPATH": ROOT, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}

@@ -711,7 +711,9 @@ def _streamed(net, folder, key, stats, check, threads, max_batch, calibration, l
     with --check) and the choice kept beside the measurement. Same model, same values: only
     the work's split between cores differs."""
     count = stream_count(net.device, threads)
-    if count == 1 or stats.get("streams") == 1 and not check:
+    # timed before with this many processes (the cache may be shared by other machines)
+    timed = not check and str(count) in stats.get("streams_img_per_s", {})
+    if count == 1 or timed and stats["streams"] == 1:
         return net
     from resnet.runtime.streams import Streams
 
@@ -722,11 +724,11 @@ def _streamed(net, folder, key, stats, check, threads, max_batch, calibration, l
     try:
         many = Streams(f"{__name__}:InferenceEngine", net.prefix, layers, count, "int8",
                        max_batch, net.backend, input_shape, shapes, how)
-    except ResnetError as e:  # one process still runs: say why the faster way is not used
+    except (ResnetError, OSError) as e:  # one process still runs: say why not the other
         log.warning("int8 engine processes could not start (%s); running one process", e)
         net.measured = stats
         return net
-    if check or stats.get("streams") not in (1, count):  # not timed with this many cores
+    if not timed:
         batch = min(len(calibration), max_batch)
         rates = {1: speed(net, calibration, layers, batch),
                  count: speed(many, calibration, layers, batch)}
