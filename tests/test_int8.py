@@ -157,8 +157,8 @@ def test_streams_split_each_batch_in_order_and_fail_in_one_line(work, whole_mach
     want = one.run(images, layers)
     shapes = {k: v.shape[1:] for k, v in want.items()}
     streams = Streams("resnet.runtime.engine:InferenceEngine", prefix, layers, 2, "int8", 6,
-                      "openvino", (3, 224, 224), shapes, "two streams")
-    assert (streams.count, streams.threads, streams.per) == (2, 1, 3)
+                      "openvino", (3, 224, 224), shapes)
+    assert (streams.count, sum(streams.threads), streams.per) == (2, len(ALL_CPUS), 3)
     for n in (1, 3, IMAGES):  # IMAGES > 2 x 6 crops: two rounds
         got = streams.run(images[:n], layers)
         for k in layers:
@@ -191,7 +191,7 @@ def test_streams_split_each_batch_in_order_and_fail_in_one_line(work, whole_mach
     with pytest.raises(ResnetError, match=r"^engine stream 1 of 2 failed: Paddle "
                        r"Inference could not load the compiled model .*missing"):
         Streams("resnet.runtime.engine:InferenceEngine", str(d / "missing" / "model"), layers,
-                2, "int8", 6, "onednn", (3, 224, 224), shapes, "two streams")
+                2, "int8", 6, "onednn", (3, 224, 224), shapes)
 
 
 def test_calibration_list_is_part_of_the_key(work):

@@ -689,10 +689,12 @@ def _int8(spec, values, layers, model_dir, model_sha256, device, threads, trt, m
             net = InferenceEngine(prefix, layers, device, threads, trt, "int8", max_batch,
                                   backend=net.backend, input_shape=spec["input"].shape)
         stats = _measured(net, folder, int8_key(net.backend, trt), check, reference, layers,
-                          calibration, "int8", fp32_ops=len(keep))
+                          calibration, "int8", announce=False, fp32_ops=len(keep))
         if _passes(stats):
-            return _streamed(net, folder, int8_key(net.backend, trt), stats, check, threads,
-                             max_batch, calibration, layers, spec["input"].shape)
+            net = _streamed(net, folder, int8_key(net.backend, trt), stats, check, threads,
+                            max_batch, calibration, layers, spec["input"].shape)
+            log.info("engine: %s", net.describe())
+            return net
     raise refusal(stats)
 
 
@@ -718,16 +720,17 @@ def _streamed(net, folder, key, stats, check, threads, max_batch, calibration, l
     from resnet.runtime.streams import Streams
 
     shapes = {name: value.shape[1:] for name, value in net.run(calibration[:1], layers).items()}
-    threads = cpu.usable_cores() // count
-    how = describe_cpu(net.backend, "int8", f"{count} processes x {threads} "
-                       f"thread{'s' if threads > 1 else ''}")
     try:
         many = Streams(f"{__name__}:InferenceEngine", net.prefix, layers, count, "int8",
-                       max_batch, net.backend, input_shape, shapes, how)
+                       max_batch, net.backend, input_shape, shapes)
     except (ResnetError, OSError) as e:  # one process still runs: say why not the other
         log.warning("int8 engine processes could not start (%s); running one process", e)
         net.measured = stats
         return net
+    low, high = min(many.threads), max(many.threads)
+    many.description = describe_cpu(
+        net.backend, "int8", f"{count} processes x {low if low == high else f'{low}-{high}'} "
+        f"thread{'s' if high > 1 else ''}")
     if not timed:
         batch = min(len(calibration), max_batch)
         rates = {1: speed(net, calibration, layers, batch),
@@ -743,7 +746,6 @@ def _streamed(net, folder, key, stats, check, threads, max_batch, calibration, l
         net.measured = stats
         return net
     many.measured = stats
-    log.info("engine: %s", many.describe())
     return many
 
 
@@ -762,7 +764,7 @@ def _refused_before(stats: dict | None, what: str) -> bool:
 
 
 def _measured(net, folder: str, key: str, check: bool, reference, layers: list[str],
-              calibration: np.ndarray, what: str, **extra) -> dict:
+              calibration: np.ndarray, what: str, announce: bool = True, **extra) -> dict:
     """The measurement of the int8 or bf16 engine `net` kept under `key` in its cache entry
     `folder`: made against `reference()` on first use or with `check`, else read; kept on
     `net` as `measured` (what --precision=auto reads)."""
@@ -774,7 +776,7 @@ def _measured(net, folder: str, key: str, check: bool, reference, layers: list[s
     else:
         log.info("%s measured against fp32 on first use: %s; --check repeats it", what,
                  describe_measurement(stats))
-    if _passes(stats):
+    if announce and _passes(stats):
         log.info("engine: %s", net.describe())
     net.measured = stats
     return stats

@@ -9,8 +9,9 @@ a plain `python -c` child, as the decoding workers are (no `spawn` re-running th
 main module, no fork once Paddle's threads run), that loads the same cached model.
 
 Batches travel through shared memory (common.files.shared_memory_file): each stream has an
-input region and an output region per layer, and the pipe carries only image counts.
-Pickling the arrays through the pipe instead cost a tenth of the forward pass's time.
+input region and an output region per layer, and the pipe carries only image counts (arrays
+pickled through the pipe kept the main thread busy while the streams waited:
+docs/engine_notes.md).
 
 A stream that fails or dies ends the run with one line naming it; the streams stop when
 their Streams is closed or collected, and a stream whose parent is gone sees the end of its
@@ -125,18 +126,20 @@ class Streams:
     this process's cores; `run` has the engine's contract, each batch split between them in
     order. `engine`: "module:class" of the engine each process builds (engine.py's
     InferenceEngine, named by its caller: this module does not import it); `output_shapes`:
-    each layer's shape per image, as the engine returns it; `description` is the log's."""
+    each layer's shape per image, as the engine returns it. `threads`: each process's count
+    of cores (they differ by one at most); `description`, the log's, is the caller's."""
 
     def __init__(self, engine: str, prefix: str, layers: list[str], count: int,
                  precision: str, max_batch: int, backend: str, input_shape,
-                 output_shapes: dict, description: str):
+                 output_shapes: dict):
         cores = sorted(os.sched_getaffinity(0))
         if not 2 <= count <= len(cores):
             raise ValueError(f"{count} streams on {len(cores)} cores")
+        shares = [[int(c) for c in part] for part in np.array_split(cores, count)]
         self.layers, self.prefix, self.precision = list(layers), prefix, precision
         self.device, self.backend, self.count = "cpu", backend, count
-        self.threads, self.per = len(cores) // count, -(-max(1, max_batch) // count)
-        self.description = description
+        self.threads, self.per = [len(s) for s in shares], -(-max(1, max_batch) // count)
+        self.description = f"{count} engine processes"
         shapes = {name: tuple(output_shapes[name]) for name in self.layers}
         self.procs, self.conns = [], []
         self._finalizer = weakref.finalize(self, _stop, self.procs, self.conns)
@@ -145,9 +148,9 @@ class Streams:
             self.memory = mmap.mmap(fd, os.fstat(fd).st_size)
             self.regions = _regions(self.memory, count, self.per, input_shape, shapes)
             args = dict(engine=engine, prefix=prefix, layers=self.layers, device="cpu",
-                        threads=self.threads, precision=precision, max_batch=self.per,
-                        backend=backend, input_shape=tuple(input_shape), count=count,
-                        per=self.per, output_shapes=shapes)
+                        precision=precision, max_batch=self.per, backend=backend,
+                        input_shape=tuple(input_shape), count=count, per=self.per,
+                        output_shapes=shapes)
             for i in range(count):
                 mine, theirs = Pipe()
                 self.procs.append(subprocess.Popen(
@@ -155,8 +158,7 @@ class Streams:
                     pass_fds=(theirs.fileno(), fd), stdin=subprocess.DEVNULL))
                 theirs.close()
                 self.conns.append(mine)
-                mine.send(dict(args, index=i,
-                               cores=set(cores[i * self.threads:(i + 1) * self.threads])))
+                mine.send(dict(args, index=i, cores=set(shares[i]), threads=len(shares[i])))
             for i in range(count):
                 what = self._answer(i)
                 if what != backend:  # OpenVINO handed over to oneDNN in that process
@@ -200,16 +202,26 @@ class Streams:
         for start in range(0, len(batch), self.count * self.per):
             chunk = batch[start:start + self.count * self.per]
             bounds = start + np.linspace(0, len(chunk), self.count + 1).round().astype(int)
-            busy = []
+            busy, failed = [], None
             for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
                 if b > a:
                     self.regions[i][0][:b - a] = batch[a:b]
-                    self._send(i, int(b - a))
+                    try:
+                        self._send(i, int(b - a))
+                    except ResnetError as e:
+                        failed = failed or e
+                        continue
                     busy.append((i, a, b))
-            for i, a, b in busy:
-                self._answer(i)
+            for i, a, b in busy:  # every answer read, so that none is left for a next batch
+                try:
+                    self._answer(i)
+                except ResnetError as e:
+                    failed = failed or e
+                    continue
                 for name, view in self.regions[i][1].items():
                     out[name][a:b] = view[:b - a]
+            if failed:
+                raise failed
         return out
 
     def close(self) -> None:
