@@ -73,7 +73,7 @@ def extract_args(model, data, out, *extra):
 
 
 def run_in(ns, argv, env=None, timeout=300):
-    return ns.run(argv, env=dict(os.environ, **ENV, **(env or {})), capture_output=True,
+    return ns.run(argv, env={**os.environ, **ENV, **(env or {})}, capture_output=True,
                   text=True, timeout=timeout)
 
 
