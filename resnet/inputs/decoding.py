@@ -20,11 +20,8 @@ passes with the cores to themselves: 2-3% more images/s end to end on 300-640 px
 A run's workers live in one Decoders object (no module state): started before the engine
 loads, used by the runner, closed at the end.
 
-The workers are plain `python -c` child processes that import this module and serve
-(`_child`), not multiprocessing's `spawn` children: spawn re-runs the caller's main module in
-every child, so a user's script without an `if __name__ == "__main__":` guard would start its
-run again there (and a script fed on stdin cannot be re-run at all). fork is no option either
-once Paddle's threads run. The ring is an anonymous shared file (memfd) handed down as a file
+The workers are plain `python -c` children serving `_child` (common.children says why not
+multiprocessing's spawn or fork). The ring is an anonymous shared file (memfd) handed down as a file
 descriptor; its first bytes carry the run's preprocessing settings.
 """
 from __future__ import annotations
@@ -35,14 +32,13 @@ import pickle
 import signal
 import struct
 import subprocess
-import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from multiprocessing import Pipe
 from multiprocessing.connection import Connection, wait
 
 import numpy as np
 
+from resnet.common.children import start_child, stop_children
 from resnet.common.cpu import usable_cores
 from resnet.common.files import shared_memory_file
 from resnet.errors import ImageError, ResnetError
@@ -83,10 +79,6 @@ def crops_or_error(path, mean, multi_crop, reduced=False):
         return ImageError(f"{path}: cannot decode ({type(e).__name__}: {e})")
 
 
-#: the child's command: sys.path is set to the parent's before anything is imported, so the
-#: child finds the same resnet whatever its working folder holds
-_BOOT = ("import sys; sys.path[:] = sys.argv[3:]; "
-         "from resnet.inputs.decoding import _child; _child(int(sys.argv[1]), int(sys.argv[2]))")
 _HEADER = struct.Struct("<Q")  # the ring starts with the pickled settings' length
 
 
@@ -134,18 +126,11 @@ class _Worker:
     """One decoding child process and the connection to it."""
 
     def __init__(self, ring_fd: int):
-        self.conn, child = Pipe()
-        fds = (child.fileno(), ring_fd)
         try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, *map(str, fds), *sys.path], pass_fds=fds,
-                stdin=subprocess.DEVNULL)
+            self.proc, self.conn = start_child("resnet.inputs.decoding:_child", ring_fd)
         except OSError as e:
-            self.conn.close()
             raise ResnetError(f"cannot start a decoding worker ({e.strerror or e}); run with "
                               "RESNET_DECODER=thread or --workers=0") from None
-        finally:
-            child.close()
         self.tasks = deque()  # seqs sent and not answered, in the order it works on them
         self.ready = False  # it sends one "ready" once its imports are done
         self.gone = False  # its connection ended: it exited or was killed
@@ -279,18 +264,7 @@ class _Processes:
     def close(self) -> None:
         """Stop the workers (they ignore SIGINT and SIGTERM: a worker still busy after 2 s is
         killed) and release the ring's descriptor (the mapping goes with its last view)."""
-        for w in self.workers:
-            try:
-                w.conn.send(None)
-            except OSError:
-                pass
-        for w in self.workers:
-            try:
-                w.proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                w.proc.kill()
-                w.proc.wait()
-            w.conn.close()
+        stop_children([(w.proc, w.conn) for w in self.workers], 2)
         self.workers = []
         if self.ring_fd is not None:
             os.close(self.ring_fd)

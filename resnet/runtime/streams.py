@@ -5,8 +5,8 @@ Why processes: OpenVINO's int8 kernels lose part of every extra core to their ow
 synchronisation, while single-threaded engines side by side each keep a core busy
 (docs/performance.md, "int8 streams"). Paddle Inference holds the GIL for a whole forward
 pass, so engines in threads of one process would run one after the other. Each stream is
-a plain `python -c` child, as the decoding workers are (no `spawn` re-running the user's
-main module, no fork once Paddle's threads run), that loads the same cached model.
+a child started as the decoding workers are (common.children) that loads the same cached
+model.
 
 Batches travel through shared memory (common.files.shared_memory_file): each stream has an
 input region and an output region per layer, and the pipe carries only image counts (arrays
@@ -24,20 +24,14 @@ import mmap
 import os
 import signal
 import subprocess
-import sys
 import weakref
-from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 
 import numpy as np
 
+from resnet.common.children import start_child, stop_children
 from resnet.common.files import shared_memory_file
 from resnet.errors import ResnetError, first_line
-
-#: the child's command: the parent's sys.path first, so it runs the same resnet
-_BOOT = ("import sys; sys.path[:] = sys.argv[3:]; from resnet.runtime.streams import _child; "
-         "_child(int(sys.argv[1]), int(sys.argv[2]))")
-
 
 def _regions(memory, count: int, per: int, input_shape, output_shapes: dict) -> list:
     """Per stream: (input array (per, *input_shape), {layer: output array (per, *shape)}),
@@ -107,18 +101,7 @@ def _why(e: Exception) -> str:
 
 
 def _stop(procs, conns) -> None:
-    for conn in conns:
-        try:
-            conn.send(None)
-            conn.close()
-        except OSError:
-            pass
-    for proc in procs:
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_children(zip(procs, conns), 5)
 
 
 class Streams:
@@ -152,11 +135,8 @@ class Streams:
                         input_shape=tuple(input_shape), count=count, per=self.per,
                         output_shapes=shapes)
             for i in range(count):
-                mine, theirs = Pipe()
-                self.procs.append(subprocess.Popen(
-                    [sys.executable, "-c", _BOOT, str(theirs.fileno()), str(fd), *sys.path],
-                    pass_fds=(theirs.fileno(), fd), stdin=subprocess.DEVNULL))
-                theirs.close()
+                proc, mine = start_child("resnet.runtime.streams:_child", fd)
+                self.procs.append(proc)
                 self.conns.append(mine)
                 mine.send(dict(args, index=i, cores=set(shares[i]), threads=len(shares[i])))
             for i in range(count):
