@@ -69,12 +69,17 @@ print([int(l.split()[1]) // 1024 for l in open("/proc/self/status") if l.startsw
 
 def test_hdr_bomb_named_jpg_is_refused_fast_in_bounded_memory(tmp_path):
     bomb = _hdr_bomb(tmp_path / "a.jpg")
+    spool = tmp_path / "opencv-temp"  # where OpenCV copies an HDR's bytes to decode them
+    spool.mkdir()
     r = subprocess.run([sys.executable, "-c", _MEASURE, bomb], capture_output=True, text=True,
-                       env=ENV, timeout=120)
+                       env=dict(ENV, OPENCV_TEMP_PATH=str(spool)), timeout=120)
     assert r.returncode == 0, r.stderr
     message, seconds, peak_mb = r.stdout.splitlines()
     assert message.startswith(bomb + ": ") and "over the limit of 100,000,000 pixels" in message
     assert float(seconds) < 10 and int(peak_mb) < 400  # decoded: 1.7 GB of float pixels
+    # OpenCV leaves its copy of a refused file behind; the run takes it away (and its own
+    # private folder at exit)
+    assert os.listdir(spool) == []
     # a small real HDR still decodes: the cap is a limit, not a ban on the format
     r = subprocess.run([sys.executable, "-c", _MEASURE, _real_hdr(tmp_path / "ok.hdr")],
                        capture_output=True, text=True, env=ENV, timeout=120)

@@ -9,9 +9,12 @@ did.
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import stat
 import sys
+import tempfile
 from dataclasses import replace
 
 import numpy as np
@@ -35,9 +38,9 @@ def _cap_opencv() -> bool:
     environment before `import cv2` (decoding processes inherit it). Returns whether this
     process's OpenCV has the cap: not if it was loaded before, without the setting.
 
-    The one write into os.environ in the package's inputs: not a way to pass a setting
-    between parts of the program, but a process-start setting OpenCV reads from the
-    environment only (it has no API for it)."""
+    One of the two writes into os.environ in the package's inputs (the other is
+    `_spool_folder`): not a way to pass a setting between parts of the program, but settings
+    OpenCV reads from the environment only (it has no API for them)."""
     before = os.environ.get(OPENCV_PIXELS_ENV)
     os.environ[OPENCV_PIXELS_ENV] = str(MAX_PIXELS)
     if "cv2" not in sys.modules:
@@ -151,12 +154,56 @@ def _not_regular(mode: int) -> str | None:
     return "something other than a regular file"
 
 
+#: OpenCV decodes a few formats (Radiance HDR, JPEG 2000) from a file only: imdecode copies
+#: the bytes into OPENCV_TEMP_PATH (/tmp when unset, whatever TMPDIR says) and reads the copy.
+#: When it refuses the image after reading its header (the pixel limit) it leaves the copy
+#: there, so each refused bomb would leave its bytes in /tmp for good. Each decoding process
+#: gives OpenCV a private folder of its own instead (inside the user's OPENCV_TEMP_PATH, if
+#: set), removed at exit; a failed decode removes its copy at once.
+OPENCV_TEMP_ENV = "OPENCV_TEMP_PATH"
+_spool = None  # (pid, folder) of this process's private folder
+
+
+def _spool_folder() -> str | None:
+    """This process's private folder for OpenCV's copies (made on first use), or None where
+    none can be made (OpenCV then keeps its own default)."""
+    global _spool
+    if _spool is None or _spool[0] != os.getpid():
+        try:
+            folder = tempfile.mkdtemp(prefix="resnet-opencv-",
+                                      dir=os.environ.get(OPENCV_TEMP_ENV) or None)
+        except OSError:
+            return None
+        atexit.register(shutil.rmtree, folder, True)
+        os.environ[OPENCV_TEMP_ENV] = folder
+        _spool = (os.getpid(), folder)
+    return _spool[1]
+
+
+def _drop_copy(folder: str, raw: np.ndarray) -> None:
+    """Remove OpenCV's copy of `raw` from `folder`: a file of the same bytes (in the thread
+    variant of decoding, others may be decoding beside this one)."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            try:
+                if (entry.name.startswith("__opencv_temp")
+                        and entry.is_file(follow_symlinks=False)
+                        and entry.stat(follow_symlinks=False).st_size == raw.size
+                        and np.array_equal(np.fromfile(entry.path, np.uint8), raw)):
+                    os.unlink(entry.path)
+            except OSError:
+                pass
+
+
 def _imdecode(path: str, raw: np.ndarray, flags: int):
     """cv2.imdecode, its errors as ImageError: OpenCV's own pixel limit (OPENCV_CAPPED) is an
     assertion raised after the header is read, before the pixels are allocated."""
+    folder = _spool_folder()
     try:
         return cv2.imdecode(raw, flags)
     except cv2.error as e:
+        if folder:
+            _drop_copy(folder, raw)
         if "CV_IO_MAX_IMAGE" in str(e):
             raise ImageError(f"{path}: over the limit of {MAX_PIXELS:,} pixels (refused by "
                              "OpenCV from its header, before decoding; set RESNET_MAX_PIXELS "
