@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import EXAMPLES, run_cli, write_jpeg
+from conftest import ALL_CPUS, EXAMPLES, every_cpu, run_cli, write_jpeg
 from reference import rel_err
 
 import resnet
@@ -591,3 +591,73 @@ def test_extract_stops_on_an_engine_failure_and_resumes(model50, tmp_path, monke
             as want:
         assert got.images == want.images and len(got.images) == 4
         assert rel_err(np.asarray(got["output"]), np.asarray(want["output"])) <= 1e-6
+
+
+@pytest.mark.skipif(len(ALL_CPUS) < 2, reason="core claims need 2 CPUs; this machine has 1")
+def test_core_claims_give_engines_other_cores_across_processes(monkeypatch):
+    """Claims are machine-wide: a second claim, in this process or another, takes a core the
+    first does not hold; with none free it shares; a closed claim is free again."""
+    import subprocess
+    import sys
+    import uuid
+
+    monkeypatch.setattr(cpu, "CLAIM_PREFIX", f"resnet-test-{uuid.uuid4().hex}-")
+    other = ("import sys; from resnet.common import cpu; cpu.CLAIM_PREFIX = sys.argv[1]; "
+             "print(cpu.claim_cores(int(sys.argv[2])).cores)")
+
+    def in_child(count):
+        r = subprocess.run([sys.executable, "-c", other, cpu.CLAIM_PREFIX, str(count)],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    with every_cpu():
+        cores = sorted(os.sched_getaffinity(0))
+        first = cpu.claim_cores(1)
+        assert first.cores == cores[:1]
+        rest = in_child(len(cores) - 1)  # another process: every core but the held one
+        assert rest == cores[1:]
+        second = cpu.claim_cores(len(cores) - 1)
+        assert second.cores == cores[1:]
+        assert len(cpu.claim_cores(1).cores) == 1  # none free: shared, still one core
+        first.close()
+        assert in_child(1) == cores[:1]
+        second.close()
+        assert in_child(len(cores)) == cores
+
+
+@pytest.mark.skipif(len(ALL_CPUS) < 2, reason="core claims need 2 CPUs; this machine has 1")
+def test_openvino_engine_of_fewer_threads_is_made_on_cores_of_its_own(model50, monkeypatch):
+    """OpenVINO pins an engine to the first cores of the thread creating it: two one-thread
+    engines are each created on a claimed core of their own (the creating thread gets its
+    cores back after), and compute what the engine on every core computes."""
+    import uuid
+
+    from paddle import inference
+
+    monkeypatch.setattr(cpu, "CLAIM_PREFIX", f"resnet-test-{uuid.uuid4().hex}-")
+    seen, real = [], inference.create_predictor
+
+    def create_predictor(config):
+        seen.append(sorted(os.sched_getaffinity(0)))
+        return real(config)
+
+    monkeypatch.setattr(inference, "create_predictor", create_predictor)
+    spec = build(50)
+    prefix = engine.compiled_model(model50, spec, ["output"], params.model_checksum(model50, spec))
+    batch = _batch()
+    with every_cpu():
+        cores = sorted(os.sched_getaffinity(0))
+        whole = engine.InferenceEngine(prefix, ["output"], backend="openvino")
+        a = engine.InferenceEngine(prefix, ["output"], threads=1, backend="openvino")
+        b = engine.InferenceEngine(prefix, ["output"], threads=1, backend="openvino")
+        dnn = engine.InferenceEngine(prefix, ["output"], threads=1, backend="onednn")
+        assert sorted(os.sched_getaffinity(0)) == cores  # the thread got its cores back
+    assert seen == [cores, cores[:1], cores[1:2], cores]  # oneDNN does not pin: no claim
+    assert (whole.claim, a.claim.cores, b.claim.cores, dnn.claim) == (None, cores[:1],
+                                                                     cores[1:2], None)
+    assert a.describe() == (f"Paddle Inference with OpenVINO on CPU (1 thread on core "
+                            f"{cores[0]}, fp32)")
+    want = whole.run(batch)["output"]
+    for net in (a, b, dnn):
+        assert rel_err(net.run(batch)["output"], want) <= 1e-5

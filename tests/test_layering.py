@@ -205,12 +205,13 @@ def _environ_writes(path: str) -> list[int]:
 
 def test_no_setting_is_passed_through_the_environment():
     """Settings travel as arguments: the package writes os.environ only for the process-start
-    settings of the libraries it loads (OpenCV's pixel cap, Paddle's log level, TF32 and
-    oneDNN's math mode) and, in a Ray worker, the driver's user environment (RESNET_*, AWS_*)
+    settings of the libraries it loads (OpenCV's pixel cap and temporary folder, Paddle's log
+    level, TF32 and oneDNN's math mode) and, in a Ray worker, the driver's user environment (RESNET_*, AWS_*)
     and the engine cache it can reach."""
     allowed = {"resnet.inputs.imaging", "resnet.runtime.paddle_env", "resnet.runtime.engine",
                "resnet.runners.ray_data"}
     writers = {m for m, path in MODULES.items() if _environ_writes(path)}
     assert "resnet.inputs.imaging" in writers  # the reader finds what is there
     assert writers <= allowed, sorted(writers - allowed)
-    assert len(_environ_writes(MODULES["resnet.inputs.imaging"])) == 1  # OpenCV's cap only
+    # OpenCV's pixel cap and its temporary folder only
+    assert len(_environ_writes(MODULES["resnet.inputs.imaging"])) == 2

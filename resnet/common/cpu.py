@@ -1,8 +1,11 @@
-"""What this CPU offers: the cores this process may use and the instruction sets it has."""
+"""What this CPU offers: the cores this process may use and the instruction sets it has, and
+claims on cores shared by every engine on the machine (`claim_cores`)."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import socket
 
 #: Any of these flags (Linux /proc/cpuinfo names) means native bf16 arithmetic: AVX512-BF16
 #: (Cooper Lake, Zen 4/5) or AMX (Sapphire Rapids and later). Without them oneDNN and
@@ -82,3 +85,62 @@ def int8_support(flags: frozenset | None = None) -> str | None:
 def identity() -> str:
     """This CPU as a measured choice depends on it: its name and its int8 / bf16 flags."""
     return f"{cpu_name()}|{int8_support()}|{bf16_support()}"
+
+
+#: The names of the core claims: Linux abstract socket names (no file, nothing left behind,
+#: released by the kernel when the holder ends, however it ends).
+CLAIM_PREFIX = "resnet-core-"
+
+
+class CoreClaim:
+    """Cores held by one engine, so that engines in other processes on the machine (several
+    Ray actors on a node, shard runs side by side) take other ones; `close()` or the end of
+    the process releases them."""
+
+    def __init__(self, cores: list[int], held: list):
+        self.cores, self._held = cores, held
+
+    def close(self) -> None:
+        for s in self._held:
+            s.close()
+        self._held = []
+
+
+def claim_cores(count: int) -> CoreClaim:
+    """`count` of this process's cores, the ones no other engine on the machine holds first;
+    where too few are free, the rest are shared with other engines, starting at a core that
+    depends on the process (so that overflowing engines spread rather than pile up on the
+    first cores). A claim is the binding of an abstract socket named for the core."""
+    allowed = sorted(os.sched_getaffinity(0))
+    count = max(1, min(count, len(allowed)))
+    cores, held = [], []
+    for core in allowed:
+        if len(cores) == count:
+            break
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.bind(f"\0{CLAIM_PREFIX}{core}")
+        except OSError:  # held by another engine
+            s.close()
+            continue
+        cores.append(core)
+        held.append(s)
+    start = os.getpid() % len(allowed)
+    for core in allowed[start:] + allowed[:start]:
+        if len(cores) == count:
+            break
+        if core not in cores:
+            cores.append(core)
+    return CoreClaim(sorted(cores), held)
+
+
+@contextlib.contextmanager
+def thread_on(cores):
+    """The calling thread limited to `cores` for the block, then given its cores back: an
+    engine created inside takes its cores from the thread that creates it."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cores)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)

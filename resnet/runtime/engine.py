@@ -297,6 +297,7 @@ class InferenceEngine:
         self.options = dict(device=device, threads=threads or cpu.usable_cores(), trt=trt,
                             precision=precision, max_batch=max(1, max_batch),
                             input_shape=input_shape, cache_dir=os.path.dirname(prefix))
+        self.claim = None  # cpu.CoreClaim: the cores an OpenVINO engine of fewer threads runs on
         try:
             self.predictor = self._predictor(prefix)
         except Exception as e:
@@ -317,13 +318,28 @@ class InferenceEngine:
 
         config = inference.Config(prefix + ".pdmodel", prefix + ".pdiparams")
         configure(config, backend=self.backend, **self.options)
-        return inference.create_predictor(config)
+        threads = self.options["threads"]
+        if self.backend != "openvino" or threads >= cpu.usable_cores():
+            return inference.create_predictor(config)
+        # OpenVINO pins an engine of T threads to the first T cores of the thread that creates
+        # it, whatever else runs there: engines in several processes (Ray actors on one node,
+        # shards side by side) would all share the first cores and leave the others idle. Each
+        # is created on cores of its own instead (claimed machine-wide).
+        if self.claim is None:
+            self.claim = cpu.claim_cores(threads)
+        with cpu.thread_on(self.claim.cores):
+            return inference.create_predictor(config)
 
     def describe(self) -> str:
         if self.device == "gpu":
             return (f"Paddle Inference on GPU ({'TensorRT' if self.options['trt'] else 'cuDNN'}, "
                     f"{self.precision})")
-        return describe_cpu(self.backend, self.precision, f"{self.options['threads']} threads")
+        threads = self.options["threads"]
+        how = f"{threads} thread{'s' if threads > 1 else ''}"
+        if self.claim and self.backend == "openvino":
+            how += f" on core{'s' if len(self.claim.cores) > 1 else ''} " + \
+                ",".join(map(str, self.claim.cores))
+        return describe_cpu(self.backend, self.precision, how)
 
     def run(self, batch: np.ndarray, outputs=None) -> dict[str, np.ndarray]:
         if outputs is not None and list(outputs) != self.layers:
