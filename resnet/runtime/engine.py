@@ -729,8 +729,10 @@ def _streamed(net, folder, key, stats, check, threads, max_batch, calibration, l
     with --check) and the choice kept beside the measurement. Same model, same values: only
     the work's split between cores differs."""
     count = stream_count(net.device, threads)
-    # timed before with this many processes (the cache may be shared by other machines)
-    timed = not check and str(count) in stats.get("streams_img_per_s", {})
+    # timed before with this many processes (the cache may be shared by other machines); a
+    # record without a valid choice is timed again
+    timed = (not check and str(count) in (stats.get("streams_img_per_s") or {})
+             and stats.get("streams") in (1, count))
     if count == 1 or timed and stats["streams"] == 1:
         return net
     from resnet.runtime.streams import Streams
