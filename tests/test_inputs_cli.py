@@ -23,7 +23,12 @@ from resnet.inputs.lists import Item, collect
 from resnet.jobs import JOBS
 from resnet.models.preprocessing import V1
 
-ENV = dict(os.environ, PYTHONPATH=ROOT)
+
+def _env(**extra) -> dict:
+    """The environment of the runs a test starts, taken when it starts them: a copy made at
+    import would predate conftest's engine_cache, and its runs would compile into the user's
+    ~/.cache."""
+    return dict(os.environ, PYTHONPATH=ROOT, **extra)
 
 
 def _hdr_bomb(path, width=12000, height=12000):
@@ -72,7 +77,7 @@ def test_hdr_bomb_named_jpg_is_refused_fast_in_bounded_memory(tmp_path):
     spool = tmp_path / "opencv-temp"  # where OpenCV copies an HDR's bytes to decode them
     spool.mkdir()
     r = subprocess.run([sys.executable, "-c", _MEASURE, bomb], capture_output=True, text=True,
-                       env=dict(ENV, OPENCV_TEMP_PATH=str(spool)), timeout=120)
+                       env=_env(OPENCV_TEMP_PATH=str(spool)), timeout=120)
     assert r.returncode == 0, r.stderr
     message, seconds, peak_mb = r.stdout.splitlines()
     assert message.startswith(bomb + ": ") and "over the limit of 100,000,000 pixels" in message
@@ -82,7 +87,7 @@ def test_hdr_bomb_named_jpg_is_refused_fast_in_bounded_memory(tmp_path):
     assert os.listdir(spool) == []
     # a small real HDR still decodes: the cap is a limit, not a ban on the format
     r = subprocess.run([sys.executable, "-c", _MEASURE, _real_hdr(tmp_path / "ok.hdr")],
-                       capture_output=True, text=True, env=ENV, timeout=120)
+                       capture_output=True, text=True, env=_env(), timeout=120)
     assert r.stdout.splitlines()[0] == "decoded", r.stdout + r.stderr
 
 
@@ -90,7 +95,7 @@ def test_opencv_itself_is_capped_once_resnet_loaded_it(tmp_path):
     """The limit is in OpenCV, so it covers whatever format it decodes: set in the environment
     before cv2 loads (it reads it then only), inherited by decoding processes."""
     bomb = _hdr_bomb(tmp_path / "b.hdr")
-    env = {k: v for k, v in ENV.items() if k != imaging.OPENCV_PIXELS_ENV}
+    env = {k: v for k, v in _env().items() if k != imaging.OPENCV_PIXELS_ENV}
     probe = ("import os, cv2, numpy as np\n"
              "print(os.environ['OPENCV_IO_MAX_IMAGE_PIXELS'], im.OPENCV_CAPPED)\n"
              "try:\n    cv2.imdecode(np.fromfile(%r, np.uint8), cv2.IMREAD_UNCHANGED)\n"
@@ -201,7 +206,7 @@ def test_sigterm_interrupts_cleanly_and_resume_completes(model_factory, tmp_path
     args = [sys.executable, "-m", "resnet", "--job=extract", f"--model={model_factory(18)}",
             f"--data={data}", f"--output_dir={out}", "--output_layer=pool1",
             "--engine=dygraph", "--use_gpu=0", "--batch_size=2", "--workers=2"]
-    env = dict(ENV, RESNET_COMMIT_SECONDS="0")  # a durable point after every batch
+    env = _env(RESNET_COMMIT_SECONDS="0")  # a durable point after every batch
     proc = launch.popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                         text=True, cwd=tmp_path)
     progress = out / "progress.json"
@@ -270,11 +275,11 @@ def test_readme_api_example_runs_as_a_script_and_on_stdin(tmp_path):
         script.write_text(code)
         if how == "file":
             r = subprocess.run([sys.executable, str(script)], cwd=work, capture_output=True,
-                               text=True, env=ENV, timeout=600)
+                               text=True, env=_env(), timeout=600)
         else:
             with open(script) as f:
                 r = subprocess.run([sys.executable, "-"], stdin=f, cwd=work,
-                                   capture_output=True, text=True, env=ENV, timeout=600)
+                                   capture_output=True, text=True, env=_env(), timeout=600)
         assert r.returncode == 0, f"{how}: {r.stderr[-3000:]}"
         lines = r.stdout.splitlines()
         assert lines[0] == "4 [] ['output_api/features.h5']", how

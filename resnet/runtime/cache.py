@@ -46,8 +46,9 @@ _verified: set = set()  # entries whose checksums were verified by this process
 
 
 def root() -> str:
-    return os.environ.get(CACHE_ENV) or os.path.join(
-        os.path.expanduser("~"), ".cache", "resnet", "engines")
+    """RESNET_CACHE_DIR, else engines/ in the user's cache folder (as the weights cache)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.environ.get(CACHE_ENV) or os.path.join(base, "resnet", "engines")
 
 
 def max_bytes() -> int | None:
