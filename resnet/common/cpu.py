@@ -6,6 +6,7 @@ import contextlib
 import functools
 import os
 import socket
+import weakref
 
 #: Any of these flags (Linux /proc/cpuinfo names) means native bf16 arithmetic: AVX512-BF16
 #: (Cooper Lake, Zen 4/5) or AMX (Sapphire Rapids and later). Without them oneDNN and
@@ -98,26 +99,34 @@ class CoreClaim:
     the process releases them."""
 
     def __init__(self, cores: list[int], held: list):
-        self.cores, self._held = cores, held
-
-    def close(self) -> None:
-        for s in self._held:
-            s.close()
-        self._held = []
+        self.cores = cores
+        self.close = weakref.finalize(self, _release, held)  # also when collected
 
 
-def claim_cores(count: int) -> CoreClaim:
+def _release(held: list) -> None:
+    for s in held:
+        s.close()
+
+
+def claim_cores(count: int) -> CoreClaim | None:
     """`count` of this process's cores, the ones no other engine on the machine holds first;
     where too few are free, the rest are shared with other engines, starting at a core that
     depends on the process (so that overflowing engines spread rather than pile up on the
-    first cores). A claim is the binding of an abstract socket named for the core."""
+    first cores). A claim is the binding of an abstract socket named for the core (Linux).
+    None where cores cannot be claimed or pinned (another OS, no sockets left)."""
+    if not hasattr(os, "sched_setaffinity") or not hasattr(socket, "AF_UNIX"):
+        return None
     allowed = sorted(os.sched_getaffinity(0))
     count = max(1, min(count, len(allowed)))
     cores, held = [], []
     for core in allowed:
         if len(cores) == count:
             break
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        except OSError:  # e.g. out of descriptors: no claims at all
+            CoreClaim(cores, held).close()
+            return None
         try:
             s.bind(f"\0{CLAIM_PREFIX}{core}")
         except OSError:  # held by another engine
@@ -139,8 +148,13 @@ def thread_on(cores):
     """The calling thread limited to `cores` for the block, then given its cores back: an
     engine created inside takes its cores from the thread that creates it."""
     before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, cores)
+    try:
+        os.sched_setaffinity(0, cores)
+        pinned = True
+    except OSError:  # the cores were taken away meanwhile (a changed cpuset): as it was
+        pinned = False
     try:
         yield
     finally:
-        os.sched_setaffinity(0, before)
+        if pinned:
+            os.sched_setaffinity(0, before)

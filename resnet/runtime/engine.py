@@ -325,8 +325,9 @@ class InferenceEngine:
         # it, whatever else runs there: engines in several processes (Ray actors on one node,
         # shards side by side) would all share the first cores and leave the others idle. Each
         # is created on cores of its own instead (claimed machine-wide).
-        if self.claim is None:
-            self.claim = cpu.claim_cores(threads)
+        self.claim = self.claim or cpu.claim_cores(threads)
+        if self.claim is None:  # cannot claim here (another OS): OpenVINO places it
+            return inference.create_predictor(config)
         with cpu.thread_on(self.claim.cores):
             return inference.create_predictor(config)
 
