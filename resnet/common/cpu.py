@@ -35,6 +35,19 @@ def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset | None:
     return None
 
 
+def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """The first CPU's vendor_id ("GenuineIntel", "AuthenticAMD", ...), None where unknown."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "vendor_id":
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+
+
 def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
     try:
         with open(cpuinfo, encoding="utf-8", errors="replace") as f:

@@ -11,6 +11,32 @@ INSTALL_HELP = ('pip install -e ".[cpu]" (or pip install paddlepaddle) for the C
                 "pip install paddlepaddle-gpu for NVIDIA GPUs")
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # Paddle's C++ start-up chatter
+
+#: The CPU type Intel's MKL is told to take on AMD CPUs (5: its AVX2 kernels).
+MKL_AMD_TYPE = "5"
+
+
+def mkl_cpu_type(vendor: str | None, flags) -> str | None:
+    """MKL_DEBUG_CPU_TYPE for this CPU, or None to leave MKL alone. The MKL build in Paddle's
+    CPU wheel (behind the dygraph network's convolutions and matmuls: --engine=dygraph, and
+    the fp32 reference every check and int8/bf16 measurement compares with) runs a generic
+    SSE path on any CPU not made by Intel, whatever it supports; this setting, read when MKL
+    first runs, makes it take the AVX2 kernels there. Only for AMD CPUs that have AVX2 and
+    FMA: told a type the CPU lacks, MKL would run instructions it cannot execute."""
+    if vendor == "AuthenticAMD" and {"avx2", "fma"} <= set(flags or ()):
+        return MKL_AMD_TYPE
+    return None
+
+
+def _mkl_on_amd() -> None:
+    from resnet.common import cpu
+
+    wanted = mkl_cpu_type(cpu.cpu_vendor(), cpu.cpu_flags())
+    if wanted:
+        os.environ.setdefault("MKL_DEBUG_CPU_TYPE", wanted)  # a user's own setting wins
+
+
+_mkl_on_amd()  # before Paddle's first MKL call (MKL reads it then, not at import)
 try:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. "No ccache found", irrelevant to users
