@@ -91,6 +91,36 @@ def test_hdr_bomb_named_jpg_is_refused_fast_in_bounded_memory(tmp_path):
     assert r.stdout.splitlines()[0] == "decoded", r.stdout + r.stderr
 
 
+def test_opencv_copies_of_file_only_formats_go_to_a_folder_removed_after_each_decode(
+        tmp_path, monkeypatch):
+    """HDR and JPEG 2000 are decoded from a copy on disk: the copy goes to a private folder
+    made for that decode and removed after it (refused or not), the setting is put back, and
+    formats decoded in memory make no folder at all."""
+    spool = tmp_path / "opencv-temp"
+    spool.mkdir()
+    monkeypatch.setenv(imaging.OPENCV_TEMP_ENV, str(spool))
+    made = []
+    real = imaging.tempfile.mkdtemp
+    monkeypatch.setattr(imaging.tempfile, "mkdtemp", lambda **kw: made.append(real(**kw))
+                        or made[-1])
+    # (the bomb, refused by OpenCV's cap, is the subprocess test above: this process's OpenCV
+    # was loaded before the cap could be set, so it only sees small files)
+    monkeypatch.setattr(imaging, "OPENCV_CAPPED", True)
+    broken = tmp_path / "a.hdr"
+    broken.write_bytes(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 10 +X 10\n" + b"\xff" * 50)
+    with pytest.raises(ImageError, match="not a readable image"):
+        imaging.decode(str(broken))
+    assert imaging.decode(_real_hdr(tmp_path / "b.hdr")).shape == (40, 50, 3)
+    from PIL import Image  # OpenCV 5.1's JPEG 2000 writer refuses small images
+
+    Image.fromarray(np.zeros((8, 12, 3), np.uint8)).save(tmp_path / "c.jp2", "JPEG2000")
+    assert imaging.decode(str(tmp_path / "c.jp2")).shape == (8, 12, 3)
+    assert len(made) == 3 and all(os.path.dirname(m) == str(spool) for m in made)
+    assert os.listdir(spool) == [] and os.environ[imaging.OPENCV_TEMP_ENV] == str(spool)
+    imaging.decode(write_jpeg(tmp_path / "d.jpg"))
+    assert len(made) == 3  # in memory: no folder
+
+
 def test_opencv_itself_is_capped_once_resnet_loaded_it(tmp_path):
     """The limit is in OpenCV, so it covers whatever format it decodes: set in the environment
     before cv2 loads (it reads it then only), inherited by decoding processes."""

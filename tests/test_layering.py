@@ -213,5 +213,5 @@ def test_no_setting_is_passed_through_the_environment():
     writers = {m for m, path in MODULES.items() if _environ_writes(path)}
     assert "resnet.inputs.imaging" in writers  # the reader finds what is there
     assert writers <= allowed, sorted(writers - allowed)
-    # OpenCV's pixel cap and its temporary folder only
-    assert len(_environ_writes(MODULES["resnet.inputs.imaging"])) == 2
+    # OpenCV's pixel cap, and its temporary folder set and put back around one decode
+    assert len(_environ_writes(MODULES["resnet.inputs.imaging"])) == 4

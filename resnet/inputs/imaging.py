@@ -9,12 +9,13 @@ did.
 """
 from __future__ import annotations
 
-import atexit
+import contextlib
 import os
 import shutil
 import stat
 import sys
 import tempfile
+import threading
 from dataclasses import replace
 
 import numpy as np
@@ -38,9 +39,9 @@ def _cap_opencv() -> bool:
     environment before `import cv2` (decoding processes inherit it). Returns whether this
     process's OpenCV has the cap: not if it was loaded before, without the setting.
 
-    One of the two writes into os.environ in the package's inputs (the other is
-    `_spool_folder`): not a way to pass a setting between parts of the program, but settings
-    OpenCV reads from the environment only (it has no API for them)."""
+    With `_spooled` (for the length of one decode), the package's inputs' only writes into
+    os.environ: not a way to pass a setting between parts of the program, but settings OpenCV
+    reads from the environment only (it has no API for them)."""
     before = os.environ.get(OPENCV_PIXELS_ENV)
     os.environ[OPENCV_PIXELS_ENV] = str(MAX_PIXELS)
     if "cv2" not in sys.modules:
@@ -154,56 +155,52 @@ def _not_regular(mode: int) -> str | None:
     return "something other than a regular file"
 
 
-#: OpenCV decodes a few formats (Radiance HDR, JPEG 2000) from a file only: imdecode copies
-#: the bytes into OPENCV_TEMP_PATH (/tmp when unset, whatever TMPDIR says) and reads the copy.
-#: When it refuses the image after reading its header (the pixel limit) it leaves the copy
-#: there, so each refused bomb would leave its bytes in /tmp for good. Each decoding process
-#: gives OpenCV a private folder of its own instead (inside the user's OPENCV_TEMP_PATH, if
-#: set), removed at exit; a failed decode removes its copy at once.
+#: OpenCV decodes a few formats from a file only: imdecode copies the bytes into
+#: OPENCV_TEMP_PATH (/tmp when unset, whatever TMPDIR says) and reads the copy. When it refuses
+#: the image after reading its header (the pixel limit) it leaves the copy there, so each
+#: refused bomb would leave its bytes in /tmp for good. Those formats, told by their first
+#: bytes (Radiance HDR always; JPEG 2000 and OpenEXR in the builds whose readers need a file),
+#: are decoded with OpenCV pointed at a private folder made for the call and removed after
+#: it, whatever happened; every other format is decoded in memory and changes nothing.
 OPENCV_TEMP_ENV = "OPENCV_TEMP_PATH"
-_spool = None  # (pid, folder) of this process's private folder
+SPOOLED_SIGNATURES = (b"#?RADIANCE", b"#?RGBE", b"\x00\x00\x00\x0cjP  \r\n\x87\n",
+                      b"\xff\x4f\xff\x51", b"\x76\x2f\x31\x01")
+_spool_lock = threading.Lock()  # one folder at a time: the setting is the process's
 
 
-def _spool_folder() -> str | None:
-    """This process's private folder for OpenCV's copies (made on first use), or None where
-    none can be made (OpenCV then keeps its own default)."""
-    global _spool
-    if _spool is None or _spool[0] != os.getpid():
+@contextlib.contextmanager
+def _spooled(raw: np.ndarray):
+    """For a format OpenCV decodes from a copy on disk, a private folder for that copy for the
+    block (OPENCV_TEMP_PATH, inside the user's own if set), removed afterwards."""
+    if not raw[:16].tobytes().startswith(SPOOLED_SIGNATURES):
+        yield
+        return
+    with _spool_lock:
+        before = os.environ.get(OPENCV_TEMP_ENV)
         try:
-            folder = tempfile.mkdtemp(prefix="resnet-opencv-",
-                                      dir=os.environ.get(OPENCV_TEMP_ENV) or None)
-        except OSError:
-            return None
-        atexit.register(shutil.rmtree, folder, True)
-        os.environ[OPENCV_TEMP_ENV] = folder
-        _spool = (os.getpid(), folder)
-    return _spool[1]
-
-
-def _drop_copy(folder: str, raw: np.ndarray) -> None:
-    """Remove OpenCV's copy of `raw` from `folder`: a file of the same bytes (in the thread
-    variant of decoding, others may be decoding beside this one)."""
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            try:
-                if (entry.name.startswith("__opencv_temp")
-                        and entry.is_file(follow_symlinks=False)
-                        and entry.stat(follow_symlinks=False).st_size == raw.size
-                        and np.array_equal(np.fromfile(entry.path, np.uint8), raw)):
-                    os.unlink(entry.path)
-            except OSError:
-                pass
+            folder = tempfile.mkdtemp(prefix="resnet-opencv-", dir=before or None)
+        except OSError:  # nowhere to make one: OpenCV's own default
+            folder = None
+        if folder:
+            os.environ[OPENCV_TEMP_ENV] = folder
+        try:
+            yield
+        finally:
+            if folder:
+                if before is None:
+                    os.environ.pop(OPENCV_TEMP_ENV, None)
+                else:
+                    os.environ[OPENCV_TEMP_ENV] = before
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _imdecode(path: str, raw: np.ndarray, flags: int):
     """cv2.imdecode, its errors as ImageError: OpenCV's own pixel limit (OPENCV_CAPPED) is an
     assertion raised after the header is read, before the pixels are allocated."""
-    folder = _spool_folder()
     try:
-        return cv2.imdecode(raw, flags)
+        with _spooled(raw):
+            return cv2.imdecode(raw, flags)
     except cv2.error as e:
-        if folder:
-            _drop_copy(folder, raw)
         if "CV_IO_MAX_IMAGE" in str(e):
             raise ImageError(f"{path}: over the limit of {MAX_PIXELS:,} pixels (refused by "
                              "OpenCV from its header, before decoding; set RESNET_MAX_PIXELS "
