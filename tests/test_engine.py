@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import ALL_CPUS, EXAMPLES, every_cpu, run_cli, write_jpeg
+from conftest import ALL_CPUS, EXAMPLES, ROOT, every_cpu, run_cli, write_jpeg
 from reference import rel_err
 
 import resnet
@@ -657,14 +657,18 @@ def test_core_claims_give_engines_other_cores_across_processes(monkeypatch):
 
 @pytest.mark.skipif(len(ALL_CPUS) < 2, reason="core claims need 2 CPUs; this machine has 1")
 def test_openvino_engine_of_fewer_threads_is_made_on_cores_of_its_own(model50, monkeypatch):
-    """OpenVINO pins an engine to the first cores of the thread creating it: two one-thread
-    engines are each created on a claimed core of their own (the creating thread gets its
-    cores back after), and compute what the engine on every core computes."""
+    """OpenVINO pins an engine to the first cores of the thread creating it: a one-thread
+    engine is created on a core this process claimed (the creating thread gets its cores
+    back after), the process's later engines of as many threads share that claim, an engine
+    in another process gets another core, and the values are the whole machine's."""
+    import subprocess
+    import sys
     import uuid
 
     from paddle import inference
 
     monkeypatch.setattr(cpu, "CLAIM_PREFIX", f"resnet-test-{uuid.uuid4().hex}-")
+    monkeypatch.setattr(engine, "_claims", {})
     seen, real = [], inference.create_predictor
 
     def create_predictor(config):
@@ -675,6 +679,10 @@ def test_openvino_engine_of_fewer_threads_is_made_on_cores_of_its_own(model50, m
     spec = build(50)
     prefix = engine.compiled_model(model50, spec, ["output"], params.model_checksum(model50, spec))
     batch = _batch()
+    other = ("import sys; from resnet.common import cpu; from resnet.runtime import engine; "
+             "cpu.CLAIM_PREFIX = sys.argv[1]; "
+             "print(engine.InferenceEngine(sys.argv[2], ['output'], threads=1, "
+             "backend='openvino').claim.cores)")
     with every_cpu():
         cores = sorted(os.sched_getaffinity(0))
         whole = engine.InferenceEngine(prefix, ["output"], backend="openvino")
@@ -682,9 +690,14 @@ def test_openvino_engine_of_fewer_threads_is_made_on_cores_of_its_own(model50, m
         b = engine.InferenceEngine(prefix, ["output"], threads=1, backend="openvino")
         dnn = engine.InferenceEngine(prefix, ["output"], threads=1, backend="onednn")
         assert sorted(os.sched_getaffinity(0)) == cores  # the thread got its cores back
-    assert seen == [cores, cores[:1], cores[1:2], cores]  # oneDNN does not pin: no claim
-    assert (whole.claim, a.claim.cores, b.claim.cores, dnn.claim) == (None, cores[:1],
-                                                                     cores[1:2], None)
+        r = subprocess.run([sys.executable, "-c", other, cpu.CLAIM_PREFIX, prefix],
+                           capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.splitlines()[-1]) == cores[1:2]  # another process: another core
+    assert seen == [cores, cores[:1], cores[:1], cores]  # oneDNN does not pin: no claim
+    assert (whole.claim, a.claim.cores, dnn.claim) == (None, cores[:1], None)
+    assert b.claim is a.claim
     assert a.describe() == (f"Paddle Inference with OpenVINO on CPU (1 thread on core "
                             f"{cores[0]}, fp32)")
     want = whole.run(batch)["output"]

@@ -126,6 +126,7 @@ def test_opencv_itself_is_capped_once_resnet_loaded_it(tmp_path):
     before cv2 loads (it reads it then only), inherited by decoding processes."""
     bomb = _hdr_bomb(tmp_path / "b.hdr")
     env = {k: v for k, v in _env().items() if k != imaging.OPENCV_PIXELS_ENV}
+    env[imaging.OPENCV_TEMP_ENV] = str(tmp_path)  # OpenCV probed bare leaves its copy
     probe = ("import os, cv2, numpy as np\n"
              "print(os.environ['OPENCV_IO_MAX_IMAGE_PIXELS'], im.OPENCV_CAPPED)\n"
              "try:\n    cv2.imdecode(np.fromfile(%r, np.uint8), cv2.IMREAD_UNCHANGED)\n"

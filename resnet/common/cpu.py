@@ -107,9 +107,9 @@ CLAIM_PREFIX = "resnet-core-"
 
 
 class CoreClaim:
-    """Cores held by one engine, so that engines in other processes on the machine (several
-    Ray actors on a node, shard runs side by side) take other ones; `close()` or the end of
-    the process releases them."""
+    """Cores held by a process for its engines, so that engines in other processes on the
+    machine (several Ray actors on a node, shard runs side by side) take other ones;
+    `close()`, collection or the end of the process releases them."""
 
     def __init__(self, cores: list[int], held: list):
         self.cores = cores

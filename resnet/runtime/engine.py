@@ -283,6 +283,21 @@ def describe_cpu(backend: str, precision: str, threads: str) -> str:
             f" on CPU ({threads}, {precision})")
 
 
+_claims: dict = {}  # threads -> (pid, cpu.CoreClaim or None): this process's claims
+
+
+def _claimed(threads: int):
+    """The cores this process's OpenVINO engines of `threads` threads are created on, claimed
+    on first use and kept for the process: its engines run one at a time (int8 levels, auto's
+    candidates), so they share the cores, and a candidate alive beside the chosen one never
+    takes cores another process (a Ray actor starting beside it) would get."""
+    pid, claim = _claims.get(threads, (None, None))
+    if pid != os.getpid():  # first use, or a claim inherited through fork: the parent's
+        claim = cpu.claim_cores(threads)
+        _claims[threads] = (os.getpid(), claim)
+    return claim
+
+
 class InferenceEngine:
     """A Paddle Inference predictor for fixed output layers; `run` matches Network.run."""
 
@@ -325,7 +340,7 @@ class InferenceEngine:
         # it, whatever else runs there: engines in several processes (Ray actors on one node,
         # shards side by side) would all share the first cores and leave the others idle. Each
         # is created on cores of its own instead (claimed machine-wide).
-        self.claim = self.claim or cpu.claim_cores(threads)
+        self.claim = _claimed(threads)
         if self.claim is None:  # cannot claim here (another OS): OpenVINO places it
             return inference.create_predictor(config)
         with cpu.thread_on(self.claim.cores):
