@@ -370,11 +370,12 @@ def test_unsigned_activations_after_relus_for_openvino_only(work, monkeypatch, c
     # measured 0.61 of the signed model's error (AMD Zen 4), 0.52 capped at AVX2
     assert off[True].mean() < 0.8 * off[False].mean(), off
 
-    configure = engine.configure
+    configure, onednn_models = engine.configure, []
 
     def without_openvino(config, **kw):
         if kw["backend"] == "openvino":
             raise RuntimeError("OpenVINO is not available here")
+        onednn_models.append(config.prog_file())
         return configure(config, **kw)
 
     monkeypatch.setattr(engine, "configure", without_openvino)
@@ -386,6 +387,9 @@ def test_unsigned_activations_after_relus_for_openvino_only(work, monkeypatch, c
     assert "OpenVINO could not run this model (OpenVINO is not available here)" in caplog.text
     entry = json.loads((Path(net.prefix).parent / "entry.json").read_text())
     assert entry["activations"] == "s8" and net.measured["cosine_min"] >= 0.99
+    # oneDNN only ever loaded the signed model: the unsigned one was not loaded in vain
+    assert onednn_models and {os.path.dirname(m) for m in onednn_models} == \
+        {os.path.dirname(net.prefix)}
 
 
 def test_auto_chooses_the_fastest_precision_within_the_bound(work):

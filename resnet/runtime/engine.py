@@ -303,7 +303,10 @@ class InferenceEngine:
 
     def __init__(self, prefix: str, layers: list[str], device: str = "cpu", threads: int = 0,
                  trt: bool = False, precision: str = "fp32", max_batch: int = 16,
-                 backend: str | None = None, input_shape=(3, 224, 224)):
+                 backend: str | None = None, input_shape=(3, 224, 224), onednn_prefix=None):
+        """`onednn_prefix`: where OpenVINO cannot load the model and oneDNN takes over, a
+        callable giving the compiled model oneDNN runs instead (int8: the model without the
+        unsigned activations only OpenVINO reads); by default the same model."""
         self.layers, self.prefix = list(layers), prefix
         self.device, self.precision = device, precision
         self.backend = "gpu" if device == "gpu" else (backend or cpu_backend())
@@ -322,7 +325,10 @@ class InferenceEngine:
             log.warning("OpenVINO could not run this model (%s); using oneDNN instead",
                         _first_line(e))
             self.backend = "onednn"
-            self.predictor = self._predictor(prefix)
+            if onednn_prefix is not None:
+                self.prefix = onednn_prefix()
+                self.options["cache_dir"] = os.path.dirname(self.prefix)
+            self.predictor = self._predictor(self.prefix)
         self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         self.outputs = [self.predictor.get_output_handle(n)
                         for n in self.predictor.get_output_names()]
@@ -711,15 +717,13 @@ def _int8(spec, values, layers, model_dir, model_sha256, device, threads, trt, m
         stats = cache.checks(folder).get(int8_key(backend, trt))
         if not check and _refused_before(stats, "int8"):
             continue  # refused before: no need to load it
+        signed = None  # where OpenVINO hands over to oneDNN, which needs the model without
+        if unsigned_int8(backend):  # u8 activations: that one, built then
+            signed = functools.partial(compiled_model, model_dir, spec, layers, model_sha256,
+                                       pool, calibration, keep)
         net = InferenceEngine(prefix, layers, device, threads, trt, "int8", max_batch,
-                              input_shape=spec["input"].shape)
-        if unsigned_int8(backend) and not unsigned_int8(net.backend):  # OpenVINO handed
-            # over to oneDNN, which needs the model without u8 activations
-            prefix = compiled_model(model_dir, spec, layers, model_sha256, pool, calibration,
-                                    keep)
-            folder = os.path.dirname(prefix)
-            net = InferenceEngine(prefix, layers, device, threads, trt, "int8", max_batch,
-                                  backend=net.backend, input_shape=spec["input"].shape)
+                              input_shape=spec["input"].shape, onednn_prefix=signed)
+        folder = os.path.dirname(net.prefix)
         stats = _measured(net, folder, int8_key(net.backend, trt), check, reference, layers,
                           calibration, "int8", announce=False, fp32_ops=len(keep))
         if _passes(stats):
