@@ -344,8 +344,8 @@ class InferenceEngine:
             return inference.create_predictor(config)
         # OpenVINO pins an engine of T threads to the first T cores of the thread that creates
         # it, whatever else runs there: engines in several processes (Ray actors on one node,
-        # shards side by side) would all share the first cores and leave the others idle. Each
-        # is created on cores of its own instead (claimed machine-wide).
+        # shards side by side) would all share the first cores and leave the others idle. A
+        # process's engines are created on cores of its own instead (claimed machine-wide).
         self.claim = _claimed(threads)
         if self.claim is None:  # cannot claim here (another OS): OpenVINO places it
             return inference.create_predictor(config)
