@@ -178,7 +178,8 @@ def test_mkl_takes_its_avx2_kernels_on_amd_cpus_that_have_them(tmp_path):
     for own, want in ((None, paddle_env.mkl_cpu_type(cpu.cpu_vendor(), cpu.cpu_flags())),
                       ("4", "4")):
         r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                           env=dict(env, **({"MKL_DEBUG_CPU_TYPE": own} if own else {})),
+                           env=dict(env, PYTHONPATH=ROOT,
+                                    **({"MKL_DEBUG_CPU_TYPE": own} if own else {})),
                            timeout=120)
         assert r.stdout.split() == [str(want)], r.stderr
 
@@ -636,7 +637,8 @@ def test_core_claims_give_engines_other_cores_across_processes(monkeypatch):
 
     def in_child(count):
         r = subprocess.run([sys.executable, "-c", other, cpu.CLAIM_PREFIX, str(count)],
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, PYTHONPATH=ROOT))
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)
 
