@@ -21,43 +21,36 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-@functools.lru_cache(maxsize=None)
-def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset | None:
-    """The feature flags of the first CPU, or None where they cannot be read (not Linux)."""
+def _field(cpuinfo: str, keys: tuple[str, ...]) -> str | None:
+    """The value of the first line of `cpuinfo` whose key is one of `keys` (the first CPU's),
+    or None where there is none or the file cannot be read (not Linux)."""
     try:
         with open(cpuinfo, encoding="utf-8", errors="replace") as f:
             for line in f:
                 key, _, value = line.partition(":")
-                if key.strip() in ("flags", "Features"):
-                    return frozenset(value.split())
+                if key.strip() in keys:
+                    return value
     except OSError:
-        return None
+        pass
     return None
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset | None:
+    """The feature flags of the first CPU, or None where they cannot be read (not Linux)."""
+    value = _field(cpuinfo, ("flags", "Features"))
+    return None if value is None else frozenset(value.split())
 
 
 def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str | None:
     """The first CPU's vendor_id ("GenuineIntel", "AuthenticAMD", ...), None where unknown."""
-    try:
-        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "vendor_id":
-                    return value.strip()
-    except OSError:
-        pass
-    return None
+    value = _field(cpuinfo, ("vendor_id",))
+    return None if value is None else value.strip()
 
 
 def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
-    try:
-        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    return " ".join(value.split())
-    except OSError:
-        pass
-    return "this CPU"
+    value = _field(cpuinfo, ("model name",))
+    return "this CPU" if value is None else " ".join(value.split())
 
 
 #: oneDNN's ISA levels (ONEDNN_MAX_CPU_ISA, which OpenVINO's CPU plugin honours too), lowest
@@ -138,7 +131,7 @@ def claim_cores(count: int) -> CoreClaim | None:
         try:
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         except OSError:  # e.g. out of descriptors: no claims at all
-            CoreClaim(cores, held).close()
+            _release(held)
             return None
         try:
             s.bind(f"\0{CLAIM_PREFIX}{core}")
