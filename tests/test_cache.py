@@ -90,3 +90,16 @@ def test_job_cache_lists_and_clears(tmp_path):
     assert r.returncode == 0
     assert f"removed 2 engine cache entries (3 MB) from {root}" in r.stderr
     assert os.listdir(root) == [".compiling-x"]
+
+
+def test_the_cache_folder_follows_the_user_cache_setting(tmp_path, monkeypatch):
+    """RESNET_CACHE_DIR first; else engines/ under XDG_CACHE_HOME, as the weights cache;
+    else under ~/.cache."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv(cache.CACHE_ENV, raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert cache.root() == str(tmp_path / "home" / ".cache" / "resnet" / "engines")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache.root() == str(tmp_path / "xdg" / "resnet" / "engines")
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "own"))
+    assert cache.root() == str(tmp_path / "own")
