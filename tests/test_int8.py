@@ -387,9 +387,12 @@ def test_unsigned_activations_after_relus_for_openvino_only(work, monkeypatch, c
     assert "OpenVINO could not run this model (OpenVINO is not available here)" in caplog.text
     entry = json.loads((Path(net.prefix).parent / "entry.json").read_text())
     assert entry["activations"] == "s8" and net.measured["cosine_min"] >= 0.99
-    # oneDNN only ever loaded the signed model: the unsigned one was not loaded in vain
-    assert onednn_models and {os.path.dirname(m) for m in onednn_models} == \
-        {os.path.dirname(net.prefix)}
+    # oneDNN only ever loaded signed models (the unsigned one was not loaded in vain), the
+    # accepted one last (on an AVX2-only CPU, Zen 3, oneDNN refuses the first level here)
+    loaded = [json.loads((Path(m).parent / "entry.json").read_text())["activations"]
+              for m in onednn_models]
+    assert loaded and set(loaded) == {"s8"}, loaded
+    assert os.path.dirname(onednn_models[-1]) == os.path.dirname(net.prefix)
 
 
 def test_auto_chooses_the_fastest_precision_within_the_bound(work):
