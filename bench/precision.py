@@ -16,7 +16,8 @@ Rows:
 - engine int8: the model --precision=int8 accepts (int8_levels: the first level within the
   bound), or the last level tried when none is, marked refused; on OpenVINO, the same model
   again with PTQ's signed activations (what the engine ran before its activations after
-  ReLUs became unsigned);
+  ReLUs became unsigned), and on CPUs without VNNI the same model with 8-bit weights in the
+  ops whose input is signed (what it ran before engine.narrow_int8);
 - auto: what --precision=auto chose, with the speeds it measured;
 - ONNX Runtime fp32: the compiled fp32 model converted by paddle2onnx;
 - ONNX Runtime int8: the same ONNX file quantized by onnxruntime.quantization.quantize_static
@@ -234,7 +235,8 @@ def main():
     except Exception as e:  # refused: show the last level tried
         keep = engine.int8_levels(spec, layers)[-1]
         prefix = engine.compiled_model(model, spec, layers, sha, calibration=images, keep=keep,
-                                       unsigned=engine.unsigned_int8(engine.cpu_backend()))
+                                       unsigned=engine.unsigned_int8(engine.cpu_backend()),
+                                       narrow=engine.narrow_int8(engine.cpu_backend()))
         net = engine.InferenceEngine(prefix, layers, precision="int8")
         label = f"engine int8, {len(keep)} ops kept out (**refused**: {str(e)[:40]}...)"
     record = engine.cache.checks(os.path.dirname(net.prefix)).get(engine.int8_key(net.backend))
@@ -252,6 +254,12 @@ def main():
         report("engine int8 as above, activations signed as PTQ makes them (before "
                "2026-12-04)", engine_run(engine.InferenceEngine(signed, layers,
                                                                  precision="int8")))
+    if engine.narrow_int8(net.backend):  # the same model with the stem's 8-bit weights
+        wide = engine.compiled_model(model, spec, layers, sha, calibration=images,
+                                     keep=tuple(left_out["keep"]), unsigned=True)
+        report("engine int8 as above, 8-bit weights where the input is signed (before "
+               "2026-12-05)", engine_run(engine.InferenceEngine(wide, layers,
+                                                                precision="int8")))
     auto = engine.create("inference", spec, values, layers, model, sha, precision="auto",
                          calibration=images)
     auto_line = (f"chose {auto.auto['precision']}; its own measurement, img/s: "

@@ -152,6 +152,10 @@ def test_cpu_flags_parsed_from_cpuinfo(tmp_path, monkeypatch):
                             ("ALL", "avx512_vnni", "avx512_bf16"), ("SSE41", None, None)):
         monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
         assert (cpu.int8_support(zen4), cpu.bf16_support(zen4)) == (int8, bf16), cap
+        # 7-bit weights where the input is signed: OpenVINO on AVX2's int8 arithmetic only
+        monkeypatch.setattr(cpu, "cpu_flags", lambda: zen4)
+        assert engine.narrow_int8("openvino") is (int8 == "avx2"), cap
+        assert engine.narrow_int8("onednn") is False
 
 
 def test_mkl_takes_its_avx2_kernels_on_amd_cpus_that_have_them(tmp_path):

@@ -152,7 +152,8 @@ def test_streams_split_each_batch_in_order_and_fail_in_one_line(work, whole_mach
         m.setenv("RESNET_CACHE_DIR", env["RESNET_CACHE_DIR"])
         prefix = engine.compiled_model(str(model), spec, layers,
                                        params.model_checksum(str(model), spec),
-                                       calibration=images, unsigned=True)
+                                       calibration=images, unsigned=True,
+                                       narrow=engine.narrow_int8("openvino"))
     one = engine.InferenceEngine(prefix, layers, precision="int8", backend="openvino")
     want = one.run(images, layers)
     shapes = {k: v.shape[1:] for k, v in want.items()}
@@ -341,11 +342,32 @@ def test_a_model_with_every_op_kept_in_fp32_equals_fp32(work, tmp_path, monkeypa
         quantize.quantize(fp32, x, str(tmp_path / "bad" / "model"), (0,), ops + 1)
 
 
+# the stored integer weights of a quantized model, per quantized op in program order: the
+# largest |value| (a legacy program: read in a child, like the engine's own static steps)
+_INT_WEIGHTS = """
+import json, sys
+import numpy as np
+import paddle
+paddle.enable_static()
+exe = paddle.static.Executor(paddle.CPUPlace())
+program, _, _ = paddle.static.load_inference_model(sys.argv[1], exe)
+block, scope = program.global_block(), paddle.static.global_scope()
+print(json.dumps([float(np.abs(np.array(scope.find_var(op.input("X")[0]).get_tensor())).max())
+                  for op in block.ops if op.type == "dequantize_linear"
+                  and block.var(op.input("X")[0]).persistable]))
+"""
+
+
 def test_unsigned_activations_after_relus_for_openvino_only(work, monkeypatch, caplog):
     """For OpenVINO the activations after ReLUs are quantized unsigned ([0, T] in 256 steps
     instead of PTQ's [-T, T], of which they use half): closer to fp32 than the signed model
-    calibrated on the same images. When OpenVINO hands a model over to oneDNN, whose int8
-    passes do not read the zero points this takes, the signed model is built and run."""
+    calibrated on the same images. With `narrow` (CPUs without VNNI: engine.narrow_int8) the
+    op reading a signed input, the stem, has 7-bit weights and every other op 8-bit ones.
+    When OpenVINO hands a model over to oneDNN, whose int8 passes do not read the zero points
+    this takes, the signed model is built and run."""
+    import subprocess
+    import sys
+
     from resnet.inputs import imaging
     from resnet.modelio import params
     from resnet.models import build_arch
@@ -361,9 +383,17 @@ def test_unsigned_activations_after_relus_for_openvino_only(work, monkeypatch, c
     off = {}  # 1 - pooled cosine with fp32, per image
     for unsigned in (False, True):
         prefix = engine.compiled_model(str(model), spec, layers, sha, calibration=images,
-                                       unsigned=unsigned)
+                                       unsigned=unsigned, narrow=unsigned)
         entry = json.loads((Path(prefix).parent / "entry.json").read_text())
         assert entry["activations"] == ("u8" if unsigned else "s8")
+        assert entry["weights"] == ("7-bit where the input is signed" if unsigned
+                                    else "8-bit")
+        r = subprocess.run([sys.executable, "-c", _INT_WEIGHTS, prefix], capture_output=True,
+                           text=True, env=dict(os.environ, FLAGS_enable_pir_api="0"))
+        assert r.returncode == 0, r.stderr
+        largest = json.loads(r.stdout.splitlines()[-1])
+        assert len(largest) == len(engine.quantizable_nodes(spec, layers))
+        assert largest == [63.0 if unsigned else 127.0] + [127.0] * (len(largest) - 1)
         net = engine.InferenceEngine(prefix, layers, precision="int8", backend="openvino")
         got = net.run(images, layers)[layers[0]]
         off[unsigned] = 1 - engine.pooled_cosine(got, want[layers[0]])

@@ -60,7 +60,7 @@ cache_root = cache.root
 
 def cache_key(model_sha256: str, spec: Spec, layers: list[str], pool: str = "none",
               calibration: str | None = None, keep: tuple[int, ...] = (),
-              unsigned: bool = False) -> str:
+              unsigned: bool = False, narrow: bool = False) -> str:
     nodes = [(n.name, n.op, n.inputs, sorted(n.attrs.items()), n.shape) for n in spec]
     parts = [FORMAT, model_sha256, spec.layer_num, spec.variant, repr(nodes), layers,
              paddle.__version__]
@@ -70,6 +70,8 @@ def cache_key(model_sha256: str, spec: Spec, layers: list[str], pool: str = "non
         parts.append(f"int8={quantize.ALGO}:{quantize.VERSION}:{calibration}")
         if unsigned:  # u8 activations after ReLUs (OpenVINO's)
             parts.append("u8")
+        if narrow:  # 7-bit weights where the input is signed (narrow_int8)
+            parts.append("w7-signed")
         if keep:  # quantizable ops left in fp32 (int8_levels)
             parts.append(f"fp32={list(keep)}")
     blob = json.dumps(parts)
@@ -83,11 +85,13 @@ def calibration_checksum(images: np.ndarray) -> str:
 
 def compiled_model(model_dir: str, spec: Spec, layers: list[str], model_sha256: str,
                    pool: str = "none", calibration: np.ndarray | None = None,
-                   keep: tuple[int, ...] = (), unsigned: bool = False) -> str:
+                   keep: tuple[int, ...] = (), unsigned: bool = False,
+                   narrow: bool = False) -> str:
     """The cached PREFIX of the compiled model, compiling it first on a miss; with
     `calibration` images, the int8 model quantized from the fp32 one, with the quantizable
     ops at positions `keep` (quantizable_nodes) left in fp32 and, with `unsigned`, u8
-    activations where they cannot be negative (OpenVINO's: unsigned_int8).
+    activations where they cannot be negative (OpenVINO's: unsigned_int8); with `narrow`,
+    7-bit weights where the input can be negative (narrow_int8).
 
     Each entry is built in a temporary folder renamed into place, so concurrent runs (shards)
     never see a half-written model and a crash never leaves one behind.
@@ -103,15 +107,16 @@ def compiled_model(model_dir: str, spec: Spec, layers: list[str], model_sha256: 
         return fp32
     sha = calibration_checksum(calibration)
     kept = f", {len(keep)} of its convolutions and fcs left out" if keep else ""
-    return _entry(cache_key(model_sha256, spec, layers, pool, sha, keep, unsigned),
+    return _entry(cache_key(model_sha256, spec, layers, pool, sha, keep, unsigned, narrow),
                   dict(info, precision="int8", calibration_sha256=sha,
                        calibration_images=len(calibration), fp32_ops=len(keep),
-                       activations="u8" if unsigned else "s8"),
+                       activations="u8" if unsigned else "s8",
+                       weights="7-bit where the input is signed" if narrow else "8-bit"),
                   f"quantizing it to int8 ({quantize.ALGO} calibration on {len(calibration)} "
                   f"images{kept}, about a minute)",
                   lambda prefix: quantize.quantize(fp32, calibration, prefix, keep,
                                                    len(quantizable_nodes(spec, layers)),
-                                                   unsigned))
+                                                   unsigned, narrow))
 
 
 def _entry(key: str, info: dict, doing: str, build) -> str:
@@ -190,6 +195,14 @@ def unsigned_int8(backend: str) -> bool:
     """Whether int8 models for `backend` get u8 activations after ReLUs (quantize.py): only
     OpenVINO reads the zero points that make them; oneDNN's and TensorRT's int8 do not."""
     return backend == "openvino"
+
+
+def narrow_int8(backend: str) -> bool:
+    """Whether int8 models for `backend` get 7-bit weights in the ops whose input can be
+    negative (quantize._narrow_weights): for OpenVINO where this CPU's int8 arithmetic is
+    AVX2's pairwise 16-bit sums (no VNNI, no AMX, or kernels capped below them), which
+    saturate on such inputs with 8-bit weights. oneDNN narrows those itself."""
+    return backend == "openvino" and cpu.int8_support() == "avx2"
 
 
 def int8_mode(backend: str) -> str:
@@ -712,7 +725,7 @@ def _int8(spec, values, layers, model_dir, model_sha256, device, threads, trt, m
                      f"{stats['fp32_ops']} ops left out" if stats["fp32_ops"]
                      else "every op quantized", stats["cosine_min"], len(keep))
         prefix = compiled_model(model_dir, spec, layers, model_sha256, pool, calibration,
-                                keep, unsigned_int8(backend))
+                                keep, unsigned_int8(backend), narrow_int8(backend))
         folder = os.path.dirname(prefix)
         stats = cache.checks(folder).get(int8_key(backend, trt))
         if not check and _refused_before(stats, "int8"):

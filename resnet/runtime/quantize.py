@@ -37,20 +37,22 @@ OP_TYPES = ("conv2d", "matmul_v2")  # the program's ops PTQ quantizes
 
 def quantize(fp32_prefix: str, calibration: np.ndarray, prefix: str,
              keep: tuple[int, ...] = (), ops: int | None = None,
-             unsigned: bool = False) -> None:
+             unsigned: bool = False, narrow: bool = False) -> None:
     """Write PREFIX.pdmodel / .pdiparams: the fp32 model at `fp32_prefix` quantized to int8
     with activation ranges calibrated on `calibration` (N, 3, H, W float32, preprocessed),
     leaving the quantizable ops at positions `keep` (0-based, in program order: see
     engine.quantizable_nodes) in fp32; `ops`: how many quantizable ops the program must have
     (checked, so that positions never name the wrong op). `unsigned`: the activations that
-    cannot be negative get an unsigned 8-bit range (for OpenVINO only: _unsigned_activations)."""
+    cannot be negative get an unsigned 8-bit range (for OpenVINO only: _unsigned_activations).
+    `narrow`: the ops whose input can be negative (the stem, reading the image) get 7-bit
+    weights, for CPUs without VNNI (_narrow_weights says why)."""
     out_dir = os.path.dirname(prefix)
     with tempfile.TemporaryDirectory(prefix=".calibration-", dir=out_dir) as tmp:
         data = os.path.join(tmp, "calibration.npy")
         np.save(data, np.ascontiguousarray(calibration, np.float32))
         run_legacy("resnet.runtime.quantize", [os.path.dirname(fp32_prefix), data, out_dir,
                                                 f"{ops or ''}:{','.join(map(str, keep))}",
-                                                "u8" if unsigned else "s8"],
+                                                "u8" if unsigned else "s8", "w7-signed" if narrow else ""],
                    prefix + ".pdiparams", "int8 quantization")
 
 
@@ -126,27 +128,63 @@ def _unsigned_activations(block, scope, place) -> None:
             rewrite(zero, lambda z: np.full_like(z, -128))
 
 
-def _weights_of(exe, src_dir: str, ops: int | None, keep: list[int]) -> list[str]:
-    """The weight names of the quantizable ops at positions `keep` of the program, which
-    must have `ops` of them (when given)."""
+def _narrow_weights(weights: set[str], bits: int = 7):
+    """Paddle's QuantWeightPass (which rounds the weights to the integers stored in the
+    model), made to round them to `bits` < 8 bits while the model still declares 8: each
+    weight's scale is widened by 127 / (2^(bits-1) - 1) before the rounding reads it, so the
+    integers stay within +-(2^(bits-1) - 1) and the dequantization, which reads the same
+    scale, gives back the same values. PTQ itself refuses weight bits other than the
+    activations' in this format, and 8-bit is the only weight format the backends run.
+
+    Why, and why only where the input is signed: without VNNI or AMX, int8 kernels multiply
+    u8 data by s8 weights and add the products in pairs into 16 bits (AVX2's `vpmaddubsw`),
+    which saturates above 32767. A signed input (the image, for the stem) runs shifted into
+    u8, across the whole 0-255, where 255 x 127 x 2 = 64770 can happen with 8-bit weights and
+    255 x 63 x 2 = 32130 cannot. The ops after ReLUs measured no such loss: the coarser step
+    costs them more than it saves (docs/engine_notes.md has the measurements)."""
+    from paddle.static.quantization import quantization_pass
+
+    widen = np.float32(127.0 / (2 ** (bits - 1) - 1))
+
+    class NarrowWeights(quantization_pass.QuantWeightPass):
+        def apply(self, graph):
+            done = set()
+            for op in graph.all_op_nodes():
+                if op.name() != "quantize_linear":
+                    continue
+                x = graph._find_node_by_name(op.inputs, op.input("X")[0])
+                name = op.input("Scale")[0]
+                if x.name() in weights and name not in done:
+                    tensor = self._scope.find_var(name).get_tensor()
+                    value = np.array(tensor)
+                    tensor.set((value * widen).astype(value.dtype), self._place)
+                    done.add(name)
+            return super().apply(graph)
+
+    return NarrowWeights
+
+
+def _quantizable(exe, src_dir: str) -> list[tuple[str | None, bool]]:
+    """The quantizable ops of the program, in order: each one's weight name (None where it
+    has no persistable input) and whether its activation input can be negative."""
     import paddle
 
     with paddle.static.scope_guard(paddle.static.Scope()):
         program, _, _ = paddle.static.load_inference_model(os.path.join(src_dir, "model"), exe)
-    weights = []
-    for op in program.global_block().ops:
+    block = program.global_block()
+    positive = non_negative(block)
+    found = []
+    for op in block.ops:
         if op.type in OP_TYPES:
-            names = [n for n in op.input_arg_names
-                     if program.global_block().var(n).persistable]
-            weights.append(names[0] if names else None)
-    if (ops is not None and len(weights) != ops) or any(
-            i >= len(weights) or weights[i] is None for i in keep):
-        raise SystemExit(f"the program has {len(weights)} quantizable ops; asked to keep "
-                         f"{keep} in fp32")
-    return [weights[i] for i in keep]
+            names = [n for n in op.input_arg_names if block.var(n).persistable]
+            data = [n for n in op.input_arg_names if not block.var(n).persistable]
+            found.append((names[0] if names else None,
+                          not all(n in positive for n in data)))
+    return found
 
 
-def _main(src_dir: str, data: str, out_dir: str, keep: str = ":", mode: str = "s8") -> None:
+def _main(src_dir: str, data: str, out_dir: str, keep: str = ":", mode: str = "s8",
+          narrow: str = "") -> None:
     import paddle
     from paddle.static.quantization import PostTrainingQuantization, post_training_quantization
 
@@ -156,8 +194,15 @@ def _main(src_dir: str, data: str, out_dir: str, keep: str = ":", mode: str = "s
     batches = [images[i:i + BATCH] for i in range(0, len(images), BATCH)]
     exe = paddle.static.Executor(paddle.CPUPlace())
     ops, _, positions = keep.partition(":")
-    skip = _weights_of(exe, src_dir, int(ops) if ops else None,
-                       [int(i) for i in positions.split(",") if i])
+    found, keep = _quantizable(exe, src_dir), [int(i) for i in positions.split(",") if i]
+    if (ops and len(found) != int(ops)) or any(i >= len(found) or found[i][0] is None
+                                                for i in keep):
+        raise SystemExit(f"the program has {len(found)} quantizable ops; asked to keep "
+                         f"{keep} in fp32")
+    skip = [found[i][0] for i in keep]
+    if narrow == "w7-signed":  # only where the input is signed: _narrow_weights
+        post_training_quantization.QuantWeightPass = _narrow_weights(
+            {name for name, signed in found if signed and name})
     with tempfile.TemporaryDirectory(prefix=".ptq-", dir=out_dir) as raw:
         ptq = PostTrainingQuantization(
             executor=exe, model_dir=src_dir, model_filename=MODEL, params_filename=PARAMS,
@@ -188,4 +233,4 @@ def _main(src_dir: str, data: str, out_dir: str, keep: str = ":", mode: str = "s
 
 
 if __name__ == "__main__":
-    _main(*sys.argv[1:6])
+    _main(*sys.argv[1:7])
