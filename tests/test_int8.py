@@ -226,7 +226,7 @@ def test_calibration_without_int8_is_an_error(work):
 
 
 def test_int8_under_the_cosine_bound_tries_fp32_stages_then_refuses(work, monkeypatch, caplog):
-    """Under the bound, the next model leaves the sensitive ops out of int8; each level's
+    """Under the bound, the next model leaves the two ends out of int8; each level's
     measurement is recorded, so a second run refuses without quantizing again."""
     d, model, env = work
     monkeypatch.setenv("RESNET_CACHE_DIR", env["RESNET_CACHE_DIR"])
@@ -234,7 +234,7 @@ def test_int8_under_the_cosine_bound_tries_fp32_stages_then_refuses(work, monkey
     monkeypatch.setattr(engine, "INT8_LEVELS", 2)
     refusal = (r"^--precision=int8 refused: the pooled res5_2_branch2b_bn features of a "
                r"calibration image have cosine 0\.9\d+ with fp32's, under the bound 1\.01 "
-               r"\(even with 5 convolutions and fcs left out of int8\); calibrate on images "
+               r"\(even with 2 convolutions and fcs left out of int8\); calibrate on images "
                r"like your data \(--calibration=LIST\) or use --precision=fp32$")
     # the second level's model, unless the first int8 run needed it already (as without VNNI)
     built = any(json.loads((e / "entry.json").read_text()).get("fp32_ops")
@@ -252,7 +252,7 @@ def test_int8_under_the_cosine_bound_tries_fp32_stages_then_refuses(work, monkey
                            output_dir=str(d / run), use_gpu=False, precision="int8",
                            check=run == "checked")
         text = caplog.text
-        assert "trying again with 5 convolutions and fcs left out of int8" in text
+        assert "trying again with 2 convolutions and fcs left out of int8" in text
         assert ("fcs left out, about a minute" in text) == (run == "refused" and not built)
         assert "quantizing" not in text or run == "refused"
         # measured already: by the earlier run of this loop, or by the int8 test before it
@@ -264,28 +264,29 @@ def test_int8_under_the_cosine_bound_tries_fp32_stages_then_refuses(work, monkey
 
 
 def test_int8_levels_keep_the_sensitive_ops_then_the_earliest_stages():
-    """ResNet-50: the stem, the four shortcut projections and the classifier (6 ops), then
-    the stem's stage with res2 too (15); VGG-16: the first conv and the last fc, then blocks
-    1-2; Xception: its projections are the entry and exit blocks' `residual` convs (the
-    middle blocks add their input as it is); never every op (that would be fp32)."""
+    """ResNet-50: the stem and the classifier (2 ops), then the four shortcut projections too
+    (6), then the stem's stage with res2 (15); VGG-16: the first conv and the last fc, then
+    blocks 1-2, then block 3; Xception: its projections are the entry and exit blocks' `residual` convs
+    (the middle blocks add their input as it is); never every op (that would be fp32)."""
     from resnet.models import build_arch
 
     spec = build_arch("resnet50_v1")
     nodes = engine.quantizable_nodes(spec, ["avgpool", "output"])
     assert len(nodes) == 54 and nodes[0].name == "conv1_conv" and nodes[-1].name == "output"
     levels = engine.int8_levels(spec, ["avgpool", "output"])
-    assert [len(k) for k in levels] == [0, 6, 15]
-    assert [nodes[i].name for i in levels[1]] == [
+    assert [len(k) for k in levels] == [0, 2, 6, 15]
+    assert [nodes[i].name for i in levels[1]] == ["conv1_conv", "output"]
+    assert [nodes[i].name for i in levels[2]] == [
         "conv1_conv", "res2_1_branch1_conv", "res3_1_branch1_conv", "res4_1_branch1_conv",
         "res5_1_branch1_conv", "output"]
-    assert {nodes[i].name for i in levels[2]} - {nodes[i].name for i in levels[1]} == {
+    assert {nodes[i].name for i in levels[3]} - {nodes[i].name for i in levels[2]} == {
         n.name for n in nodes if n.name.startswith("res2_")} - {"res2_1_branch1_conv"}
     vgg = build_arch("vgg16")
     nodes = engine.quantizable_nodes(vgg, ["fc7"])
     assert [n.name for n in nodes][-2:] == ["fc6_fc", "fc7_fc"]
     levels = engine.int8_levels(vgg, ["fc7"])
     assert [[nodes[i].name for i in k] for k in levels[:2]] == [[], ["conv1_1_conv", "fc7_fc"]]
-    assert [len(k) for k in levels] == [0, 2, 5]
+    assert [len(k) for k in levels] == [0, 2, 5, 8]
     xception = build_arch("xception")  # depthwise convs are not PTQ's: not counted
     nodes = engine.quantizable_nodes(xception, ["avgpool"])
     assert not any("depthwise" in n.name for n in nodes)

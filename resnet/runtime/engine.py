@@ -579,7 +579,7 @@ def quantizable_nodes(spec: Spec, layers: list[str]) -> list:
 MEASURED = ("int8", "bf16", "auto")
 
 #: how many int8 models are tried before --precision=int8 is refused (int8_levels)
-INT8_LEVELS = 3
+INT8_LEVELS = 4
 
 
 def sensitive_ops(spec: Spec, layers: list[str]) -> tuple[int, ...]:
@@ -606,9 +606,10 @@ def sensitive_ops(spec: Spec, layers: list[str]) -> tuple[int, ...]:
 
 
 def int8_levels(spec: Spec, layers: list[str]) -> list[tuple[int, ...]]:
-    """The int8 models tried in turn: everything quantized; then the sensitive ops
-    (sensitive_ops) left out (in fp32, or bf16: int8_mode); then the earliest stages too,
-    one more stage each time.
+    """The int8 models tried in turn: everything quantized; then the two ends left out (in
+    fp32, or bf16: int8_mode): the op reading the image and the producer of the requested
+    layers, the cheapest of the sensitive ops; then every sensitive op (sensitive_ops); then
+    the earliest stages too, one more stage each time.
 
     Rounding errors made early travel through every later layer (and along the residual
     paths of a ResNet), so the highest-resolution stages are the ones worth keeping exact
@@ -625,12 +626,10 @@ def int8_levels(spec: Spec, layers: list[str]) -> list[tuple[int, ...]]:
         else:
             stages.append([i])
         size = here
-    sensitive = set(sensitive_ops(spec, layers))
-    levels, keep = [()], set(sensitive)
-    if len(keep) < len(nodes):
-        levels.append(tuple(sorted(keep)))
-    for stage in stages:
-        keep |= set(stage)
+    levels, keep = [()], set()
+    ends = {0, len(nodes) - 1} if nodes else set()
+    for more in [ends, set(sensitive_ops(spec, layers))] + [set(s) for s in stages]:
+        keep |= more
         if len(keep) < len(nodes) and tuple(sorted(keep)) != levels[-1]:
             levels.append(tuple(sorted(keep)))  # never every op: that is the fp32 model
     return levels[:INT8_LEVELS]
