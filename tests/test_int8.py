@@ -266,8 +266,9 @@ def test_int8_under_the_cosine_bound_tries_fp32_stages_then_refuses(work, monkey
 def test_int8_levels_keep_the_sensitive_ops_then_the_earliest_stages():
     """ResNet-50: the stem and the classifier (2 ops), then the four shortcut projections too
     (6), then the stem's stage with res2 (15); VGG-16: the first conv and the last fc, then
-    blocks 1-2, then block 3; Xception: its projections are the entry and exit blocks' `residual` convs
-    (the middle blocks add their input as it is); never every op (that would be fp32)."""
+    blocks 1-2, then block 3; Xception: its projections are the entry and exit blocks'
+    `residual` convs (the middle blocks add their input as it is); never every op (that
+    would be fp32)."""
     from resnet.models import build_arch
 
     spec = build_arch("resnet50_v1")

@@ -12,7 +12,8 @@ plugin would pick bf16 on CPUs with AVX512-BF16/AMX unless told, so the precisio
 always set explicitly, and oneDNN's fpmath mode is pinned to strict. bf16 is an opt-in, and so
 is int8: a model quantized from the fp32 one on calibration images (quantize.py), measured
 against fp32 on them on first use; bf16 runs the fp32 model and is measured the same way.
-For OpenVINO, int8's activations after ReLUs are unsigned (unsigned_int8); where the engine
+For OpenVINO, int8's activations after ReLUs are unsigned (unsigned_int8), and without VNNI
+the stem's weights have 7 bits (narrow_int8); where the engine
 takes every core, an accepted int8 model is timed on first use as one process and as one
 process per core (streams.py), and runs the faster way. Every batch's
 outputs are checked for the traces of a failed run (InferenceEngine._guard). GPU

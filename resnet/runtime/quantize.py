@@ -7,7 +7,8 @@ then run those in int8: OpenVINO turns the pairs into u8 kernels (with the fp32 
 hint: it refuses an int8 one), oneDNN through its int8 passes (`enable_mkldnn_int8`). Nothing
 else is rounded (_NoOutputRounding says why), and the ops at given positions can be left in
 fp32 (engine.int8_levels). For OpenVINO the activations that cannot be negative (after a ReLU)
-are given an unsigned range (_unsigned_activations says why). Chosen by measurement over
+are given an unsigned range (_unsigned_activations says why), and on CPUs without VNNI the
+ops whose input can be negative get 7-bit weights (_narrow_weights). Chosen by measurement over
 OpenVINO's NNCF (an extra runtime outside Paddle Inference, whose faster models also round the
 residual adds and miss the bound) and 'KL' calibration (5x slower to calibrate, no more
 accurate): docs/engine_notes.md.
@@ -16,7 +17,8 @@ PTQ in Paddle 3.3.1 stores most activation scales as 0-D tensors where the progr
 shape [1]; OpenVINO's Paddle frontend then fails to load the model, so every parameter is
 reshaped to its declared shape before saving. Like the fp32 export, this runs in a child
 process started with FLAGS_enable_pir_api=0 (PTQ works on legacy programs only):
-`python -m resnet.runtime.quantize FP32_DIR CALIBRATION.npy OUT_DIR [OPS:KEEP,...] [u8]`.
+`python -m resnet.runtime.quantize FP32_DIR CALIBRATION.npy OUT_DIR [OPS:KEEP,...] [u8|s8]
+[w7-signed]`.
 """
 from __future__ import annotations
 
@@ -52,7 +54,8 @@ def quantize(fp32_prefix: str, calibration: np.ndarray, prefix: str,
         np.save(data, np.ascontiguousarray(calibration, np.float32))
         run_legacy("resnet.runtime.quantize", [os.path.dirname(fp32_prefix), data, out_dir,
                                                 f"{ops or ''}:{','.join(map(str, keep))}",
-                                                "u8" if unsigned else "s8", "w7-signed" if narrow else ""],
+                                                "u8" if unsigned else "s8",
+                                                "w7-signed" if narrow else ""],
                    prefix + ".pdiparams", "int8 quantization")
 
 
@@ -194,12 +197,12 @@ def _main(src_dir: str, data: str, out_dir: str, keep: str = ":", mode: str = "s
     batches = [images[i:i + BATCH] for i in range(0, len(images), BATCH)]
     exe = paddle.static.Executor(paddle.CPUPlace())
     ops, _, positions = keep.partition(":")
-    found, keep = _quantizable(exe, src_dir), [int(i) for i in positions.split(",") if i]
+    found, kept = _quantizable(exe, src_dir), [int(i) for i in positions.split(",") if i]
     if (ops and len(found) != int(ops)) or any(i >= len(found) or found[i][0] is None
-                                                for i in keep):
+                                                for i in kept):
         raise SystemExit(f"the program has {len(found)} quantizable ops; asked to keep "
-                         f"{keep} in fp32")
-    skip = [found[i][0] for i in keep]
+                         f"{kept} in fp32")
+    skip = [found[i][0] for i in kept]
     if narrow == "w7-signed":  # only where the input is signed: _narrow_weights
         post_training_quantization.QuantWeightPass = _narrow_weights(
             {name for name, signed in found if signed and name})
