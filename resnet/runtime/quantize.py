@@ -94,6 +94,13 @@ def non_negative(block) -> set[str]:
     return found
 
 
+def _rewrite(scope, place, name: str, change) -> None:
+    """Replace the values of scope variable `name` by change(values), keeping their dtype."""
+    tensor = scope.find_var(name).get_tensor()
+    value = np.array(tensor)
+    tensor.set(change(value).astype(value.dtype), place)
+
+
 def _unsigned_activations(block, scope, place) -> None:
     """Give each activation quantize/dequantize pair whose input cannot be negative the
     unsigned range [0, T] of 256 steps instead of PTQ's symmetric [-T, T], where such a
@@ -120,9 +127,7 @@ def _unsigned_activations(block, scope, place) -> None:
 
     def rewrite(name, change):
         if name not in done:
-            tensor = scope.find_var(name).get_tensor()
-            value = np.array(tensor)
-            tensor.set(change(value).astype(value.dtype), place)
+            _rewrite(scope, place, name, change)
             done.add(name)
 
     for scale, zeros in pairs.values():
@@ -153,14 +158,9 @@ def _narrow_weights(weights: set[str], bits: int = 7):
         def apply(self, graph):
             done = set()
             for op in graph.all_op_nodes():
-                if op.name() != "quantize_linear":
-                    continue
-                x = graph._find_node_by_name(op.inputs, op.input("X")[0])
-                name = op.input("Scale")[0]
-                if x.name() in weights and name not in done:
-                    tensor = self._scope.find_var(name).get_tensor()
-                    value = np.array(tensor)
-                    tensor.set((value * widen).astype(value.dtype), self._place)
+                name = op.input("Scale")[0] if op.name() == "quantize_linear" else None
+                if name and op.input("X")[0] in weights and name not in done:
+                    _rewrite(self._scope, self._place, name, lambda s: s * widen)
                     done.add(name)
             return super().apply(graph)
 
